@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "config-files.h"
+#include "ini.h"
+
+const char *host_config_path(void) {
+        const char *e = getenv("MICROVM_HOST_CONFIG");
+        return isempty(e) ? HOST_CONFIG_PATH : e;
+}
+
+int config_search_path(char ***ret) {
+        const char *e = getenv("MICROVM_CONFIG_PATH");
+        _cleanup_free_ char *copy = strdup(isempty(e) ? VM_CONFIG_PATH : e);
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save)) {
+                char **nl = realloc(l, (n + 2) * sizeof(char *));
+                if (!nl)
+                        return -ENOMEM;
+                l = nl;
+                l[n] = strdup(t);
+                l[n + 1] = NULL;
+                if (!l[n])
+                        return -ENOMEM;
+                n++;
+        }
+        if (!l) {
+                l = calloc(1, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        struct stat st;
+        size_t done = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (st.st_size > INI_FILE_MAX)
+                return -EFBIG;
+
+        buf = malloc((size_t) st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        /* Read up to one byte more than fits, to notice a file that grew. */
+        for (;;) {
+                ssize_t k = read(fd, buf + done, (size_t) st.st_size + 1 - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                done += (size_t) k;
+                if (done > (size_t) st.st_size)
+                        return -EFBIG;
+        }
+        buf[done] = '\0';
+        *ret_data = TAKE_PTR(buf);
+        *ret_size = done;
+        return 0;
+}
+
+/* A symlink whose target is /dev/null masks the name (as with units). */
+static bool is_masked(int dirfd, const char *name) {
+        struct stat st;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
+                return false;
+        if (fstatat(dirfd, name, &st, 0) < 0)
+                return false;
+        return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
+}
+
+void vm_config_files_free(VmConfigFile *f, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(f[i].name);
+                free(f[i].path);
+        }
+        free(f);
+}
+
+static int cmp_files(const void *a, const void *b) {
+        return strcmp(((const VmConfigFile *) a)->name, ((const VmConfigFile *) b)->name);
+}
+
+int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
+        _cleanup_strv_free_ char **dirs = NULL;
+        VmConfigFile *files = NULL;
+        size_t n = 0;
+        int r;
+
+        r = config_search_path(&dirs);
+        if (r < 0)
+                return r;
+
+        for (char **d = dirs; *d; d++) {
+                DIR *dir = opendir(*d);
+                struct dirent *de;
+
+                if (!dir) {
+                        if (errno == ENOENT || errno == ENOTDIR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                while ((errno = 0, de = readdir(dir))) {
+                        const char *suffix = endswith(de->d_name, ".conf");
+                        VmConfigFile *nf;
+                        bool seen = false;
+                        size_t len;
+
+                        if (!suffix || suffix == de->d_name || de->d_name[0] == '.')
+                                continue;
+                        if (de->d_type != DT_REG && de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
+                                continue;
+                        len = (size_t) (suffix - de->d_name);
+                        for (size_t i = 0; i < n; i++)
+                                if (strlen(files[i].name) == len && strncmp(files[i].name, de->d_name, len) == 0) {
+                                        seen = true; /* an earlier directory wins */
+                                        break;
+                                }
+                        if (seen)
+                                continue;
+                        nf = realloc(files, (n + 1) * sizeof *files);
+                        if (!nf) {
+                                closedir(dir);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        files = nf;
+                        files[n] = (VmConfigFile) {
+                                .name = strndup(de->d_name, len),
+                                .masked = is_masked(dirfd(dir), de->d_name),
+                        };
+                        if (!files[n].name || asprintf(&files[n].path, "%s/%s", *d, de->d_name) < 0) {
+                                files[n].path = NULL;
+                                n++;
+                                closedir(dir);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        n++;
+                }
+                r = errno > 0 ? -errno : 0;
+                closedir(dir);
+                if (r < 0)
+                        goto fail;
+        }
+
+        if (n > 0)
+                qsort(files, n, sizeof *files, cmp_files);
+        *ret = files;
+        *ret_n = n;
+        return 0;
+fail:
+        vm_config_files_free(files, n);
+        return r;
+}
+
+int vm_config_find(const char *id, char **ret_path) {
+        _cleanup_strv_free_ char **dirs = NULL;
+        int r;
+
+        r = config_search_path(&dirs);
+        if (r < 0)
+                return r;
+        for (char **d = dirs; *d; d++) {
+                _cleanup_close_ int dfd = open(*d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_free_ char *name = NULL, *path = NULL;
+                struct stat st;
+
+                if (dfd < 0)
+                        continue;
+                if (asprintf(&name, "%s.conf", id) < 0)
+                        return -ENOMEM;
+                if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (is_masked(dfd, name))
+                        return -ERFKILL;
+                if (asprintf(&path, "%s/%s", *d, name) < 0)
+                        return -ENOMEM;
+                *ret_path = TAKE_PTR(path);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int host_config_load(HostConfig **ret, Problems *problems) {
+        _cleanup_free_ char *data = NULL;
+        const char *path = host_config_path();
+        size_t size;
+        int r;
+
+        r = config_read_file(path, &data, &size);
+        if (r == -ENOENT)
+                return host_config_new_default(ret);
+        if (r < 0) {
+                problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be read: %s", strerror(-r));
+                return r;
+        }
+        return host_config_parse(path, data, size, ret, problems);
+}
+
+int vm_config_load(const HostConfig *host, const char *id, VmConfig **ret, Problems *problems) {
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        const char *reason;
+        size_t size;
+        int r;
+
+        reason = vm_id_invalid_reason(id);
+        if (reason) {
+                problems_add(problems, id, 0, NULL, NULL, NULL,
+                             "is not a valid VM id: it %s (ids match [a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)", reason);
+                return -EINVAL;
+        }
+
+        r = vm_config_find(id, &path);
+        if (r == -ENOENT) {
+                _cleanup_strv_free_ char **dirs = NULL;
+                _cleanup_free_ char *joined = NULL;
+                size_t len = 0;
+                FILE *f;
+
+                if (config_search_path(&dirs) < 0)
+                        return -ENOMEM;
+                f = open_memstream(&joined, &len);
+                if (!f)
+                        return -ENOMEM;
+                for (char **d = dirs; *d; d++)
+                        fprintf(f, "%s%s", d == dirs ? "" : ", ", *d);
+                fclose(f);
+                problems_add(problems, id, 0, NULL, NULL, NULL, "no such VM: no %s.conf in %s", id, strna(joined));
+                return r;
+        }
+        if (r == -ERFKILL) {
+                problems_add(problems, id, 0, NULL, NULL, NULL, "VM is masked (its config is a symlink to /dev/null)");
+                return r;
+        }
+        if (r < 0)
+                return r;
+
+        r = config_read_file(path, &data, &size);
+        if (r < 0) {
+                problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be read: %s", strerror(-r));
+                return r;
+        }
+        return vm_config_parse(path, id, data, size, host, ret, problems);
+}

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include "log.h"
+
+static const char *program_name = "microvm";
+static int max_level = LOG_INFO;
+static LogTarget target = LOG_TARGET_AUTO;
+static bool generator_mode = false;
+static int kmsg_fd = -EBADF;
+
+void log_set_program_name(const char *name) {
+        const char *slash = strrchr(name, '/');
+        program_name = slash ? slash + 1 : name;
+}
+
+void log_set_max_level(int level) {
+        max_level = level;
+}
+
+int log_get_max_level(void) {
+        return max_level;
+}
+
+void log_set_target(LogTarget t) {
+        target = t;
+}
+
+int log_level_from_string(const char *s) {
+        static const char *const names[] = {
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (streq(s, names[i]))
+                        return (int) i;
+        if (s[0] >= '0' && s[0] <= '7' && s[1] == '\0')
+                return s[0] - '0';
+        return -EINVAL;
+}
+
+LogTarget log_target_from_string(const char *s) {
+        if (streq(s, "console") || streq(s, "console-prefixed"))
+                return LOG_TARGET_CONSOLE;
+        if (streq(s, "kmsg"))
+                return LOG_TARGET_KMSG;
+        if (streq(s, "journal") || streq(s, "journal-or-kmsg") || streq(s, "syslog") ||
+            streq(s, "syslog-or-kmsg"))
+                return LOG_TARGET_JOURNAL;
+        if (streq(s, "null"))
+                return LOG_TARGET_NULL;
+        return LOG_TARGET_AUTO;
+}
+
+void log_parse_environment(bool as_generator) {
+        const char *e;
+
+        generator_mode = as_generator;
+        e = getenv("SYSTEMD_LOG_LEVEL");
+        if (e) {
+                int l = log_level_from_string(e);
+                if (l >= 0)
+                        max_level = l;
+        }
+        e = getenv("SYSTEMD_LOG_TARGET");
+        if (e)
+                target = log_target_from_string(e);
+}
+
+/* stderr is connected to the journal when $JOURNAL_STREAM names its dev:ino. */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return false;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
+
+static LogTarget effective_target(void) {
+        if (target != LOG_TARGET_AUTO)
+                return target;
+        /* The manager sets $SYSTEMD_SCOPE for generators (systemd.generator(7)). */
+        if (generator_mode && getenv("SYSTEMD_SCOPE"))
+                return LOG_TARGET_KMSG;
+        if (stderr_is_journal())
+                return LOG_TARGET_JOURNAL;
+        return LOG_TARGET_CONSOLE;
+}
+
+void log_open(void) {
+        if (effective_target() == LOG_TARGET_KMSG && kmsg_fd < 0)
+                kmsg_fd = open("/dev/kmsg", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+}
+
+static void write_all_iov(int fd, struct iovec *iov, int n) {
+        /* Best effort: logging must never fail the caller. */
+        (void) !writev(fd, iov, n);
+}
+
+int log_internal(int level, int error, const char *file, int line, const char *func,
+                 const char *format, ...) {
+        char buf[2048], prefix[128];
+        va_list ap;
+        int e = abs(error);
+        LogTarget t;
+
+        errno = e;
+        va_start(ap, format);
+        (void) vsnprintf(buf, sizeof buf, format, ap);
+        va_end(ap);
+
+        t = effective_target();
+        if (t == LOG_TARGET_KMSG) {
+                if (kmsg_fd < 0)
+                        log_open();
+                if (kmsg_fd < 0)
+                        t = LOG_TARGET_CONSOLE;
+        }
+
+        switch (t) {
+        case LOG_TARGET_NULL:
+                break;
+        case LOG_TARGET_KMSG: {
+                /* Kernel log: "<prio>name[pid]: message" (LOG_DAEMON facility). */
+                int n = snprintf(prefix, sizeof prefix, "<%d>%s[%d]: ", LOG_DAEMON | level,
+                                 program_name, (int) getpid());
+                struct iovec iov[] = {
+                        { prefix, (size_t) n },
+                        { buf, strlen(buf) },
+                        { (char *) "\n", 1 },
+                };
+                write_all_iov(kmsg_fd, iov, ELEMENTSOF(iov));
+                break;
+        }
+        case LOG_TARGET_JOURNAL: {
+                int n = snprintf(prefix, sizeof prefix, "<%d>", level);
+                struct iovec iov[] = {
+                        { prefix, (size_t) n },
+                        { buf, strlen(buf) },
+                        { (char *) "\n", 1 },
+                };
+                write_all_iov(STDERR_FILENO, iov, ELEMENTSOF(iov));
+                break;
+        }
+        default: {
+                int n = snprintf(prefix, sizeof prefix, "%s: ", program_name);
+                struct iovec iov[] = {
+                        { prefix, (size_t) n },
+                        { buf, strlen(buf) },
+                        { (char *) "\n", 1 },
+                };
+                write_all_iov(STDERR_FILENO, iov, ELEMENTSOF(iov));
+                break;
+        }
+        }
+
+        (void) file;
+        (void) line;
+        (void) func;
+        errno = e;
+        return -e;
+}
