@@ -58,6 +58,11 @@ int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
                 return -EBADFD;
         if (st.st_size > INI_FILE_MAX)
                 return -EFBIG;
+        /* A config names files and devices that root hands to a VM: only root
+         * may be able to write it. (Checked when we are root; a user running
+         * microvmctl validate on their own files is not acting for root.) */
+        if (geteuid() == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))))
+                return -EPERM;
 
         buf = malloc((size_t) st.st_size + 1);
         if (!buf)
@@ -207,6 +212,19 @@ int vm_config_find(const char *id, char **ret_path) {
         return -ENOENT;
 }
 
+const char *config_read_strerror(int r) {
+        switch (-r) {
+        case EPERM:
+                return "not owned by root, or writable by group or others (a config is as powerful as root: fix its owner and mode)";
+        case EFBIG:
+                return "larger than 1 MiB";
+        case EBADFD:
+                return "not a regular file";
+        default:
+                return strerror(-r);
+        }
+}
+
 int host_config_load(HostConfig **ret, Problems *problems) {
         _cleanup_free_ char *data = NULL;
         const char *path = host_config_path();
@@ -217,7 +235,7 @@ int host_config_load(HostConfig **ret, Problems *problems) {
         if (r == -ENOENT)
                 return host_config_new_default(ret);
         if (r < 0) {
-                problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be read: %s", strerror(-r));
+                problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be used: %s", config_read_strerror(r));
                 return r;
         }
         return host_config_parse(path, data, size, ret, problems);
@@ -263,7 +281,7 @@ int vm_config_load(const HostConfig *host, const char *id, VmConfig **ret, Probl
 
         r = config_read_file(path, &data, &size);
         if (r < 0) {
-                problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be read: %s", strerror(-r));
+                problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be used: %s", config_read_strerror(r));
                 return r;
         }
         return vm_config_parse(path, id, data, size, host, ret, problems);

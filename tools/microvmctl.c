@@ -61,7 +61,7 @@ static int validate_one(const HostConfig *host, const char *arg) {
                         return log_oom();
                 r = config_read_file(arg, &data, &size);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to read %s: %m", arg);
+                        return log_error_errno(r, "%s: cannot be used: %s", arg, config_read_strerror(r));
                 r = vm_config_parse(arg, id, data, size, host, &c, &problems);
         } else
                 r = vm_config_load(host, arg, &c, &problems);

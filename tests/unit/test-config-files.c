@@ -175,3 +175,31 @@ Test(config_files, search_path_default) {
         unsetenv("MICROVM_HOST_CONFIG");
         cr_assert_str_eq(host_config_path(), "/etc/microvm/microvm.conf");
 }
+
+Test(config_files, refuses_configs_others_can_write) {
+        char p[512], *d;
+        size_t n;
+        if (geteuid() != 0)
+                cr_skip_test("ownership rules apply when running as root");
+        write_file(etc, "w.conf", VM("w"));
+        snprintf(p, sizeof p, "%s/w.conf", etc);
+        cr_assert_eq(chmod(p, 0664), 0);
+        cr_assert_eq(config_read_file(p, &d, &n), -EPERM);
+        cr_assert_eq(chmod(p, 0644), 0);
+        cr_assert_eq(chown(p, 1000, 0), 0);
+        cr_assert_eq(config_read_file(p, &d, &n), -EPERM);
+        cr_assert_eq(chown(p, 0, 0), 0);
+        cr_assert_eq(config_read_file(p, &d, &n), 0);
+        free(d);
+        HostConfig *h;
+        Problems pr = {};
+        VmConfig *c = NULL;
+        cr_assert_eq(chmod(p, 0646), 0);
+        cr_assert_eq(host_config_load(&h, &pr), 0);
+        cr_assert_eq(vm_config_load(h, "w", &c, &pr), -EPERM);
+        char *m = problem_format(&pr.items[0]);
+        cr_assert(strstr(m, "/w.conf: cannot be used: not owned by root, or writable by group or others"), "%s", m);
+        free(m);
+        problems_done(&pr);
+        host_config_free(h);
+}
