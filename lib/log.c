@@ -168,3 +168,62 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         errno = e;
         return -e;
 }
+
+/* Decimal formatting without stdio, for log_signal_safe(). */
+static size_t format_uint_signal_safe(unsigned long v, char *buf) {
+        char tmp[24];
+        size_t n = 0, i = 0;
+
+        do {
+                tmp[n++] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v > 0);
+        while (n > 0)
+                buf[i++] = tmp[--n];
+        return i;
+}
+
+void log_signal_safe(int level, const char *message) {
+        char prefix[160];
+        size_t n = 0, l;
+        LogTarget t;
+        int fd = STDERR_FILENO;
+
+        if (level > max_level)
+                return;
+        /* effective_target() only reads the environment and fstat()s. */
+        t = effective_target();
+        if (t == LOG_TARGET_NULL)
+                return;
+        if (t == LOG_TARGET_KMSG) {
+                if (kmsg_fd < 0)
+                        t = LOG_TARGET_CONSOLE; /* opening it now is not signal-safe */
+                else
+                        fd = kmsg_fd;
+        }
+        if (t == LOG_TARGET_KMSG || t == LOG_TARGET_JOURNAL) {
+                prefix[n++] = '<';
+                n += format_uint_signal_safe((unsigned long) (t == LOG_TARGET_KMSG ? (LOG_DAEMON | level) : level),
+                                             prefix + n);
+                prefix[n++] = '>';
+        }
+        if (t != LOG_TARGET_JOURNAL) {
+                l = strnlen(program_name, 64);
+                memcpy(prefix + n, program_name, l);
+                n += l;
+                if (t == LOG_TARGET_KMSG) {
+                        prefix[n++] = '[';
+                        n += format_uint_signal_safe((unsigned long) getpid(), prefix + n);
+                        prefix[n++] = ']';
+                }
+                prefix[n++] = ':';
+                prefix[n++] = ' ';
+        }
+
+        struct iovec iov[] = {
+                { prefix, n },
+                { (char *) message, strlen(message) },
+                { (char *) "\n", 1 },
+        };
+        write_all_iov(fd, iov, ELEMENTSOF(iov));
+}

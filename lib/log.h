@@ -46,6 +46,11 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         })
 #define log_full(level, ...) (void) log_full_errno((level), 0, __VA_ARGS__)
 
+/* Async-signal-safe: writes a preformatted message to the current target
+ * with the usual prefix, without formatting, allocation or locks (for
+ * signal handlers, e.g. the SIGSYS handler of a seccomp trap). */
+void log_signal_safe(int level, const char *message);
+
 #define log_debug(...) log_full(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_full(LOG_INFO, __VA_ARGS__)
 #define log_notice(...) log_full(LOG_NOTICE, __VA_ARGS__)

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "fc-api.h"
+#include "safe-fs.h"
+
+int fc_api_connect(int chroot_base_fd, const char *rel, int *ret_fd) {
+        _cleanup_close_ int path_fd = -EBADF, sock = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int r;
+
+        r = safe_open_at(chroot_base_fd, rel, O_PATH, S_IFSOCK, &path_fd);
+        if (r < 0)
+                return r;
+        snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d", path_fd);
+        sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (sock < 0)
+                return -errno;
+        if (connect(sock, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS)
+                return -errno;
+        *ret_fd = TAKE_FD(sock);
+        return 0;
+}
+
+int fc_http_parse_status(const char *buf, size_t size) {
+        int status = 0;
+
+        if (size < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ')
+                return -EBADMSG;
+        for (int i = 9; i < 12; i++) {
+                if (buf[i] < '0' || buf[i] > '9')
+                        return -EBADMSG;
+                status = status * 10 + (buf[i] - '0');
+        }
+        if (size > 12 && buf[12] != ' ' && buf[12] != '\r')
+                return -EBADMSG;
+        return status;
+}
+
+static int wait_fd(int fd, short events, usec_t deadline) {
+        for (;;) {
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                struct pollfd p = { .fd = fd, .events = events };
+                int r;
+
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                r = poll(&p, 1, (int) ((deadline - now) / USEC_PER_MSEC + 1));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r > 0)
+                        return 0;
+        }
+}
+
+int fc_api_request(int fd, const char *method, const char *path, const char *body, usec_t timeout) {
+        usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
+        _cleanup_free_ char *req = NULL;
+        char resp[512];
+        size_t sent = 0, got = 0;
+        int len, r;
+
+        len = asprintf(&req,
+                       "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                       method, path, body ? strlen(body) : 0, body ?: "");
+        if (len < 0)
+                return -ENOMEM;
+
+        while (sent < (size_t) len) {
+                ssize_t n;
+                r = wait_fd(fd, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+                n = send(fd, req + sent, (size_t) len - sent, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                sent += (size_t) n;
+        }
+
+        /* The status line is all we need. */
+        while (got < sizeof resp - 1) {
+                ssize_t n;
+                r = wait_fd(fd, POLLIN, deadline);
+                if (r < 0)
+                        return r;
+                n = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                got += (size_t) n;
+                resp[got] = '\0';
+                if (memchr(resp, '\n', got))
+                        break;
+        }
+        return fc_http_parse_status(resp, got);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* libseccomp filters for our own processes, in two shapes:
+ *
+ *  - an allowlist (microvm-generator): every system call not listed is a
+ *    violation; entries may constrain one argument with a masked
+ *    comparison (e.g. openat() only read-only or with O_CREAT|O_EXCL);
+ *  - a denylist (microvm-stage, microvm-cleanup, ...): everything is
+ *    allowed except the listed calls; seccomp_deny_tools is the default
+ *    set no tool of ours ever needs after it has parsed its inputs.
+ *
+ * Both use the native architecture only: a system call made through
+ * another ABI (i386 int 0x80, x32) is a violation, too, so a denylist
+ * cannot be sidestepped through a compat entry point.
+ *
+ * On a violation (SECCOMP_VIOLATION_TRAP) a SIGSYS handler logs one line
+ * naming the call (log_signal_safe(), to the kernel log for a generator)
+ * and exits with SECCOMP_VIOLATION_EXIT_STATUS; the offending call never
+ * runs. SECCOMP_VIOLATION_KILL kills the process with SIGSYS without a
+ * word from us (the audit log has it); SECCOMP_VIOLATION_ERRNO fails the
+ * call with EPERM. Filters are inherited across fork and exec and cannot
+ * be removed, but the SIGSYS handler is not: after an exec, a TRAP
+ * violation kills the new program with SIGSYS and no log line. A filter
+ * installed before exec'ing another program (the jailer) therefore must
+ * not deny what that program needs (mount, pivot_root, ... for the
+ * jailer). */
+
+#include "macro.h"
+
+typedef enum SeccompViolation {
+        SECCOMP_VIOLATION_TRAP,
+        SECCOMP_VIOLATION_KILL,
+        SECCOMP_VIOLATION_ERRNO,
+} SeccompViolation;
+
+/* 128 + SIGSYS, what a shell reports for a process killed by SIGSYS. */
+#define SECCOMP_VIOLATION_EXIT_STATUS 159
+
+#define SECCOMP_ARG_NONE (-1)
+
+typedef struct SeccompAllow {
+        const char *name;       /* system call name as libseccomp knows it */
+        int arg;                /* SECCOMP_ARG_NONE, or the argument index 0-5 */
+        uint64_t mask;          /* allowed when (arg & mask) == value */
+        uint64_t value;
+} SeccompAllow;
+
+#define SECCOMP_ALLOW(n) { .name = (n), .arg = SECCOMP_ARG_NONE }
+#define SECCOMP_ALLOW_MASKED(n, a, m, v) { .name = (n), .arg = (a), .mask = (m), .value = (v) }
+#define SECCOMP_ALLOW_EQ(n, a, v) { .name = (n), .arg = (a), .mask = UINT64_MAX, .value = (v) }
+
+/* Several entries for one call are alternatives (any one allows). Names
+ * this architecture does not have are skipped. Returns -EOPNOTSUPP when
+ * the kernel refuses to load filters (EINVAL/ENOSYS: no
+ * CONFIG_SECCOMP_FILTER), other -errno on failure. */
+int seccomp_install_allowlist(const SeccompAllow *allow, size_t n, SeccompViolation on_violation);
+
+/* What the ASan/LSan/UBSan runtimes need beyond a program's own calls
+ * (LeakSanitizer's check at exit clones a tracer thread and uses ptrace;
+ * reports read /proc/self/maps), to append to an allowlist in sanitizer
+ * builds only, never in what is installed. */
+extern const SeccompAllow seccomp_allow_sanitizer_runtime[];
+extern const size_t seccomp_allow_sanitizer_runtime_n;
+
+/* names: NULL-terminated. */
+int seccomp_install_denylist(const char *const *names, SeccompViolation on_violation);
+
+/* Groups for denylists (NULL-terminated), and their union. */
+extern const char *const seccomp_deny_exec[];           /* execve, execveat */
+extern const char *const seccomp_deny_debug[];          /* ptrace, process_vm_*, perf, pidfd_getfd, ... */
+extern const char *const seccomp_deny_mount[];          /* mount, umount2, pivot_root, the new mount API, chroot */
+extern const char *const seccomp_deny_kernel[];         /* modules, kexec, bpf, keyrings, reboot, swap, clock, raw io, ... */
+extern const char *const seccomp_deny_tools[];          /* all of the above */
+
+/* For tests: the name of system call nr on the native architecture as this
+ * module resolved it, or NULL. */
+const char *seccomp_known_name(int nr);

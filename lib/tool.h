@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The boundary code every libexec tool shares: "TOOL [--help|--version] ID",
+ * logging set-up, loading the host config with its problems logged. */
+
+#include "config.h"
+
+/* Sets up logging and parses argv. Returns 0 with *ret_id set when the tool
+ * should run, 1 when it printed --help/--version and should exit 0, or a
+ * negative errno (already logged) on a usage error. */
+int tool_begin(int argc, char **argv, const char *name, const char *summary, const char **ret_id);
+
+/* Loads the host config, logging every problem. */
+int tool_load_host_config(HostConfig **ret);
+
+/* Loads the VM config, logging every problem (the validator's messages). */
+int tool_load_vm_config(const HostConfig *host, const char *id, VmConfig **ret);
+
+/* Exit status for a tool's main(). */
+static inline int tool_exit(int r) {
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* uid allocation on a real state dir (tmpfs, private mount namespace):
+ * concurrency under the lock, stability across restarts, explicit uids,
+ * NSS, exhaustion, release with the state, and failing closed on records
+ * we cannot trust. */
+
+/* Test paths live in PATH_MAX buffers; truncation would fail an assertion. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "names.h"
+#include "priv-util.h"
+#include "uid-alloc.h"
+
+/* A range no NSS database or subordinate range is expected to know; the
+ * tests check that assumption for the uids they use. */
+#define R0 ((uid_t) 3000000000U)
+#define NPROC 200
+
+static char T[PATH_MAX], S[PATH_MAX];
+static int state_fd = -1;
+
+static void setup(void) {
+        _cleanup_free_ char *err = NULL;
+
+        snprintf(T, sizeof T, "%s", priv_sandbox());
+        snprintf(S, sizeof S, "%s/var/lib/microvm", T);
+        cr_assert_eq(safe_root_open(S, SAFE_ROOT_CREATE, 0700, &state_fd, &err), 0, "%s", err);
+}
+
+static const char *pathf_join(const char *a, const char *b) {
+        static char bufs[4][PATH_MAX];
+        static unsigned i;
+        char *p = bufs[i++ % 4];
+
+        snprintf(p, PATH_MAX, "%s/%s", a, b);
+        return p;
+}
+
+static bool nss_knows(uid_t u) {
+        return getpwuid(u) || getgrgid((gid_t) u);
+}
+
+static uid_t alloc_ok(const char *id, uid_t min, uid_t max, uid_t wanted, bool *ret_created) {
+        _cleanup_free_ char *err = NULL;
+        UidAllocation a = {};
+        int r;
+
+        r = uid_allocate(state_fd, id, min, max, wanted, &a, &err);
+        cr_assert_eq(r, 0, "allocating for %s: %d %s", id, r, strna(err));
+        cr_assert_eq(a.uid, a.gid);
+        if (ret_created)
+                *ret_created = a.created;
+        return a.uid;
+}
+
+static void alloc_fail(const char *id, uid_t min, uid_t max, uid_t wanted, int want, const char *needle) {
+        _cleanup_free_ char *err = NULL;
+        UidAllocation a = {};
+        int r;
+
+        r = uid_allocate(state_fd, id, min, max, wanted, &a, &err);
+        cr_assert_eq(r, want, "allocating for %s: got %d (%s), wanted %d", id, r, strna(err), want);
+        cr_assert_not_null(err);
+        cr_assert(strstr(err, needle), "message \"%s\" lacks \"%s\"", err, needle);
+}
+
+Test(uid, concurrent_distinct_and_stable, .init = setup, .timeout = 300) {
+        int go[2], res[2];
+        pid_t pids[NPROC];
+        uid_t got[NPROC];
+        char buf[64];
+        FILE *f;
+
+        for (unsigned i = 0; i < 1000; i++)
+                cr_assert_not(nss_knows(R0 + i), "test range assumption broken: %u is known to NSS", R0 + i);
+
+        cr_assert_eq(pipe2(go, O_CLOEXEC), 0);
+        cr_assert_eq(pipe2(res, O_CLOEXEC), 0);
+        for (unsigned i = 0; i < NPROC; i++) {
+                pids[i] = fork();
+                cr_assert_geq(pids[i], 0);
+                if (pids[i] == 0) {
+                        _cleanup_free_ char *err = NULL;
+                        char id[32], line[64];
+                        UidAllocation a;
+                        int fd = -1, n;
+
+                        close(go[1]);
+                        /* All start together: wait for the parent to
+                         * close its end of the pipe (an event, not a
+                         * sleep). */
+                        if (read(go[0], line, 1) < 0)
+                                _exit(5);
+                        if (safe_root_open(S, 0, 0, &fd, &err) < 0)
+                                _exit(2);
+                        snprintf(id, sizeof id, "vm-%u", i);
+                        if (uid_allocate(fd, id, R0, R0 + 999, UID_INVALID, &a, &err) < 0) {
+                                fprintf(stderr, "%s: %s\n", id, strna(err));
+                                _exit(3);
+                        }
+                        /* one short write per child: atomic on a pipe */
+                        n = snprintf(line, sizeof line, "%u %u\n", i, (unsigned) a.uid);
+                        if (write(res[1], line, (size_t) n) != n)
+                                _exit(4);
+                        _exit(0);
+                }
+        }
+        close(go[0]);
+        close(res[1]);
+        close(go[1]);   /* go */
+        for (unsigned i = 0; i < NPROC; i++)
+                cr_assert_eq(wait_exit(pids[i]), 0, "child %u failed", i);
+
+        for (unsigned i = 0; i < NPROC; i++)
+                got[i] = UID_INVALID;
+        f = fdopen(res[0], "r");
+        cr_assert_not_null(f);
+        while (fgets(buf, sizeof buf, f)) {
+                unsigned idx, uid;
+                cr_assert_eq(sscanf(buf, "%u %u", &idx, &uid), 2);
+                cr_assert_lt(idx, NPROC);
+                cr_assert_eq(got[idx], UID_INVALID);
+                got[idx] = uid;
+        }
+        fclose(f);
+
+        for (unsigned i = 0; i < NPROC; i++) {
+                cr_assert_neq(got[i], UID_INVALID, "no result from child %u", i);
+                cr_assert(got[i] >= R0 && got[i] <= R0 + 999);
+                for (unsigned j = 0; j < i; j++)
+                        cr_assert_neq(got[i], got[j], "vm-%u and vm-%u both got uid %u", i, j, got[i]);
+        }
+        /* First fit under the lock: exactly the first NPROC uids. */
+        for (unsigned u = 0; u < NPROC; u++) {
+                bool found = false;
+                for (unsigned i = 0; i < NPROC && !found; i++)
+                        found = got[i] == R0 + u;
+                cr_assert(found, "uid %u not handed out", R0 + u);
+        }
+
+        /* A restart keeps each uid. */
+        for (unsigned i = 0; i < NPROC; i++) {
+                char id[32];
+                bool created = true;
+                uid_t u;
+
+                snprintf(id, sizeof id, "vm-%u", i);
+                cr_assert_eq(uid_record_read(state_fd, id, &u), 0);
+                cr_assert_eq(u, got[i]);
+                cr_assert_eq(alloc_ok(id, R0, R0 + 999, UID_INVALID, &created), got[i]);
+                cr_assert_not(created);
+        }
+}
+
+Test(uid, same_vm_concurrently_same_uid, .init = setup, .timeout = 120) {
+        int go[2], res[2];
+        pid_t pids[16];
+        char buf[64];
+        unsigned first = 0;
+        FILE *f;
+
+        cr_assert_eq(pipe2(go, O_CLOEXEC), 0);
+        cr_assert_eq(pipe2(res, O_CLOEXEC), 0);
+        for (unsigned i = 0; i < ELEMENTSOF(pids); i++) {
+                pids[i] = fork();
+                cr_assert_geq(pids[i], 0);
+                if (pids[i] == 0) {
+                        UidAllocation a;
+                        char line[32];
+                        int n;
+
+                        close(go[1]);
+                        if (read(go[0], line, 1) < 0)
+                                _exit(5);
+                        if (uid_allocate(state_fd, "web1", R0, R0 + 99, UID_INVALID, &a, NULL) < 0)
+                                _exit(3);
+                        n = snprintf(line, sizeof line, "%u\n", (unsigned) a.uid);
+                        _exit(write(res[1], line, (size_t) n) == n ? 0 : 4);
+                }
+        }
+        close(go[0]);
+        close(res[1]);
+        close(go[1]);
+        for (unsigned i = 0; i < ELEMENTSOF(pids); i++)
+                cr_assert_eq(wait_exit(pids[i]), 0);
+        f = fdopen(res[0], "r");
+        while (fgets(buf, sizeof buf, f)) {
+                unsigned u = (unsigned) strtoul(buf, NULL, 10);
+                if (!first)
+                        first = u;
+                cr_assert_eq(u, first);
+        }
+        fclose(f);
+        cr_assert_eq(first, R0);
+}
+
+Test(uid, explicit_uids, .init = setup, .timeout = 60) {
+        bool created;
+        UidAllocation a;
+        _cleanup_free_ char *err = NULL;
+
+        cr_assert_eq(alloc_ok("web1", R0, R0 + 99, R0 + 50, &created), R0 + 50);
+        cr_assert(created);
+        /* honoured again on restart */
+        cr_assert_eq(alloc_ok("web1", R0, R0 + 99, R0 + 50, &created), R0 + 50);
+        cr_assert_not(created);
+        /* taken by another VM: the message names it */
+        alloc_fail("web2", R0, R0 + 99, R0 + 50, -EBUSY, "web1");
+        /* outside the range */
+        alloc_fail("web2", R0, R0 + 99, R0 + 100, -ERANGE, "outside");
+        alloc_fail("web2", R0, R0 + 99, R0 - 1, -ERANGE, "uid_range");
+        /* auto skips it */
+        cr_assert_eq(alloc_ok("web2", R0 + 50, R0 + 99, UID_INVALID, NULL), R0 + 51);
+        /* a changed explicit uid rewrites the record and says what it was */
+        cr_assert_eq(uid_allocate(state_fd, "web1", R0, R0 + 99, R0 + 60, &a, &err), 0, "%s", strna(err));
+        cr_assert_eq(a.uid, R0 + 60);
+        cr_assert(a.created);
+        cr_assert_eq(a.previous, R0 + 50);
+        /* back to auto: the recorded uid is kept */
+        cr_assert_eq(alloc_ok("web1", R0, R0 + 99, UID_INVALID, &created), R0 + 60);
+        cr_assert_not(created);
+        /* a recorded uid outside a narrowed range is an error, not a silent reassignment */
+        alloc_fail("web1", R0 + 70, R0 + 99, UID_INVALID, -ERANGE, "restore the range");
+        alloc_fail("bad_id", R0, R0 + 99, UID_INVALID, -EINVAL, "not a valid VM id");
+        alloc_fail("web3", R0 + 10, R0 + 9, UID_INVALID, -EINVAL, "uid_range");
+}
+
+Test(uid, nss_known_ids_skipped, .init = setup, .timeout = 60) {
+        struct passwd *pw;
+        uid_t known = UID_INVALID;
+
+        /* Any user NSS knows (with a free uid right after it). */
+        setpwent();
+        while ((pw = getpwent()))
+                if (pw->pw_uid > 0 && pw->pw_uid < 60000 && !nss_knows(pw->pw_uid + 1)) {
+                        known = pw->pw_uid;
+                        break;
+                }
+        endpwent();
+        if (known == UID_INVALID)
+                cr_skip_test("no NSS user with a free uid after it");
+
+        cr_assert_eq(alloc_ok("web1", known, known + 1, UID_INVALID, NULL), known + 1);
+        alloc_fail("web2", known, known + 1, UID_INVALID, -ENOSPC, "no free uid");
+        alloc_fail("web3", known, known + 1, known, -EEXIST, "known to NSS");
+        /* reserved ids, whatever NSS says */
+        alloc_fail("web4", 65000, 66000, 65534, -EEXIST, "reserved");
+}
+
+Test(uid, exhaustion, .init = setup, .timeout = 60) {
+        cr_assert_eq(alloc_ok("a", R0, R0 + 1, UID_INVALID, NULL), R0);
+        cr_assert_eq(alloc_ok("b", R0, R0 + 1, UID_INVALID, NULL), R0 + 1);
+        alloc_fail("c", R0, R0 + 1, UID_INVALID, -ENOSPC, "widen uid_range");
+        /* no record was left for the VM that got none */
+        cr_assert_eq(uid_record_read(state_fd, "c", &(uid_t) { 0 }), -ENOENT);
+}
+
+Test(uid, release_with_state, .init = setup, .timeout = 60) {
+        SafeRmReport rep = {};
+        _cleanup_free_ char *msg = NULL;
+        struct stat st;
+        uid_t a, b;
+
+        a = alloc_ok("a", R0, R0 + 9, UID_INVALID, NULL);
+        b = alloc_ok("b", R0, R0 + 9, UID_INVALID, NULL);
+        cr_assert_eq(a, R0);
+        cr_assert_eq(b, R0 + 1);
+
+        /* state with VM-owned files in it */
+        cr_assert_eq(safe_mkdir_at(state_fd, "a/drives", 0700, 0, 0, 0, NULL), 1);
+        cr_assert_eq(safe_write_file_at(state_fd, "a/drives/root", "x", 1, 0600, a, a, 0), 0);
+        cr_assert_eq(vm_state_remove(state_fd, "a", &rep), 1);
+        cr_assert_eq(rep.n_refused, 0);
+        cr_assert_neq(lstat(S, &st), -1);
+        cr_assert_eq(fstatat(state_fd, "a", &st, AT_SYMLINK_NOFOLLOW), -1);
+        cr_assert_eq(vm_state_remove(state_fd, "a", &rep), 0);
+        /* the uid is free again */
+        cr_assert_eq(alloc_ok("c", R0, R0 + 9, UID_INVALID, NULL), R0);
+
+        /* State that cannot be removed keeps its uid recorded: a mount
+         * point inside it (removal never crosses one). */
+        {
+                char mnt[PATH_MAX], victim[PATH_MAX];
+                uid_t u;
+
+                snprintf(mnt, sizeof mnt, "%s/b/mnt", S);
+                snprintf(victim, sizeof victim, "%s/victim", T);
+                cr_assert_eq(mkdir(mnt, 0700), 0);
+                cr_assert_eq(mkdir(victim, 0755), 0);
+                write_file(pathf_join(victim, "keep"), "keep\n", 0644, 0);
+                cr_assert_eq(mount(victim, mnt, NULL, MS_BIND, NULL), 0, "%m");
+
+                cr_assert_eq(vm_state_remove(state_fd, "b", &rep), -EXDEV);
+                msg = safe_rm_report_format(&rep, S);
+                cr_assert_not_null(msg);
+                cr_assert(strstr(msg, "b/mnt: mount point"), "%s", msg);
+                cr_assert_eq(uid_record_read(state_fd, "b", &u), 0);
+                cr_assert_eq(u, b);
+                cr_assert_eq(lstat(pathf_join(victim, "keep"), &st), 0);
+                /* so a new VM does not get b's uid */
+                cr_assert_eq(alloc_ok("d", R0, R0 + 9, UID_INVALID, NULL), R0 + 2);
+                cr_assert_eq(umount2(mnt, MNT_DETACH), 0);
+                cr_assert_eq(vm_state_remove(state_fd, "b", NULL), 1);
+                cr_assert_eq(uid_record_read(state_fd, "b", &u), -ENOENT);
+        }
+        safe_rm_report_done(&rep);
+
+        /* uid_release(): just the record */
+        cr_assert_eq(uid_release(state_fd, "d"), 1);
+        cr_assert_eq(uid_release(state_fd, "d"), 0);
+        cr_assert_eq(uid_release(state_fd, "never"), 0);
+}
+
+static void write_at(const char *rel, const char *content) {
+        write_file(pathf_join(S, rel), content, 0644, 0);
+}
+
+Test(uid, fail_closed_on_bad_records, .init = setup, .timeout = 60) {
+        uid_t u;
+
+        cr_assert_eq(alloc_ok("good", R0, R0 + 9, UID_INVALID, NULL), R0);
+        /* a corrupt record of another VM blocks allocation, naming it */
+        cr_assert_eq(mkdir(pathf_join(S, "broken"), 0700), 0);
+        write_at("broken/uid", "3000000001 oops\n");
+        cr_assert_eq(uid_record_read(state_fd, "broken", &u), -EBADMSG);
+        alloc_fail("new", R0, R0 + 9, UID_INVALID, -EBADMSG, "broken/uid");
+        /* ... but a restart of a VM with a good record is not blocked by it? It is:
+         * its uid might be the broken one's. Fail closed. */
+        alloc_fail("good", R0, R0 + 9, UID_INVALID, -EBADMSG, "broken/uid");
+        cr_assert_eq(unlink(pathf_join(S, "broken/uid")), 0);
+
+        /* a record that is a symlink is refused, not followed */
+        cr_assert_eq(symlink(pathf_join(S, "good/uid"), pathf_join(S, "broken/uid")), 0);
+        cr_assert_eq(uid_record_read(state_fd, "broken", &u), -ELOOP);
+        alloc_fail("new", R0, R0 + 9, UID_INVALID, -ELOOP, "broken/uid");
+        cr_assert_eq(unlink(pathf_join(S, "broken/uid")), 0);
+
+        /* entries that are not VM state dirs are ignored: files, symlinks,
+         * dirs without a record, names that are no VM id */
+        write_at("images", "not a dir");
+        cr_assert_eq(symlink("/", pathf_join(S, "link")), 0);
+        cr_assert_eq(mkdir(pathf_join(S, "Not_An_Id"), 0700), 0);
+        write_at("Not_An_Id/uid", "garbage");
+        cr_assert_eq(alloc_ok("new", R0, R0 + 9, UID_INVALID, NULL), R0 + 1);
+
+        /* two VMs recorded with one uid (hand-edited): a restart refuses */
+        write_at("broken/uid", "3000000000\n");
+        alloc_fail("good", R0, R0 + 9, UID_INVALID, -EBUSY, "broken");
+
+        /* a symlinked own state dir: the allocation refuses to write through it */
+        cr_assert_eq(symlink(T, pathf_join(S, "evil")), 0);
+        alloc_fail("evil", R0, R0 + 9, UID_INVALID, -ELOOP, "evil");
+}
+
+Test(uid, lock_file_checks, .init = setup, .timeout = 60) {
+        int lock = -1;
+
+        cr_assert_eq(uid_alloc_lock(state_fd, &lock), 0);
+        close(lock);
+        cr_assert_eq(unlink(pathf_join(S, STATE_LOCK_FILE)), 0);
+        cr_assert_eq(symlink(pathf_join(T, "elsewhere"), pathf_join(S, STATE_LOCK_FILE)), 0);
+        cr_assert_eq(uid_alloc_lock(state_fd, &lock), -ELOOP);
+        alloc_fail("a", R0, R0 + 9, UID_INVALID, -ELOOP, STATE_LOCK_FILE);
+        cr_assert_eq(access(pathf_join(T, "elsewhere"), F_OK), -1, "created through the symlink");
+}
+
+Test(uid, untrusted_state_dir, .init = setup, .timeout = 60) {
+        _cleanup_free_ char *err = NULL;
+        int fd = -1;
+
+        cr_assert_eq(symlink(S, pathf_join(T, "state-link")), 0);
+        cr_assert_eq(safe_root_open(pathf_join(T, "state-link"), 0, 0, &fd, &err), -ELOOP);
+        cr_assert(strstr(err, "state-link"), "%s", err);
+        free(err);
+        err = NULL;
+        cr_assert_eq(chmod(pathf_join(T, "var/lib"), 0775), 0);
+        cr_assert_eq(safe_root_open(S, 0, 0, &fd, &err), -EPERM);
+        cr_assert(strstr(err, "var/lib\" is group-writable"), "%s", err);
+}
+
+PRIV_TEST_MAIN
