@@ -85,10 +85,13 @@ Test(plan, rejects) {
         expect_bad("ID=a\nJAILER=\\q\n", "bad escape");
         expect_bad("ID=a\nJAILER=\\x00\n", "bad escape");
         expect_bad("ID=a\ngarbage\n", "not KEY=VALUE");
-        cr_assert(asprintf(&buf, "%s", text) > 0);
-        *strstr(buf, "VERSION=1") = '#';
-        cr_assert(asprintf(&buf, "%sVERSION=2\n", buf) > 0);
+        char *old;
+        cr_assert(asprintf(&old, "%s", text) > 0);
+        *strstr(old, "VERSION=1") = '#';
+        cr_assert(asprintf(&buf, "%sVERSION=2\n", old) > 0);
         expect_bad(buf, "plan version 2");
+        free(old);
+        free(buf);
         free(text);
         plan_free(p);
 }
