@@ -45,10 +45,6 @@
                 _found_;                                               \
         })
 
-static inline const char *strempty(const char *s) {
-        return s ?: "";
-}
-
 /* ---- implementation choice -------------------------------------------- */
 
 #if HAVE_SYS_OPENAT2

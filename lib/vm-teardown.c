@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <stdarg.h>
+
+#include "cgroup.h"
+#include "names.h"
+#include "safe-fs.h"
+#include "tap.h"
+#include "uid-alloc.h"
+#include "vm-teardown.h"
+
+#define CGROUP_DRAIN_TIMEOUT (10 * USEC_PER_SEC)
+#define UNIT_SLICE "microvm.slice"
+
+void teardown_report_done(TeardownReport *r) {
+        strv_free(r->failed);
+        *r = (TeardownReport) {};
+}
+
+static int fail(TeardownReport *r, int error, const char *format, ...) _printf_(3, 4);
+static int fail(TeardownReport *r, int error, const char *format, ...) {
+        _cleanup_free_ char *m = NULL;
+        va_list ap;
+
+        errno = abs(error);
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (m)
+                (void) strv_push(&r->failed, m);
+        return -abs(error);
+}
+
+int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error) {
+        _cleanup_close_ int run_fd = -EBADF;
+        _cleanup_free_ char *text = NULL, *rel = NULL;
+        size_t size;
+        int r;
+
+        r = safe_root_open(host->run_dir, 0, 0, &run_fd, ret_error);
+        if (r < 0)
+                return r;
+        if (asprintf(&rel, "%s/" RUN_PLAN_FILE, id) < 0)
+                return -ENOMEM;
+        r = safe_read_file_at(run_fd, rel, 64 * 1024, &text, &size);
+        if (r < 0)
+                return r;
+        return plan_parse(text, size, ret, ret_error);
+}
+
+int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside) {
+        _cleanup_free_ char *self = NULL, *unit = NULL;
+        char *slash;
+        int r;
+
+        unit = unit_name_for(id);
+        if (!unit)
+                return -ENOMEM;
+        r = cgroup_pid_path(0, &self);
+        if (r < 0)
+                return r;
+
+        /* Running as a control process of the unit: .../microvm@<id>.service/.control */
+        slash = strrchr(self, '/');
+        if (slash && streq(slash + 1, CGROUP_CONTROL_LEAF)) {
+                *slash = '\0';
+                slash = strrchr(self, '/');
+                if (slash && streq(slash + 1, unit)) {
+                        *ret = TAKE_PTR(self);
+                        if (ret_inside)
+                                *ret_inside = true;
+                        return 0;
+                }
+        }
+        if (asprintf(ret, "/" UNIT_SLICE "/%s", unit) < 0)
+                return -ENOMEM;
+        if (ret_inside)
+                *ret_inside = false;
+        return 0;
+}
+
+static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *first) {
+        _cleanup_free_ char *mount = NULL;
+        _cleanup_close_ int unit_fd = -EBADF;
+        CgroupTeardown ct = {};
+        int k;
+
+        k = cgroup2_find_mount(&mount);
+        if (k < 0) {
+                if (*first == 0)
+                        *first = fail(r, k, "cgroups of %s: no cgroup2 mount (%m)", t->id);
+                return;
+        }
+        k = cgroup_open(mount, t->unit_cgroup, &unit_fd);
+        if (k == -ENOENT)
+                return; /* nothing ever ran, or systemd already removed it */
+        if (k < 0) {
+                if (*first == 0)
+                        *first = fail(r, k, "cgroup %s%s: %m", mount, t->unit_cgroup);
+                return;
+        }
+        k = cgroup_teardown_children(unit_fd, t->keep_child, CGROUP_DRAIN_TIMEOUT, &ct);
+        r->n_cgroups_killed += ct.killed;
+        r->n_cgroups_removed += ct.removed;
+        if (k < 0) {
+                int e = fail(r, ct.error ?: k, "cgroup %s%s%s: could not be removed (%m)", mount, t->unit_cgroup,
+                             strna(ct.failed));
+                if (*first == 0)
+                        *first = e;
+        }
+        cgroup_teardown_done(&ct);
+
+        if (t->keep_child)
+                return;
+        /* Reclaim: the unit is not running, so its own cgroup may go too. */
+        if (cgroup_is_populated(unit_fd) > 0) {
+                r->n_cgroups_killed++;
+                k = cgroup_kill(unit_fd);
+                if (k >= 0)
+                        k = cgroup_wait_unpopulated(unit_fd, CGROUP_DRAIN_TIMEOUT);
+                if (k < 0 && *first == 0)
+                        *first = fail(r, k, "cgroup %s%s: processes could not be killed (%m)", mount,
+                                      t->unit_cgroup);
+        }
+        unit_fd = safe_close(unit_fd);
+        {
+                _cleanup_free_ char *full = NULL;
+                if (asprintf(&full, "%s%s", mount, t->unit_cgroup) < 0)
+                        return;
+                if (rmdir(full) >= 0)
+                        r->n_cgroups_removed++;
+                else if (errno != ENOENT && errno != EBUSY && *first == 0)
+                        *first = fail(r, errno, "cgroup %s: could not be removed (%m)", full);
+        }
+}
+
+static void teardown_taps(const TeardownTarget *t, TeardownReport *r, int *first) {
+        if (!t->plan)
+                return;
+        for (char **tap = t->plan->tap; tap && *tap; tap++) {
+                int k = tap_delete(*tap, t->plan->uid);
+                if (k == -EPERM)
+                        k = fail(r, k, "tap %s: not removed, it is not a tap of uid %u (someone else's interface)",
+                                 *tap, (unsigned) t->plan->uid);
+                else if (k < 0)
+                        k = fail(r, k, "tap %s: could not be removed (%m)", *tap);
+                if (k < 0 && *first == 0)
+                        *first = k;
+        }
+}
+
+/* Removes <root>/<rel> with safe-fs, reporting refusals. */
+static int remove_tree(const char *root, const char *rel, const char *what, TeardownReport *r) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *error = NULL, *lines = NULL;
+        SafeRmReport rep = {};
+        int k;
+
+        k = safe_root_open(root, 0, 0, &fd, &error);
+        if (k == -ENOENT)
+                return 0;
+        if (k < 0)
+                return fail(r, k, "%s %s/%s: not removed, %s", what, root, rel, strna(error));
+        k = safe_rm_rf_at(fd, rel, 0, NULL, &rep);
+        if (k < 0) {
+                lines = safe_rm_report_format(&rep, NULL);
+                k = fail(r, k, "%s %s/%s: not completely removed (%m)%s%s", what, root, rel, lines ? ": " : "",
+                         strempty(lines));
+        }
+        safe_rm_report_done(&rep);
+        return k;
+}
+
+static void teardown_jail(const TeardownTarget *t, TeardownReport *r, int *first) {
+        const char *base = t->plan ? t->plan->chroot_base : t->host->chroot_base;
+        const char *exec = t->plan ? t->plan->exec_name : t->exec_name;
+        int k;
+
+        if (exec) {
+                _cleanup_free_ char *exec_dir = NULL;
+                if (asprintf(&exec_dir, "%s/%s", base, exec) < 0)
+                        return;
+                k = remove_tree(exec_dir, t->id, "jail", r);
+                if (k > 0)
+                        r->jail_removed = true;
+                if (k < 0 && *first == 0)
+                        *first = k;
+                return;
+        }
+
+        /* No plan and no exec name: look for <base>/<any>/<id>. */
+        _cleanup_close_ int base_fd = -EBADF;
+        DIR *d;
+        struct dirent *de;
+
+        if (safe_root_open(base, 0, 0, &base_fd, NULL) < 0)
+                return;
+        d = fdopendir(TAKE_FD(base_fd));
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *exec_dir = NULL;
+                if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+                        continue;
+                if (asprintf(&exec_dir, "%s/%s", base, de->d_name) < 0)
+                        break;
+                k = remove_tree(exec_dir, t->id, "jail", r);
+                if (k > 0)
+                        r->jail_removed = true;
+                if (k < 0 && *first == 0)
+                        *first = k;
+        }
+        closedir(d);
+}
+
+static void teardown_state(const TeardownTarget *t, TeardownReport *r, int *first) {
+        _cleanup_free_ char *rel = NULL;
+        int k;
+
+        /* The VM's drive copies and copy-on-write files go; the uid record
+         * stays (the uid remains reserved for the VM). */
+        if (t->plan)
+                k = remove_tree(t->plan->state_dir, STATE_DRIVES_DIR, "disk state", r);
+        else if (asprintf(&rel, "%s/" STATE_DRIVES_DIR, t->id) >= 0)
+                k = remove_tree(t->host->state_dir, rel, "disk state", r);
+        else
+                k = -ENOMEM;
+        if (k < 0 && *first == 0)
+                *first = k;
+}
+
+int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
+        int first = 0, k;
+
+        *report = (TeardownReport) {};
+        if (!vm_id_valid(t->id))
+                return -EINVAL;
+
+        /* Processes first: nothing may hold the jail's files, the taps or
+         * the block devices while we remove them. */
+        if (t->unit_cgroup)
+                teardown_processes(t, report, &first);
+        teardown_taps(t, report, &first);
+        teardown_jail(t, report, &first);
+        if (!t->keep_run_dir) {
+                k = remove_tree(t->host->run_dir, t->id, "run directory", report);
+                if (k > 0)
+                        report->run_dir_removed = true;
+                if (k < 0 && first == 0)
+                        first = k;
+        }
+        if (t->remove_state)
+                teardown_state(t, report, &first);
+        return first;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Tearing down everything a VM's start created, in dependency order:
+ *   1. the processes: cgroup.kill of the unit's sub-cgroups (or of the
+ *      whole unit cgroup, for reclaim), wait for them to drain, rmdir;
+ *   2. taps, then device-mapper devices (loops detach themselves);
+ *   3. the jail (<chroot_base>/<exec>/<id>), with safe-fs removal: it may
+ *      hold anything the VM planted;
+ *   4. the run dir (<run_dir>/<id>: plan, FIFO);
+ *   5. for ephemeral VMs, the disk state in <state_dir>/<id>/.
+ * Shared by microvm-stage (reset before building), microvm-cleanup
+ * (ExecStopPost=) and microvm-reclaim. Every step runs even when an earlier
+ * one failed; every object that could not be removed is reported. A VM
+ * that was never staged is a no-op. */
+
+#include "config.h"
+#include "plan.h"
+
+typedef struct TeardownTarget {
+        const char *id;
+        const HostConfig *host;
+        /* The plan of the run to undo; NULL when there is none (a stage that
+         * died before writing it, or nothing ever staged): then the names
+         * are derived from the host config and exec_name. */
+        const Plan *plan;
+        const char *exec_name;  /* used without a plan; NULL: every <chroot_base>/<*>/<id> */
+        /* Processes: the unit cgroup (relative to the cgroup2 mount); NULL:
+         * leave processes and cgroups alone. */
+        const char *unit_cgroup;
+        /* Kill and remove only the unit cgroup's children except this one
+         * (".control", where we run); NULL: the unit cgroup too (reclaim). */
+        const char *keep_child;
+        bool keep_run_dir;      /* stage keeps <run_dir>/<id> (it rewrites it) */
+        bool remove_state;      /* drop <state_dir>/<id>/ disk state (ephemeral VMs) */
+} TeardownTarget;
+
+typedef struct TeardownReport {
+        char **failed;          /* one message per object left behind */
+        unsigned n_cgroups_killed;
+        unsigned n_cgroups_removed;
+        bool jail_removed;
+        bool run_dir_removed;
+} TeardownReport;
+
+/* Returns 0 when everything is gone, else the first error (and report
+ * lists every object left). */
+int vm_teardown(const TeardownTarget *t, TeardownReport *report);
+void teardown_report_done(TeardownReport *r);
+
+/* Reads <run_dir>/<id>/plan. -ENOENT when there is none. */
+int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error);
+
+/* The relative cgroup path of microvm@<id>.service as seen from our own
+ * cgroup: when we run inside it (its .control child), the parent of our
+ * cgroup; otherwise <slice>/microvm@<id>.service below the root of our
+ * cgroup namespace. *ret_inside tells which. */
+int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside);

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* microvm-cleanup ID — ExecStopPost=+ of microvm@ID.service, as root.
+ *
+ * Runs after every start attempt (failed, killed or stopped) and removes
+ * everything the start created: kills what is left in the unit's
+ * sub-cgroups (cgroup.kill), removes them, deletes the taps and
+ * device-mapper devices, removes the jail and the run dir, and for an
+ * ephemeral VM its disk state. It works from the launch plan the stage
+ * wrote, so an edited or deleted config does not strand anything; without a
+ * plan (a stage that died early, nothing staged) it derives the names from
+ * the configs. It runs every step even when one fails, exits non-zero
+ * naming every object it could not remove, and is a no-op success for a VM
+ * that was never staged. The VM's persistent state (<state_dir>/<id>/) is
+ * kept. */
+
+#include "binary.h"
+#include "cgroup.h"
+#include "config-files.h"
+#include "log.h"
+#include "names.h"
+#include "seccomp-util.h"
+#include "tool.h"
+#include "vm-teardown.h"
+
+int main(int argc, char **argv) {
+        _cleanup_host_config_ HostConfig *host = NULL;
+        _cleanup_vm_config_ VmConfig *vm = NULL;
+        _cleanup_plan_ Plan *plan = NULL;
+        _cleanup_free_ char *cg = NULL, *error = NULL, *canonical = NULL;
+        TeardownReport rep = {};
+        const char *id, *exec_name = NULL;
+        bool inside = false, ephemeral;
+        int r;
+
+        r = tool_begin(argc, argv, "microvm-cleanup",
+                       "Remove everything a VM's start created (idempotent; keeps the VM's persistent state).", &id);
+        if (r != 0)
+                return tool_exit(r);
+
+        r = tool_load_host_config(&host);
+        if (r < 0)
+                return tool_exit(r);
+
+        r = vm_plan_read(host, id, &plan, &error);
+        if (r < 0 && r != -ENOENT)
+                log_warning("Ignoring the launch plan of %s: %s", id, error ?: strerror(-r));
+        if (!plan) {
+                /* No plan: the names come from the current configs. */
+                Problems p = {};
+                (void) vm_config_load(host, id, &vm, &p);
+                problems_done(&p);
+                canonical = realpath(host->firecracker, NULL);
+                exec_name = canonical ? exec_name_from_path(canonical) : NULL;
+        }
+        ephemeral = plan ? plan->ephemeral : vm && vm->ephemeral;
+
+        r = vm_unit_cgroup(id, &cg, &inside);
+        if (r < 0)
+                return tool_exit(log_error_errno(r, "Failed to find the cgroup of microvm@%s.service: %m", id));
+        if (!inside)
+                log_notice("Not running inside microvm@%s.service: leaving its processes alone "
+                           "(use microvm-reclaim for a VM whose unit is not running).", id);
+
+        r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
+        if (r < 0 && r != -EOPNOTSUPP)
+                return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
+
+        TeardownTarget t = {
+                .id = id,
+                .host = host,
+                .plan = plan,
+                .exec_name = exec_name,
+                .unit_cgroup = inside ? cg : NULL,
+                .keep_child = CGROUP_CONTROL_LEAF,
+                .remove_state = ephemeral,
+        };
+        r = vm_teardown(&t, &rep);
+        for (char **m = rep.failed; m && *m; m++)
+                log_error("Not removed: %s", *m);
+        if (rep.n_cgroups_killed > 0)
+                log_notice("Killed processes left in %u cgroup(s) of %s.", rep.n_cgroups_killed, id);
+        teardown_report_done(&rep);
+        if (r < 0)
+                return tool_exit(log_error_errno(r, "Cleanup of %s left objects behind (listed above).", id));
+        log_debug("Cleaned up %s.", id);
+        return EXIT_SUCCESS;
+}
