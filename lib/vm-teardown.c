@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
 #include <stdarg.h>
+#include <sys/file.h>
 
 #include "cgroup.h"
 #include "names.h"
@@ -253,4 +254,28 @@ int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
         if (t->remove_state)
                 teardown_state(t, report, &first);
         return first;
+}
+
+int vm_reclaim_lock(int run_fd, bool exclusive, int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        for (unsigned attempt = 0;; attempt++) {
+                r = safe_open_at(run_fd, ".lock", O_RDWR, S_IFREG, &fd);
+                if (r != -ENOENT)
+                        break;
+                r = safe_create_file_at(run_fd, ".lock", 0600, 0, 0, &fd);
+                if (r != -EEXIST || attempt > 3)
+                        break;
+        }
+        if (r < 0)
+                return r;
+        r = safe_fd_verify(fd, S_IFREG, 0);
+        if (r < 0)
+                return r;
+        while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
 }

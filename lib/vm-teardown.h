@@ -56,3 +56,9 @@ int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_
  * cgroup; otherwise <slice>/microvm@<id>.service below the root of our
  * cgroup namespace. *ret_inside tells which. */
 int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside);
+
+/* The lock between microvm-stage (shared, for its whole run) and
+ * microvm-reclaim (exclusive, while it checks that a VM's unit is not
+ * running and tears it down): reclaim never removes what a stage that is
+ * running right now builds. <run_dir>/.lock, created if missing. */
+int vm_reclaim_lock(int run_fd, bool exclusive, int *ret_fd);

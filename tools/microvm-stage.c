@@ -59,6 +59,7 @@ typedef struct Stage {
         int run_fd;             /* <run_dir> */
         int exec_fd;            /* <chroot_base>/<exec> */
         int jail_fd;            /* <chroot_base>/<exec>/<id>/root */
+        int lock_fd;            /* shared reclaim lock, held for the whole stage */
         UidAllocation uid;
         char **taps;            /* per NIC */
         uint8_t (*macs)[6];
@@ -75,6 +76,7 @@ static void stage_done(Stage *s) {
         safe_close(s->run_fd);
         safe_close(s->exec_fd);
         safe_close(s->jail_fd);
+        safe_close(s->lock_fd);
         strv_free(s->taps);
         free(s->macs);
         plan_free(s->plan);
@@ -530,7 +532,7 @@ static int stage_console(Stage *s) {
 
 int main(int argc, char **argv) {
         _cleanup_(stage_done) Stage s = { .state_fd = -EBADF, .vm_state_fd = -EBADF, .run_fd = -EBADF,
-                                          .exec_fd = -EBADF, .jail_fd = -EBADF };
+                                          .exec_fd = -EBADF, .jail_fd = -EBADF, .lock_fd = -EBADF };
         _cleanup_free_ char *error = NULL;
         int r;
 
@@ -556,6 +558,10 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return tool_exit(r);
 
+        /* microvm-reclaim must not tear down what we are building. */
+        r = vm_reclaim_lock(s.run_fd, false, &s.lock_fd);
+        if (r < 0)
+                return tool_exit(log_error_errno(r, "Failed to take the reclaim lock in %s: %m", s.host->run_dir));
         r = reset(&s);
         if (r < 0)
                 return tool_exit(r);

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cgroup.h"
+#include "names.h"
+#include "unit-state.h"
+
+bool active_state_is_running(const char *state) {
+        /* Only these two mean no process of the unit runs or is about to. */
+        return !streq(state, "inactive") && !streq(state, "failed");
+}
+
+static int ask_systemd(sd_bus *bus, const char *unit, bool *ret_running) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *state = NULL;
+        const char *path;
+        int r;
+
+        r = sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                               "org.freedesktop.systemd1.Manager", "GetUnit", &error, &reply, "s", unit);
+        if (r < 0) {
+                if (sd_bus_error_has_name(&error, "org.freedesktop.systemd1.NoSuchUnit")) {
+                        *ret_running = false; /* not even loaded */
+                        return 0;
+                }
+                return r;
+        }
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_get_property_string(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Unit",
+                                       "ActiveState", &error, &state);
+        if (r < 0)
+                return r;
+        *ret_running = active_state_is_running(state);
+        return 0;
+}
+
+int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRunning *ret, const char **ret_how) {
+        _cleanup_free_ char *unit = unit_name_for(id), *mount = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        bool running;
+        int r;
+
+        if (!unit)
+                return -ENOMEM;
+        if (bus) {
+                r = ask_systemd(bus, unit, &running);
+                if (r >= 0) {
+                        *ret = running ? UNIT_RUNNING : UNIT_NOT_RUNNING;
+                        if (ret_how)
+                                *ret_how = "systemd";
+                        return 0;
+                }
+        }
+        /* No answer from systemd: a unit with processes in its cgroup runs. */
+        if (ret_how)
+                *ret_how = "cgroup";
+        r = cgroup2_find_mount(&mount);
+        if (r < 0)
+                return r;
+        r = cgroup_open(mount, unit_cgroup, &fd);
+        if (r == -ENOENT) {
+                *ret = UNIT_NOT_RUNNING;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = cgroup_is_populated(fd);
+        if (r < 0)
+                return r;
+        *ret = r > 0 ? UNIT_RUNNING : UNIT_NOT_RUNNING;
+        return 0;
+}

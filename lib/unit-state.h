@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Whether a VM's unit is running, for microvm-reclaim: asked of systemd
+ * over the system bus, with the cgroup's population as the fallback when
+ * there is no bus (early boot, a container without one). */
+
+#include <systemd/sd-bus.h>
+
+#include "macro.h"
+
+typedef enum UnitRunning {
+        UNIT_NOT_RUNNING,       /* inactive, failed, or not loaded */
+        UNIT_RUNNING,           /* active, activating, deactivating, reloading, ... */
+} UnitRunning;
+
+/* bus may be NULL: then only the cgroup (relative to the cgroup2 mount) is
+ * looked at. ret_how (optional) says what the answer is based on. */
+int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRunning *ret, const char **ret_how);
+
+/* Pure: does an ActiveState value mean "leave it alone"? */
+bool active_state_is_running(const char *state);

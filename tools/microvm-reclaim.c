@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* microvm-reclaim [--dry-run] [ID...] — run by microvm-reclaim.service at
+ * boot (before microvms.target) and on demand.
+ *
+ * Finds what VMs left behind whose unit is not running — jails under the
+ * chroot base, run dirs, cgroups below microvm.slice — and tears each VM
+ * down with the same code as microvm-cleanup. Whether a unit runs is asked
+ * of systemd over the bus, or, without a bus, read from its cgroup's
+ * population. Never touches a running VM (the check and the teardown
+ * happen under a lock that microvm-stage holds while it stages), and never
+ * anything that is not ours (only names that are valid VM ids, in our
+ * directories, in microvm.slice). */
+
+#include <dirent.h>
+#include <getopt.h>
+
+#include "cgroup.h"
+#include "config-files.h"
+#include "log.h"
+#include "names.h"
+#include "safe-fs.h"
+#include "seccomp-util.h"
+#include "tool.h"
+#include "unit-state.h"
+#include "vm-teardown.h"
+
+static bool arg_dry_run = false;
+
+typedef struct Candidate {
+        char id[VM_ID_MAX + 1];
+        bool jail, run_dir, cgroup;
+} Candidate;
+
+typedef struct Candidates {
+        Candidate *items;
+        size_t n;
+} Candidates;
+
+static Candidate *candidate(Candidates *c, const char *id) {
+        Candidate *n;
+
+        if (!vm_id_valid(id))
+                return NULL; /* not a name we could have made */
+        for (size_t i = 0; i < c->n; i++)
+                if (streq(c->items[i].id, id))
+                        return &c->items[i];
+        n = realloc(c->items, (c->n + 1) * sizeof *n);
+        if (!n)
+                return NULL;
+        c->items = n;
+        n = &c->items[c->n++];
+        *n = (Candidate) {};
+        strcpy(n->id, id);
+        return n;
+}
+
+/* Calls f for every subdirectory name of dir (no symlinks, no dot files). */
+static void for_each_subdir(const char *dir, void (*f)(const char *name, void *userdata), void *userdata) {
+        _cleanup_close_ int fd = -EBADF;
+        struct dirent *de;
+        DIR *d;
+
+        if (safe_root_open(dir, 0, 0, &fd, NULL) < 0)
+                return;
+        d = fdopendir(TAKE_FD(fd));
+        if (!d)
+                return;
+        while ((de = readdir(d)))
+                if (de->d_type == DT_DIR && de->d_name[0] != '.')
+                        f(de->d_name, userdata);
+        closedir(d);
+}
+
+static void add_run_dir(const char *name, void *userdata) {
+        Candidate *c = candidate(userdata, name);
+        if (c)
+                c->run_dir = true;
+}
+
+typedef struct ExecScan {
+        Candidates *c;
+        const char *base;
+} ExecScan;
+
+static void add_jail(const char *name, void *userdata) {
+        Candidate *c = candidate(userdata, name);
+        if (c)
+                c->jail = true;
+}
+
+static void scan_exec_dir(const char *exec, void *userdata) {
+        ExecScan *s = userdata;
+        _cleanup_free_ char *dir = NULL;
+
+        if (asprintf(&dir, "%s/%s", s->base, exec) >= 0)
+                for_each_subdir(dir, add_jail, s->c);
+}
+
+static void add_cgroup(const char *name, void *userdata) {
+        const char *rest = startswith(name, UNIT_PREFIX);
+        char id[VM_ID_MAX + 1];
+        const char *suffix;
+        Candidate *c;
+
+        if (!rest)
+                return;
+        suffix = endswith(rest, ".service");
+        if (!suffix || (size_t) (suffix - rest) > VM_ID_MAX)
+                return;
+        memcpy(id, rest, (size_t) (suffix - rest));
+        id[suffix - rest] = '\0';
+        c = candidate(userdata, id);
+        if (c)
+                c->cgroup = true;
+}
+
+static void scan_cgroups(Candidates *c) {
+        _cleanup_free_ char *mount = NULL, *slice = NULL;
+        struct dirent *de;
+        DIR *d;
+
+        if (cgroup2_find_mount(&mount) < 0 || asprintf(&slice, "%s/microvm.slice", mount) < 0)
+                return;
+        d = opendir(slice);
+        if (!d)
+                return;
+        while ((de = readdir(d)))
+                if (de->d_type == DT_DIR)
+                        add_cgroup(de->d_name, c);
+        closedir(d);
+}
+
+static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Candidate *c) {
+        _cleanup_close_ int lock_fd = -EBADF;
+        _cleanup_plan_ Plan *plan = NULL;
+        _cleanup_free_ char *cg = NULL, *error = NULL;
+        TeardownReport rep = {};
+        UnitRunning running;
+        const char *how;
+        int r;
+
+        if (run_fd >= 0 && !arg_dry_run) {
+                r = vm_reclaim_lock(run_fd, true, &lock_fd);
+                if (r < 0)
+                        return log_error_errno(r, "%s: failed to take the reclaim lock: %m", c->id);
+        }
+        if (asprintf(&cg, "/microvm.slice/" UNIT_PREFIX "%s.service", c->id) < 0)
+                return log_oom();
+        r = vm_unit_running(bus, c->id, cg, &running, &how);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot tell whether microvm@%s.service runs; leaving it alone: %m",
+                                       c->id, c->id);
+        if (running == UNIT_RUNNING) {
+                log_debug("%s: microvm@%s.service is running (asked %s); leaving it alone.", c->id, c->id, how);
+                return 0;
+        }
+
+        r = vm_plan_read(host, c->id, &plan, &error);
+        if (r < 0 && r != -ENOENT)
+                log_warning("%s: ignoring its launch plan: %s", c->id, error ?: strerror(-r));
+
+        if (arg_dry_run) {
+                printf("%s: would remove%s%s%s%s (unit not running, per %s)\n", c->id,
+                       c->jail ? " its jail" : "", c->run_dir ? " its run directory" : "",
+                       c->cgroup ? " its cgroup" : "", plan && plan->tap ? " its taps" : "", how);
+                return 0;
+        }
+
+        TeardownTarget t = {
+                .id = c->id,
+                .host = host,
+                .plan = plan,
+                .unit_cgroup = c->cgroup ? cg : NULL,
+                .keep_child = NULL, /* the unit is not running: its whole cgroup goes */
+                .remove_state = plan && plan->ephemeral,
+        };
+        r = vm_teardown(&t, &rep);
+        for (char **m = rep.failed; m && *m; m++)
+                log_error("%s: not removed: %s", c->id, *m);
+        if (r >= 0)
+                log_info("Reclaimed what VM %s left behind%s%s%s.", c->id, rep.jail_removed ? ": jail" : "",
+                         rep.run_dir_removed ? ", run directory" : "",
+                         rep.n_cgroups_removed ? ", cgroups" : "");
+        teardown_report_done(&rep);
+        return r;
+}
+
+static void help(void) {
+        printf("Usage: microvm-reclaim [--dry-run] [ID...]\n\n"
+               "Remove what VMs whose unit is not running left behind: jails, run\n"
+               "directories, cgroups, taps. Without IDs, every VM that left anything.\n\n"
+               "  -h --help     Show this help\n"
+               "     --version  Show the version\n"
+               "  -n --dry-run  Only list what would be removed\n\n"
+               "Run by microvm-reclaim.service at boot; see microvm@.service(8).\n");
+}
+
+int main(int argc, char **argv) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { "dry-run", no_argument, NULL, 'n' },
+                {}
+        };
+        _cleanup_host_config_ HostConfig *host = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_close_ int run_fd = -EBADF;
+        Candidates cands = {};
+        int c, r, ret = 0;
+
+        log_set_program_name("microvm-reclaim");
+        log_parse_environment(false);
+        while ((c = getopt_long(argc, argv, "hn", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case 'V':
+                        printf("microvm-reclaim %s\n", PROJECT_VERSION);
+                        return EXIT_SUCCESS;
+                case 'n':
+                        arg_dry_run = true;
+                        break;
+                default:
+                        return EXIT_FAILURE;
+                }
+
+        r = tool_load_host_config(&host);
+        if (r < 0)
+                return tool_exit(r);
+
+        if (optind < argc) {
+                for (int i = optind; i < argc; i++) {
+                        Candidate *cand = candidate(&cands, argv[i]);
+                        if (!cand)
+                                return tool_exit(log_error_errno(EINVAL, "\"%s\" is not a valid VM id.", argv[i]));
+                        cand->jail = cand->run_dir = cand->cgroup = true;
+                }
+        } else {
+                ExecScan s = { .c = &cands, .base = host->chroot_base };
+                for_each_subdir(host->chroot_base, scan_exec_dir, &s);
+                for_each_subdir(host->run_dir, add_run_dir, &cands);
+                scan_cgroups(&cands);
+        }
+
+        r = sd_bus_open_system(&bus);
+        if (r < 0) {
+                log_notice_errno(r, "No system bus (%m): judging VMs by their cgroups.");
+                bus = NULL;
+        }
+        r = safe_root_open(host->run_dir, 0, 0, &run_fd, NULL);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Cannot open the run directory %s: %m", host->run_dir);
+
+        /* After the bus is connected: no more new sockets or exec. */
+        r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
+        if (r < 0 && r != -EOPNOTSUPP)
+                return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
+
+        for (size_t i = 0; i < cands.n; i++) {
+                r = reclaim_one(bus, host, run_fd, &cands.items[i]);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        if (cands.n == 0)
+                log_debug("Nothing to reclaim.");
+        free(cands.items);
+        return tool_exit(ret);
+}
