@@ -1328,9 +1328,14 @@ static bool rm_is_mount(const RmCtx *c, const struct statx *sx) {
         if ((sx->stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx->stx_attributes & STATX_ATTR_MOUNT_ROOT))
                 return true;
 #endif
-        if ((sx->stx_mask & STATX_MNT_ID) && sx->stx_mnt_id != c->root_mnt)
-                return true;
-        return makedev(sx->stx_dev_major, sx->stx_dev_minor) != c->root_dev;
+        /* The mount id says it for every type. The device number does not:
+         * overlayfs reports the underlying layer's device for everything but
+         * directories (a file copied up to a tmpfs upper layer is on another
+         * st_dev than its overlay directory), so it is the fallback for
+         * kernels without STATX_MNT_ID, and for directories only. */
+        if (sx->stx_mask & STATX_MNT_ID)
+                return sx->stx_mnt_id != c->root_mnt;
+        return S_ISDIR(sx->stx_mode) && makedev(sx->stx_dev_major, sx->stx_dev_minor) != c->root_dev;
 }
 
 static int rm_open_dir(RmCtx *c, int dirfd, const char *name, int *ret_fd) {
@@ -1550,6 +1555,52 @@ static void rm_contents(RmCtx *c, int topfd) {
                 }
                 rm_entry(c, de->d_name);
         }
+}
+
+int safe_remove_temporaries_at(int rootfd, const char *path) {
+        _cleanup_close_ int fd = -EBADF;
+        struct dirent *de;
+        int r, n = 0;
+        DIR *d;
+
+        if (!path) {
+                /* A new open file description (a dup would share rootfd's
+                 * directory offset). "." is rootfd itself, never a link. */
+                fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0)
+                        return -errno;
+                r = 0;
+        } else {
+                r = safe_open_dir_at(rootfd, path, &fd);
+                if (r == -ENOENT)
+                        return 0;
+                if (r < 0)
+                        return r;
+        }
+        d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        TAKE_FD(fd);
+        while ((errno = 0, de = readdir(d))) {
+                struct stat st;
+
+                if (!startswith(de->d_name, SAFE_TEMP_PREFIX))
+                        continue;
+                /* lstat-like: a symlink or directory with such a name is
+                 * not one of ours, and is left alone */
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                        n++;
+                else if (errno != ENOENT) {
+                        r = -errno;
+                        break;
+                }
+        }
+        if (r >= 0 && errno != 0)
+                r = -errno;
+        closedir(d);
+        return r < 0 ? r : n;
 }
 
 int safe_rm_rf_at(int rootfd, const char *path, SafeRmFlags flags, const SafeRmLimits *limits,

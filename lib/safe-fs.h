@@ -215,6 +215,18 @@ int safe_fd_chmod(int fd, mode_t mode);
 
 /* ---- removal ----------------------------------------------------------- */
 
+/* Removes the temporary files that a safe_write_file_at() or
+ * safe_copy_file_at() killed between creating and publishing them left in
+ * directory rootfd/path: regular files named SAFE_TEMP_PREFIX... (never
+ * anything else; never below path). Named temporaries exist only where
+ * O_TMPFILE does not (or with the fallback forced) and for
+ * SAFE_WRITE_REPLACE; a SIGKILL in between leaves one behind, never a
+ * partial file under the final name. For directories only this code
+ * writes (root-owned, 0700), where no one else may be writing at the
+ * time. path NULL: rootfd itself. Returns the number removed (0 also when
+ * path does not exist). */
+int safe_remove_temporaries_at(int rootfd, const char *path);
+
 typedef struct SafeRmRefusal {
         char *path;             /* relative to the rootfd given to safe_rm_rf_at() */
         int error;              /* negative errno */

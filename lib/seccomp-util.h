@@ -63,8 +63,13 @@ int seccomp_install_allowlist(const SeccompAllow *allow, size_t n, SeccompViolat
 extern const SeccompAllow seccomp_allow_sanitizer_runtime[];
 extern const size_t seccomp_allow_sanitizer_runtime_n;
 
-/* names: NULL-terminated. */
+/* names: NULL-terminated. In an AddressSanitizer build (tests and CI
+ * only, never installed) a denylist lets through the calls of
+ * seccomp_allow_sanitizer_runtime[] it names (ptrace): LeakSanitizer's
+ * check at exit needs them, and spins forever without them. */
 int seccomp_install_denylist(const char *const *names, SeccompViolation on_violation);
+/* Whether this is such a build. */
+bool seccomp_sanitizer_build(void) _const_;
 
 /* Groups for denylists (NULL-terminated), and their union. */
 extern const char *const seccomp_deny_exec[];           /* execve, execveat */

@@ -71,3 +71,16 @@ int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRu
         *ret = r > 0 ? UNIT_RUNNING : UNIT_NOT_RUNNING;
         return 0;
 }
+
+int vm_unit_refuse_if_running(const char *id, const char *unit_cgroup, const char **ret_how) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        UnitRunning running;
+        int r;
+
+        if (sd_bus_open_system(&bus) < 0)
+                bus = NULL;
+        r = vm_unit_running(bus, id, unit_cgroup, &running, ret_how);
+        if (r < 0)
+                return r;
+        return running == UNIT_RUNNING ? -EBUSY : 0;
+}

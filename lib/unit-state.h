@@ -20,3 +20,9 @@ int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRu
 
 /* Pure: does an ActiveState value mean "leave it alone"? */
 bool active_state_is_running(const char *state);
+
+/* For a tool run by hand (not as a control process of the VM's unit):
+ * refuses (-EBUSY) when microvm@<id>.service is running, so that nobody
+ * removes a running VM's jail from under it. unit_cgroup as for
+ * vm_unit_running(). The answer comes from systemd when there is a bus. */
+int vm_unit_refuse_if_running(const char *id, const char *unit_cgroup, const char **ret_how);

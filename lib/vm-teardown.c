@@ -6,6 +6,7 @@
 #include "cgroup.h"
 #include "names.h"
 #include "safe-fs.h"
+#include "storage.h"
 #include "tap.h"
 #include "uid-alloc.h"
 #include "vm-teardown.h"
@@ -15,6 +16,7 @@
 
 void teardown_report_done(TeardownReport *r) {
         strv_free(r->failed);
+        strv_free(r->deferred);
         *r = (TeardownReport) {};
 }
 
@@ -50,8 +52,9 @@ int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_
         return plan_parse(text, size, ret, ret_error);
 }
 
-int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside) {
+int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside, const char **ret_child) {
         _cleanup_free_ char *self = NULL, *unit = NULL;
+        const char *child = NULL;
         char *slash;
         int r;
 
@@ -62,22 +65,27 @@ int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside) {
         if (r < 0)
                 return r;
 
-        /* Running as a control process of the unit: .../microvm@<id>.service/.control */
         slash = strrchr(self, '/');
         if (slash && streq(slash + 1, CGROUP_CONTROL_LEAF)) {
+                /* .../microvm@<id>.service/.control */
                 *slash = '\0';
                 slash = strrchr(self, '/');
-                if (slash && streq(slash + 1, unit)) {
-                        *ret = TAKE_PTR(self);
-                        if (ret_inside)
-                                *ret_inside = true;
-                        return 0;
-                }
+                child = CGROUP_CONTROL_LEAF;
+        }
+        if (slash && streq(slash + 1, unit)) {
+                *ret = TAKE_PTR(self);
+                if (ret_inside)
+                        *ret_inside = true;
+                if (ret_child)
+                        *ret_child = child;
+                return 0;
         }
         if (asprintf(ret, "/" UNIT_SLICE "/%s", unit) < 0)
                 return -ENOMEM;
         if (ret_inside)
                 *ret_inside = false;
+        if (ret_child)
+                *ret_child = NULL;
         return 0;
 }
 
@@ -112,7 +120,7 @@ static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *
         }
         cgroup_teardown_done(&ct);
 
-        if (t->keep_child)
+        if (!t->remove_unit_cgroup)
                 return;
         /* Reclaim: the unit is not running, so its own cgroup may go too. */
         if (cgroup_is_populated(unit_fd) > 0) {
@@ -151,7 +159,9 @@ static void teardown_taps(const TeardownTarget *t, TeardownReport *r, int *first
         }
 }
 
-/* Removes <root>/<rel> with safe-fs, reporting refusals. */
+/* Removes <root>/<rel> with safe-fs, reporting refusals: one entry per
+ * object left behind, each with its full path, so that every log line
+ * names something the administrator can act on (a mount to unmount, ...). */
 static int remove_tree(const char *root, const char *rel, const char *what, TeardownReport *r) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *error = NULL, *lines = NULL;
@@ -165,9 +175,16 @@ static int remove_tree(const char *root, const char *rel, const char *what, Tear
                 return fail(r, k, "%s %s/%s: not removed, %s", what, root, rel, strna(error));
         k = safe_rm_rf_at(fd, rel, 0, NULL, &rep);
         if (k < 0) {
-                lines = safe_rm_report_format(&rep, NULL);
-                k = fail(r, k, "%s %s/%s: not completely removed (%m)%s%s", what, root, rel, lines ? ": " : "",
-                         strempty(lines));
+                lines = safe_rm_report_format(&rep, root);
+                if (!lines)
+                        (void) fail(r, k, "%s %s/%s: not completely removed (%m)", what, root, rel);
+                for (char *line = lines, *next; line && *line; line = next) {
+                        next = strchrnul(line, '\n');
+                        if (*next)
+                                *next++ = '\0';
+                        (void) fail(r, k, "%s %s/%s: not completely removed: %s", what, root, rel, line);
+                }
+                k = -abs(k);
         }
         safe_rm_report_done(&rep);
         return k;
@@ -231,6 +248,83 @@ static void teardown_state(const TeardownTarget *t, TeardownReport *r, int *firs
                 *first = k;
 }
 
+/* A start SIGKILLed while it wrote the uid record (always through a named
+ * temporary: it replaces) or copied a drive with a named temporary (no
+ * O_TMPFILE on the state dir's filesystem) leaves a ".#<name>.<random>"
+ * file in <state_dir>/<id>/ or its drives/: never a half-made file under
+ * the final name, but litter that no later run would remove. Both
+ * directories are root-owned 0700 and written only by a stage of this VM,
+ * which never runs at the same time as its teardown (systemd runs
+ * ExecStopPost= after ExecStartPre=, stage resets before it writes, and
+ * reclaim excludes stages with the reclaim lock). */
+static void teardown_temporaries(const TeardownTarget *t, TeardownReport *r, int *first) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *dir = NULL, *error = NULL;
+        int k;
+
+        if (t->plan)
+                dir = strdup(t->plan->state_dir);
+        else if (asprintf(&dir, "%s/%s", t->host->state_dir, t->id) < 0)
+                dir = NULL;
+        if (!dir) {
+                if (*first == 0)
+                        *first = -ENOMEM;
+                return;
+        }
+        k = safe_root_open(dir, 0, 0, &fd, &error);
+        if (k == -ENOENT)
+                return;
+        if (k >= 0)
+                k = safe_remove_temporaries_at(fd, NULL);
+        if (k >= 0)
+                k = safe_remove_temporaries_at(fd, STATE_DRIVES_DIR);
+        if (k < 0) {
+                k = error ? fail(r, k, "disk state %s: not checked for temporary files, %s", dir, error)
+                          : fail(r, k, "disk state %s: temporary files not removed (%m)", dir);
+                if (*first == 0)
+                        *first = k;
+        }
+}
+
+/* dm devices (the plan's and any with the VM's UUID), block claims,
+ * non-persistent CoW files; with remove_state also thin volumes and
+ * persistent CoW files. Loops detach themselves. */
+static void teardown_storage(const TeardownTarget *t, TeardownReport *r, int *first) {
+        _cleanup_free_ char *state_root = NULL;
+        _cleanup_close_ int state_fd = -EBADF;
+        StorageReport srep = {};
+        StorageTeardownFlags flags = 0;
+        int k;
+
+        /* The plan's state dir is <state_dir>/<id>: its parent is the root
+         * the storage records live under (even if the host config changed). */
+        if (t->plan) {
+                const char *slash = strrchr(t->plan->state_dir, '/');
+                if (slash && slash != t->plan->state_dir)
+                        state_root = strndup(t->plan->state_dir, (size_t) (slash - t->plan->state_dir));
+        }
+        if (!state_root)
+                state_root = strdup(t->host->state_dir);
+        if (!state_root)
+                return;
+        k = safe_root_open(state_root, 0, 0, &state_fd, NULL);
+        if (k < 0)
+                state_fd = -EBADF; /* dm devices and claims still go */
+
+        if (t->storage_deferred)
+                flags |= STORAGE_TEARDOWN_DEFERRED;
+        if (t->remove_state)
+                flags |= STORAGE_TEARDOWN_REMOVE_STATE;
+        k = storage_teardown_vm(t->host, state_fd, t->id, t->plan ? t->plan->dm : NULL, flags, &srep);
+        for (char **m = srep.failed; m && *m; m++)
+                (void) strv_push(&r->failed, *m);
+        for (char **m = srep.deferred; m && *m; m++)
+                (void) strv_push(&r->deferred, *m);
+        if (k < 0 && *first == 0)
+                *first = k;
+        storage_report_done(&srep);
+}
+
 int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
         int first = 0, k;
 
@@ -243,16 +337,28 @@ int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
         if (t->unit_cgroup)
                 teardown_processes(t, report, &first);
         teardown_taps(t, report, &first);
+        teardown_storage(t, report, &first);
         teardown_jail(t, report, &first);
-        if (!t->keep_run_dir) {
-                k = remove_tree(t->host->run_dir, t->id, "run directory", report);
-                if (k > 0)
-                        report->run_dir_removed = true;
-                if (k < 0 && first == 0)
-                        first = k;
-        }
         if (t->remove_state)
                 teardown_state(t, report, &first);
+        teardown_temporaries(t, report, &first);
+        /* The run dir holds the launch plan, the only record of some of
+         * what a start created (taps, dm devices, the exec name and chroot
+         * base it used): it goes last, and only when everything else did.
+         * Removed after a failed step, it would strand what is left for
+         * the next cleanup or reclaim, which work from the plan. */
+        if (!t->keep_run_dir) {
+                if (first < 0)
+                        (void) fail(report, first, "run directory %s/%s: kept, its launch plan names what is left",
+                                    t->host->run_dir, t->id);
+                else {
+                        k = remove_tree(t->host->run_dir, t->id, "run directory", report);
+                        if (k > 0)
+                                report->run_dir_removed = true;
+                        if (k < 0)
+                                first = k;
+                }
+        }
         return first;
 }
 

@@ -7,8 +7,10 @@
  *   2. taps, then device-mapper devices (loops detach themselves);
  *   3. the jail (<chroot_base>/<exec>/<id>), with safe-fs removal: it may
  *      hold anything the VM planted;
- *   4. the run dir (<run_dir>/<id>: plan, FIFO);
- *   5. for ephemeral VMs, the disk state in <state_dir>/<id>/.
+ *   4. for ephemeral VMs, the disk state in <state_dir>/<id>/; for all,
+ *      the temporary files a killed stage left there;
+ *   5. the run dir (<run_dir>/<id>: plan, FIFO), only when all of the
+ *      above went: the plan names what is left for the next attempt.
  * Shared by microvm-stage (reset before building), microvm-cleanup
  * (ExecStopPost=) and microvm-reclaim. Every step runs even when an earlier
  * one failed; every object that could not be removed is reported. A VM
@@ -28,15 +30,24 @@ typedef struct TeardownTarget {
         /* Processes: the unit cgroup (relative to the cgroup2 mount); NULL:
          * leave processes and cgroups alone. */
         const char *unit_cgroup;
-        /* Kill and remove only the unit cgroup's children except this one
-         * (".control", where we run); NULL: the unit cgroup too (reclaim). */
+        /* The unit cgroup's children are killed and removed, except this
+         * one (".control" when we run there as ExecStopPost=; NULL when we
+         * run in the unit cgroup itself, as ExecStartPre= does). */
         const char *keep_child;
+        /* Also kill what is in the unit cgroup itself and remove it: only
+         * for a unit that is not running (reclaim). */
+        bool remove_unit_cgroup;
         bool keep_run_dir;      /* stage keeps <run_dir>/<id> (it rewrites it) */
+        /* dm devices still open are left to the kernel's deferred removal
+         * (cleanup: the VMM may still be exiting) instead of being reported
+         * and left (reclaim, stage's reset). */
+        bool storage_deferred;
         bool remove_state;      /* drop <state_dir>/<id>/ disk state (ephemeral VMs) */
 } TeardownTarget;
 
 typedef struct TeardownReport {
         char **failed;          /* one message per object left behind */
+        char **deferred;        /* dm devices left to the kernel's deferred removal */
         unsigned n_cgroups_killed;
         unsigned n_cgroups_removed;
         bool jail_removed;
@@ -52,10 +63,14 @@ void teardown_report_done(TeardownReport *r);
 int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error);
 
 /* The relative cgroup path of microvm@<id>.service as seen from our own
- * cgroup: when we run inside it (its .control child), the parent of our
- * cgroup; otherwise <slice>/microvm@<id>.service below the root of our
- * cgroup namespace. *ret_inside tells which. */
-int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside);
+ * cgroup. When we run as one of its control processes, that is our cgroup
+ * (systemd runs ExecStartPre= of a delegated unit in the unit cgroup
+ * itself, before a main process exists) or its parent (ExecStop= and
+ * ExecStopPost= run in its ".control" child): *ret_inside is true and
+ * *ret_child (optional) names the child we run in, or NULL. Otherwise it
+ * is <slice>/microvm@<id>.service below the root of our cgroup namespace,
+ * and *ret_inside is false. */
+int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside, const char **ret_child);
 
 /* The lock between microvm-stage (shared, for its whole run) and
  * microvm-reclaim (exclusive, while it checks that a VM's unit is not

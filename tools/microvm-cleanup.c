@@ -20,6 +20,7 @@
 #include "names.h"
 #include "seccomp-util.h"
 #include "tool.h"
+#include "unit-state.h"
 #include "vm-teardown.h"
 
 int main(int argc, char **argv) {
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
         TeardownReport rep = {};
         const char *id, *exec_name = NULL;
         bool inside = false, ephemeral;
+        const char *child = NULL;
         int r;
 
         r = tool_begin(argc, argv, "microvm-cleanup",
@@ -54,12 +56,23 @@ int main(int argc, char **argv) {
         }
         ephemeral = plan ? plan->ephemeral : vm && vm->ephemeral;
 
-        r = vm_unit_cgroup(id, &cg, &inside);
+        r = vm_unit_cgroup(id, &cg, &inside, &child);
         if (r < 0)
                 return tool_exit(log_error_errno(r, "Failed to find the cgroup of microvm@%s.service: %m", id));
-        if (!inside)
-                log_notice("Not running inside microvm@%s.service: leaving its processes alone "
-                           "(use microvm-reclaim for a VM whose unit is not running).", id);
+        if (!inside) {
+                /* Run by hand: never pull a running VM's jail from under it. */
+                const char *how = NULL;
+                r = vm_unit_refuse_if_running(id, cg, &how);
+                if (r == -EBUSY)
+                        return tool_exit(log_error_errno(r, "microvm@%s.service is running (per %s): stop it with "
+                                                         "\"systemctl stop microvm@%s\"; cleanup runs then.",
+                                                         id, how, id));
+                if (r < 0)
+                        return tool_exit(log_error_errno(r, "Cannot tell whether microvm@%s.service runs; not "
+                                                         "touching it: %m", id));
+                log_notice("Not running inside microvm@%s.service: leaving processes and cgroups alone "
+                           "(microvm-reclaim also removes those of a VM whose unit is not running).", id);
+        }
 
         r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
@@ -71,12 +84,15 @@ int main(int argc, char **argv) {
                 .plan = plan,
                 .exec_name = exec_name,
                 .unit_cgroup = inside ? cg : NULL,
-                .keep_child = CGROUP_CONTROL_LEAF,
+                .keep_child = child,
                 .remove_state = ephemeral,
+                .storage_deferred = true,
         };
         r = vm_teardown(&t, &rep);
         for (char **m = rep.failed; m && *m; m++)
                 log_error("Not removed: %s", *m);
+        for (char **m = rep.deferred; m && *m; m++)
+                log_warning("Removal deferred until its last user closes it: %s", *m);
         if (rep.n_cgroups_killed > 0)
                 log_notice("Killed processes left in %u cgroup(s) of %s.", rep.n_cgroups_killed, id);
         teardown_report_done(&rep);

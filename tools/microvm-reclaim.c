@@ -20,6 +20,7 @@
 #include "names.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
+#include "storage.h"
 #include "tool.h"
 #include "unit-state.h"
 #include "vm-teardown.h"
@@ -28,7 +29,7 @@ static bool arg_dry_run = false;
 
 typedef struct Candidate {
         char id[VM_ID_MAX + 1];
-        bool jail, run_dir, cgroup;
+        bool jail, run_dir, cgroup, storage;
 } Candidate;
 
 typedef struct Candidates {
@@ -54,27 +55,56 @@ static Candidate *candidate(Candidates *c, const char *id) {
         return n;
 }
 
-/* Calls f for every subdirectory name of dir (no symlinks, no dot files). */
-static void for_each_subdir(const char *dir, void (*f)(const char *name, void *userdata), void *userdata) {
+/* Calls f for every subdirectory name of dir (no symlinks, no dot files).
+ * A missing dir is nothing to reclaim. One we cannot trust (a symlink, or
+ * writable by others, on the way) is an error naming the component: we
+ * never look below it, and a boot-time sweep that silently found nothing
+ * would hide what is left there. A symlink among the entries is not ours
+ * (only root can put one there): left alone, and said so. */
+static int for_each_subdir(const char *dir, int (*f)(const char *name, void *userdata), void *userdata) {
         _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *error = NULL;
         struct dirent *de;
+        int r, ret = 0;
         DIR *d;
 
-        if (safe_root_open(dir, 0, 0, &fd, NULL) < 0)
-                return;
-        d = fdopendir(TAKE_FD(fd));
+        r = safe_root_open(dir, 0, 0, &fd, &error);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return log_error_errno(r, "Not looking for leftovers in %s: %s", dir, error ?: strerror(-r));
+        d = fdopendir(fd);
         if (!d)
-                return;
-        while ((de = readdir(d)))
-                if (de->d_type == DT_DIR && de->d_name[0] != '.')
-                        f(de->d_name, userdata);
+                return log_error_errno(errno, "Failed to read %s: %m", dir);
+        TAKE_FD(fd);
+        while ((errno = 0, de = readdir(d))) {
+                unsigned char type = de->d_type;
+                struct stat st;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                /* Some filesystems leave d_type unset. */
+                if (type == DT_UNKNOWN && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0)
+                        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISLNK(st.st_mode) ? DT_LNK : DT_REG;
+                if (type == DT_LNK)
+                        log_warning("%s/%s is a symlink: not ours, left alone.", dir, de->d_name);
+                if (type != DT_DIR)
+                        continue;
+                r = f(de->d_name, userdata);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        if (errno != 0 && ret == 0)
+                ret = log_error_errno(errno, "Failed to read %s: %m", dir);
         closedir(d);
+        return ret;
 }
 
-static void add_run_dir(const char *name, void *userdata) {
+static int add_run_dir(const char *name, void *userdata) {
         Candidate *c = candidate(userdata, name);
         if (c)
                 c->run_dir = true;
+        return 0;
 }
 
 typedef struct ExecScan {
@@ -82,18 +112,20 @@ typedef struct ExecScan {
         const char *base;
 } ExecScan;
 
-static void add_jail(const char *name, void *userdata) {
+static int add_jail(const char *name, void *userdata) {
         Candidate *c = candidate(userdata, name);
         if (c)
                 c->jail = true;
+        return 0;
 }
 
-static void scan_exec_dir(const char *exec, void *userdata) {
+static int scan_exec_dir(const char *exec, void *userdata) {
         ExecScan *s = userdata;
         _cleanup_free_ char *dir = NULL;
 
-        if (asprintf(&dir, "%s/%s", s->base, exec) >= 0)
-                for_each_subdir(dir, add_jail, s->c);
+        if (asprintf(&dir, "%s/%s", s->base, exec) < 0)
+                return log_oom();
+        return for_each_subdir(dir, add_jail, s->c);
 }
 
 static void add_cgroup(const char *name, void *userdata) {
@@ -130,6 +162,19 @@ static void scan_cgroups(Candidates *c) {
         closedir(d);
 }
 
+/* VMs that own dm devices (UUID MICROVM-<id>-<drive>) or block claims. */
+static void scan_storage(const HostConfig *host, Candidates *c) {
+        _cleanup_strv_free_ char **ids = NULL, **names = NULL;
+
+        if (storage_list_vm_ids(host, &ids, &names) < 0)
+                return;
+        for (char **id = ids; id && *id; id++) {
+                Candidate *cand = candidate(c, *id);
+                if (cand)
+                        cand->storage = true;
+        }
+}
+
 static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Candidate *c) {
         _cleanup_close_ int lock_fd = -EBADF;
         _cleanup_plan_ Plan *plan = NULL;
@@ -160,9 +205,23 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Ca
                 log_warning("%s: ignoring its launch plan: %s", c->id, error ?: strerror(-r));
 
         if (arg_dry_run) {
-                printf("%s: would remove%s%s%s%s (unit not running, per %s)\n", c->id,
-                       c->jail ? " its jail" : "", c->run_dir ? " its run directory" : "",
-                       c->cgroup ? " its cgroup" : "", plan && plan->tap ? " its taps" : "", how);
+                const char *what[5];
+                size_t n = 0;
+
+                if (c->jail)
+                        what[n++] = "jail";
+                if (c->run_dir)
+                        what[n++] = "run directory";
+                if (c->cgroup)
+                        what[n++] = "cgroup";
+                if (plan && plan->tap)
+                        what[n++] = "taps";
+                if (c->storage)
+                        what[n++] = "device-mapper devices";
+                printf("%s: would remove its ", c->id);
+                for (size_t i = 0; i < n; i++)
+                        printf("%s%s", i == 0 ? "" : i + 1 == n ? " and " : ", ", what[i]);
+                printf(" (unit not running, per %s)\n", how);
                 return 0;
         }
 
@@ -171,16 +230,16 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Ca
                 .host = host,
                 .plan = plan,
                 .unit_cgroup = c->cgroup ? cg : NULL,
-                .keep_child = NULL, /* the unit is not running: its whole cgroup goes */
+                .remove_unit_cgroup = true, /* the unit is not running: its whole cgroup goes */
                 .remove_state = plan && plan->ephemeral,
         };
         r = vm_teardown(&t, &rep);
         for (char **m = rep.failed; m && *m; m++)
                 log_error("%s: not removed: %s", c->id, *m);
         if (r >= 0)
-                log_info("Reclaimed what VM %s left behind%s%s%s.", c->id, rep.jail_removed ? ": jail" : "",
+                log_info("Reclaimed what VM %s left behind%s%s%s%s.", c->id, rep.jail_removed ? ": jail" : "",
                          rep.run_dir_removed ? ", run directory" : "",
-                         rep.n_cgroups_removed ? ", cgroups" : "");
+                         rep.n_cgroups_removed ? ", cgroups" : "", c->storage ? ", storage" : "");
         teardown_report_done(&rep);
         return r;
 }
@@ -234,13 +293,18 @@ int main(int argc, char **argv) {
                         Candidate *cand = candidate(&cands, argv[i]);
                         if (!cand)
                                 return tool_exit(log_error_errno(EINVAL, "\"%s\" is not a valid VM id.", argv[i]));
-                        cand->jail = cand->run_dir = cand->cgroup = true;
+                        cand->jail = cand->run_dir = cand->cgroup = cand->storage = true;
                 }
         } else {
                 ExecScan s = { .c = &cands, .base = host->chroot_base };
-                for_each_subdir(host->chroot_base, scan_exec_dir, &s);
-                for_each_subdir(host->run_dir, add_run_dir, &cands);
+                /* A directory we could not look into fails the run (after
+                 * reclaiming what we found elsewhere). */
+                ret = for_each_subdir(host->chroot_base, scan_exec_dir, &s);
+                r = for_each_subdir(host->run_dir, add_run_dir, &cands);
+                if (r < 0 && ret == 0)
+                        ret = r;
                 scan_cgroups(&cands);
+                scan_storage(host, &cands);
         }
 
         r = sd_bus_open_system(&bus);
@@ -261,6 +325,19 @@ int main(int argc, char **argv) {
                 r = reclaim_one(bus, host, run_fd, &cands.items[i]);
                 if (r < 0 && ret == 0)
                         ret = r;
+        }
+        /* Loops of ours nothing is built on any more (their dm devices went
+         * above, or a crash left them): after every VM's teardown. */
+        if (!arg_dry_run) {
+                StorageReport srep = {};
+                r = storage_reclaim_loops(&srep);
+                for (char **m = srep.failed; m && *m; m++)
+                        log_error("Not removed: %s", *m);
+                if (r > 0)
+                        log_info("Detached %d loop device(s) of ours that nothing used.", r);
+                if (r < 0 && ret == 0)
+                        ret = r;
+                storage_report_done(&srep);
         }
         if (cands.n == 0)
                 log_debug("Nothing to reclaim.");

@@ -37,9 +37,11 @@
 #include "safe-path.h"
 #include "seccomp-util.h"
 #include "sha256.h"
+#include "storage.h"
 #include "tap.h"
 #include "tool.h"
 #include "uid-alloc.h"
+#include "unit-state.h"
 #include "vm-teardown.h"
 
 /* Kernels, initrds and read-only images on another filesystem than the
@@ -161,14 +163,26 @@ static int reset(Stage *s) {
         _cleanup_free_ char *cg = NULL, *error = NULL;
         TeardownReport rep = {};
         bool inside = false;
+        const char *child = NULL;
         int r;
 
         r = vm_plan_read(s->host, s->id, &old, &error);
         if (r < 0 && r != -ENOENT)
                 log_warning("Ignoring the old launch plan of %s: %s", s->id, error ?: strerror(-r));
-        r = vm_unit_cgroup(s->id, &cg, &inside);
+        r = vm_unit_cgroup(s->id, &cg, &inside, &child);
         if (r < 0)
                 return log_error_errno(r, "Failed to find the cgroup of microvm@%s.service: %m", s->id);
+        if (!inside) {
+                /* Run by hand: never rebuild a running VM's jail under it. */
+                const char *how = NULL;
+                r = vm_unit_refuse_if_running(s->id, cg, &how);
+                if (r == -EBUSY)
+                        return log_error_errno(r, "microvm@%s.service is running (per %s): use \"systemctl "
+                                               "restart microvm@%s\" instead.", s->id, how, s->id);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot tell whether microvm@%s.service runs; not touching it: "
+                                               "%m", s->id);
+        }
 
         TeardownTarget t = {
                 .id = s->id,
@@ -178,7 +192,7 @@ static int reset(Stage *s) {
                 /* Only from inside our unit: never kill a running VM's
                  * processes because someone ran microvm-stage by hand. */
                 .unit_cgroup = inside ? cg : NULL,
-                .keep_child = CGROUP_CONTROL_LEAF,
+                .keep_child = child,
                 .remove_state = old && old->ephemeral,
         };
         r = vm_teardown(&t, &rep);
@@ -268,6 +282,9 @@ static int build_plan(Stage *s) {
         for (char **t = s->taps; t && *t; t++)
                 if (strv_push(&p->tap, *t) < 0)
                         return log_oom();
+        /* The dm devices the drives will get, named before any exists. */
+        if (storage_plan_dm_names(s->vm, &p->dm) < 0)
+                return log_oom();
         if (s->vm->numa_node >= 0) {
                 _cleanup_free_ char *mems = NULL;
                 if (asprintf(&mems, "cpuset.mems=%d", s->vm->numa_node) < 0 || strv_push(&p->cgroup, mems) < 0)
@@ -430,6 +447,23 @@ static int stage_file_drive(Stage *s, const DriveConfig *d, const char *jail_nam
         return 0;
 }
 
+/* snapshot, thin and block drives: a block device made by lib/storage,
+ * entering the jail as a node made from the fd of the device it opened
+ * (never from a name or a number), owned by the VM's uid, 0600. */
+static int stage_block_drive(Stage *s, const DriveConfig *d, const char *jail_name) {
+        _cleanup_close_ int dev_fd = -EBADF;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = storage_prepare_drive(s->host, s->vm, d, s->state_fd, s->uid.uid, &dev_fd, NULL, &error);
+        if (r < 0)
+                return log_error_errno(r, "Drive %s: %s", d->name, error ?: strerror(-r));
+        r = safe_mknod_at(s->jail_fd, jail_name, dev_fd, 0600, s->uid.uid, s->uid.gid);
+        if (r < 0)
+                return log_error_errno(r, "Drive %s: failed to create its device node in the jail: %m", d->name);
+        return 0;
+}
+
 static int stage_drives(Stage *s) {
         for (size_t i = 0; i < s->vm->n_drives; i++) {
                 const DriveConfig *d = &s->vm->drives[i];
@@ -445,8 +479,7 @@ static int stage_drives(Stage *s) {
                                 r = stage_file_drive(s, d, name);
                         break;
                 default:
-                        r = log_error_errno(EOPNOTSUPP, "Drive %s: mode = %s is not supported by this build.",
-                                            d->name, drive_mode_to_string(d->mode));
+                        r = stage_block_drive(s, d, name);
                 }
                 if (r < 0)
                         return r;

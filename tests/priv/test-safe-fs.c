@@ -1008,4 +1008,44 @@ BOTH_MODES(create, files_dirs_modes) {
         check_victims();
 }
 
+/* ---- temporaries a killed writer left ------------------------------------------------- */
+
+BOTH_MODES(create, remove_temporaries) {
+        _cleanup_free_ char *err = NULL;
+        int state = -1;
+
+        set_mode(*fallback);
+        cr_assert_eq(safe_root_open(pathf("%s/state", T), SAFE_ROOT_CREATE, 0700, &state, &err), 0, "%s", err);
+        cr_assert_eq(safe_mkdir_at(state, "vm1/drives", 0700, 0, 0, SAFE_MKDIR_PARENTS, NULL), 1);
+        /* What a SIGKILL between create and publish leaves, and neighbours
+         * that must stay: the real names, and things merely named like a
+         * temporary that are not files. */
+        write_file(pathf("%s/state/vm1/uid", T), "1000123\n", 0644, 0);
+        write_file(pathf("%s/state/vm1/.#uid.0123456789abcdef", T), "10", 0644, 0);
+        write_file(pathf("%s/state/vm1/drives/root.img", T), "disk", 0600, VM_UID);
+        write_file(pathf("%s/state/vm1/drives/.#root.img.fedcba9876543210", T), "di", 0600, VM_UID);
+        cr_assert_eq(symlink(pathf("%s/victim/secret", T), pathf("%s/state/vm1/drives/.#link", T)), 0);
+        cr_assert_eq(mkdir(pathf("%s/state/vm1/drives/.#dir", T), 0700), 0);
+        cr_assert_eq(mkfifo(pathf("%s/state/vm1/drives/.#fifo", T), 0600), 0);
+
+        cr_expect_eq(safe_remove_temporaries_at(state, "vm1"), 1);
+        cr_expect_eq(safe_remove_temporaries_at(state, "vm1/drives"), 1);
+        cr_expect_eq(safe_remove_temporaries_at(state, "vm1/drives"), 0);
+        cr_expect_eq(safe_remove_temporaries_at(state, "vm1/missing"), 0);
+        cr_expect_not(exists(pathf("%s/state/vm1/.#uid.0123456789abcdef", T)));
+        cr_expect_not(exists(pathf("%s/state/vm1/drives/.#root.img.fedcba9876543210", T)));
+        cr_expect(exists(pathf("%s/state/vm1/uid", T)));
+        cr_expect(exists(pathf("%s/state/vm1/drives/root.img", T)));
+        cr_expect(exists(pathf("%s/state/vm1/drives/.#link", T)));
+        cr_expect(exists(pathf("%s/state/vm1/drives/.#dir", T)));
+        cr_expect(exists(pathf("%s/state/vm1/drives/.#fifo", T)));
+        /* NULL: the root fd itself; a symlinked path is refused */
+        write_file(pathf("%s/state/.#x.0000000000000000", T), "", 0600, 0);
+        cr_expect_eq(safe_remove_temporaries_at(state, NULL), 1);
+        cr_assert_eq(symlink(pathf("%s/state/vm1/drives", T), pathf("%s/state/lnk", T)), 0);
+        cr_expect_eq(safe_remove_temporaries_at(state, "lnk"), -ELOOP);
+        check_victims();
+        close(state);
+}
+
 PRIV_TEST_MAIN

@@ -97,7 +97,8 @@ static int deny_groups(void *arg) {
                 return 11;
         if (umount2("/nonexistent", 0) >= 0 || errno != EPERM)
                 return 12;
-        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) >= 0 || errno != EPERM)
+        /* (an ASan build lets ptrace through for LeakSanitizer) */
+        if (!seccomp_sanitizer_build() && (ptrace(PTRACE_TRACEME, 0, NULL, NULL) >= 0 || errno != EPERM))
                 return 13;
         if (syscall(SYS_finit_module, -1, "", 0) >= 0 || errno != EPERM)
                 return 14;

@@ -1,0 +1,623 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The tools over a VM's life, run for real as subprocesses (see
+ * tool-util.h): idempotence (cleanup twice, cleanup of a VM never staged,
+ * reclaim of nothing), a start SIGKILLed at random points followed by the
+ * next stage and cleanup (nothing leaks, no half-made drive copy ever
+ * under its final name), 200 concurrent stages getting 200 distinct uids
+ * that survive a restart, and the cgroup side: leftover processes killed
+ * by cleanup and stage from the unit's ".control" cgroup, a running VM
+ * never touched by reclaim. Cgroups live in a cgroup namespace of the
+ * test's own (cgroup_sandbox()), never in the host's microvm.slice. */
+
+/* Test paths live in PATH_MAX buffers; truncation would fail an assertion. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "priv-util.h"
+#include "tool-util.h"
+
+#define ID "vm1"
+
+static void setup(void) {
+        tool_sandbox();
+        cgroup_sandbox();
+        victims_snapshot();
+}
+
+static void teardown(void) {
+        cgroup_sandbox_done();
+}
+
+#define BOTH_MODES(suite, name, ...)                                                   \
+        ParameterizedTestParameters(suite, name) {                                     \
+                static bool modes[] = { false, true };                                 \
+                return cr_make_param_array(bool, modes, ELEMENTSOF(modes));            \
+        }                                                                              \
+        ParameterizedTest(bool *fallback, suite, name, .init = setup, .fini = teardown, .timeout = 1200, \
+                          ##__VA_ARGS__)
+
+static const char *outcome(const ToolRun *r) {
+        return pf("exit %d, stderr:\n%s", r->status, r->err);
+}
+
+/* ---- idempotence -------------------------------------------------------------------- */
+
+Test(idempotence, cleanup_twice, .init = setup, .fini = teardown, .timeout = 300) {
+        struct stat before, after;
+        uid_t uid;
+
+        vm_config_write(ID, NULL);
+        stage_ok(ID);
+        uid = vm_uid(ID);
+        jailer_simulate(ID);
+        cr_assert_eq(stat(pf("%s/" ID "/drives/root.img", S.state), &before), 0);
+
+        tool_ok("microvm-cleanup", ID);
+        assert_nothing_left(ID);
+        assert_state_is(ID, true, vm_drive_templates(), STATE_ALL_DRIVES);
+        tool_ok("microvm-cleanup", ID);
+        assert_nothing_left(ID);
+        assert_state_is(ID, true, vm_drive_templates(), STATE_ALL_DRIVES);
+        tool_ok("microvm-reclaim", NULL);
+        assert_state_is(ID, true, vm_drive_templates(), STATE_ALL_DRIVES);
+
+        /* A restart keeps the uid and the VM's own drive copy. */
+        stage_ok(ID);
+        cr_assert_eq(vm_uid(ID), uid);
+        cr_assert_eq(stat(pf("%s/" ID "/drives/root.img", S.state), &after), 0);
+        cr_assert_eq(before.st_ino, after.st_ino, "the drive copy was made again");
+        tool_ok("microvm-cleanup", ID);
+        tool_ok("microvm-cleanup", ID);
+        assert_nothing_left(ID);
+        victims_check();
+}
+
+Test(idempotence, never_staged, .init = setup, .fini = teardown, .timeout = 300) {
+        ToolRun r;
+
+        vm_config_write(ID, NULL);
+        /* Nothing exists yet, not even the chroot base, state or run dir:
+         * every tool succeeds and creates nothing. */
+        tool_ok("microvm-cleanup", ID);
+        tool_ok("microvm-cleanup", "no-such-vm");
+        tool_ok("microvm-reclaim", NULL);
+        tool_ok("microvm-reclaim", "no-such-vm");
+        r = tool_run("microvm-reclaim", "--dry-run", NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert_str_empty(r.out, "reclaim of nothing would remove: %s", r.out);
+        tool_run_done(&r);
+        cr_assert_not(exists(S.base));
+        cr_assert_not(exists(S.state));
+        cr_assert_not(exists(S.run));
+
+        /* The dirs exist (another VM ran), this one never did. */
+        vm_config_write("other", NULL);
+        stage_ok("other");
+        tool_ok("microvm-cleanup", "other");
+        tool_ok("microvm-cleanup", ID);
+        tool_ok("microvm-reclaim", NULL);
+        cr_assert_not(exists(pf("%s/" ID, S.state)), "cleanup of a VM never staged made state");
+        assert_nothing_left(ID);
+
+        /* A bad id is refused before anything else, with the rule it broke. */
+        r = tool_run("microvm-cleanup", "Bad_Id", NULL);
+        cr_assert_neq(r.status, 0);
+        cr_assert(strstr(r.err, "\"Bad_Id\" is not a valid VM id"), "%s", outcome(&r));
+        tool_run_done(&r);
+        r = tool_run("microvm-cleanup", "../../etc", NULL);
+        cr_assert_neq(r.status, 0);
+        cr_assert(strstr(r.err, "is not a valid VM id"), "%s", outcome(&r));
+        tool_run_done(&r);
+        r = tool_run("microvm-reclaim", "-x", NULL);
+        cr_assert_neq(r.status, 0);
+        tool_run_done(&r);
+        victims_check();
+}
+
+Test(idempotence, reclaim_dry_run, .init = setup, .fini = teardown, .timeout = 300) {
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        ToolRun r;
+
+        vm_config_write(ID, NULL);
+        stage_ok(ID);
+        jailer_simulate(ID);
+        before = snapshot_tree(S.root);
+        r = tool_run("microvm-reclaim", "--dry-run", NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.out, ID ": would remove its jail and run directory"), "dry run said: %s", r.out);
+        tool_run_done(&r);
+        after = snapshot_tree(S.root);
+        assert_same_snapshot(before, after, "the host after reclaim --dry-run");
+        tool_ok("microvm-reclaim", NULL);
+        assert_nothing_left(ID);
+        assert_state_is(ID, true, vm_drive_templates(), STATE_ALL_DRIVES);
+        victims_check();
+}
+
+/* ---- SIGKILL at random points -------------------------------------------------------- */
+
+#define KILL_ROUNDS 200
+#define KILL_DRIVES 6
+#define KILL_DRIVE_SIZE (2U << 20)
+
+static uint64_t rng;
+
+static uint64_t rnd(void) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        return rng;
+}
+
+static const char *const *kill_drives(void) {
+        static char t[KILL_DRIVES][PATH_MAX], n[KILL_DRIVES][32];
+        static const char *d[2 * KILL_DRIVES + 1];
+
+        for (unsigned i = 0; i < KILL_DRIVES; i++) {
+                snprintf(n[i], sizeof n[i], "d%u.img", i);
+                snprintf(t[i], sizeof t[i], "%s/big-%u.img", S.images, i);
+                d[2 * i] = n[i];
+                d[2 * i + 1] = t[i];
+        }
+        d[2 * KILL_DRIVES] = NULL;
+        return d;
+}
+
+static unsigned count_entries(const char *dir) {
+        unsigned n = 0;
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+BOTH_MODES(kill, stage_sigkilled_at_random_points) {
+        const char *id = "kv";
+        unsigned killed = 0, finished = 0, mid_copy = 0, fresh = 0, temporaries = 0;
+        usec_t t_full = 0, t_est;
+
+        tools_use_fallback(*fallback);
+        if (getrandom(&rng, sizeof rng, 0) != sizeof rng || rng == 0)
+                rng = (uint64_t) now_usec(CLOCK_REALTIME) | 1;
+        cr_log_info("kill loop (%s): seed %llu", *fallback ? "walk" : "openat2", (unsigned long long) rng);
+        big_images_create(KILL_DRIVES, KILL_DRIVE_SIZE);
+        victims_snapshot();
+        vm_config_write_many(id, KILL_DRIVES);
+
+        /* How long a first start takes (it copies every drive): the
+         * random kill delays spread over that. The fastest of a few runs:
+         * a loaded machine then only makes more kills land. */
+        for (unsigned i = 0; i < 5; i++) {
+                ToolRun r;
+                rm_rf_as_root(pf("%s/%s", S.state, id));
+                r = tool_run("microvm-stage", id, NULL);
+                cr_assert_eq(r.status, 0, "%s", outcome(&r));
+                t_full = i == 0 ? r.usec : MIN(t_full, r.usec);
+                tool_run_done(&r);
+                tool_ok("microvm-cleanup", id);
+        }
+        cr_log_info("a first start takes %llu us", (unsigned long long) t_full);
+        t_est = t_full;
+
+        for (unsigned i = 0; i < KILL_ROUNDS; i++) {
+                unsigned scenario = (unsigned) (rnd() % 3), delay;
+                bool had_uid;
+                pid_t pid;
+                int st;
+
+                /* 0: a restart (copies exist); 1: the copies were lost
+                 * (made again); 2: a first start (uid allocated too). */
+                if (scenario == 1)
+                        rm_rf_as_root(pf("%s/%s/drives", S.state, id));
+                else if (scenario == 2) {
+                        rm_rf_as_root(pf("%s/%s", S.state, id));
+                        fresh++;
+                }
+
+                delay = (unsigned) (rnd() % (t_est + 1));
+                pid = tool_spawn("microvm-stage", id);
+                /* A random delay only picks the point of the kill; nothing
+                 * below relies on the stage having got anywhere. */
+                usleep(delay);
+                (void) kill(pid, SIGKILL);
+                st = wait_exit_bounded(pid, TOOL_TIMEOUT);
+                cr_assert(st == 0 || st == 128 + SIGKILL, "round %u: stage exited with %d", i, st);
+                /* Keep the delays spread over a whole stage as the load on
+                 * the machine changes: a stage that finished first means the
+                 * range is too long, a kill that it is maybe too short
+                 * (about one in seven stages finishes at equilibrium). */
+                if (st == 0) {
+                        finished++;
+                        t_est = MAX(t_est * 3 / 4, (usec_t) 200);
+                } else {
+                        killed++;
+                        t_est = MIN(t_est * 21 / 20, 10 * USEC_PER_SEC);
+                }
+                {
+                        unsigned n = count_entries(pf("%s/%s/drives", S.state, id));
+                        if (st != 0 && scenario != 0 && n > 0 && n < KILL_DRIVES)
+                                mid_copy++;
+                }
+
+                /* Whatever the kill interrupted: every copy under its
+                 * final name is complete, nothing half-made is left. */
+                had_uid = exists(pf("%s/%s/uid", S.state, id));
+                if (assert_state_is(id, had_uid, kill_drives(), STATE_TEMPORARIES_OK) > 0)
+                        temporaries++;
+
+                if (i % 2) {
+                        /* cleanup after the killed start (ExecStopPost=) */
+                        tool_ok("microvm-cleanup", id);
+                        assert_nothing_left(id);
+                        assert_state_is(id, had_uid, kill_drives(), 0);
+                }
+                /* the next start works, and builds a complete jail */
+                tool_ok("microvm-stage", id);
+                for (unsigned k = 0; k < KILL_DRIVES; k++)
+                        cr_assert(exists(pf("%s/drive-d%u", jail_root(id), k)), "round %u: drive-d%u missing", i, k);
+                cr_assert(exists(pf("%s/vm-config.json", jail_root(id))));
+                cr_assert(exists(pf("%s/plan", run_dir(id))));
+                /* and cleanup then leaves nothing but the uid and the copies */
+                tool_ok("microvm-cleanup", id);
+                assert_nothing_left(id);
+                assert_state_is(id, true, kill_drives(), STATE_ALL_DRIVES);
+                cr_assert_eq(count_entries(pf("%s/%s/drives", S.state, id)), KILL_DRIVES);
+        }
+        cr_log_info("kill loop (%s): %u rounds, %u stages killed (%u of them in the middle of copying drives, %u "
+                    "leaving a named temporary for the next run to sweep), %u finished before the kill; %u first "
+                    "starts",
+                    *fallback ? "walk" : "openat2", KILL_ROUNDS, killed, mid_copy, temporaries, finished, fresh);
+        cr_expect_gt(killed, KILL_ROUNDS / 4, "too few kills landed: the loop tested little");
+        cr_expect_gt(mid_copy, 0, "no kill landed while drives were being copied");
+        victims_check();
+}
+
+/* ---- uids through the tool ------------------------------------------------------------ */
+
+#define NSTAGE 200
+
+/* How many flock(2) waiters /proc/locks lists for this file
+ * ("1: -> FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF"). */
+static unsigned lock_waiters(const struct stat *st) {
+        char line[512], id[64];
+        unsigned n = 0;
+        FILE *f = fopen("/proc/locks", "re");
+
+        cr_assert_not_null(f);
+        snprintf(id, sizeof id, " %02x:%02x:%llu ", major(st->st_dev), minor(st->st_dev),
+                 (unsigned long long) st->st_ino);
+        while (fgets(line, sizeof line, f))
+                if (strstr(line, "-> FLOCK") && strstr(line, id))
+                        n++;
+        fclose(f);
+        return n;
+}
+
+Test(uid, concurrent_stages_distinct_and_stable, .init = setup, .fini = teardown, .timeout = 900) {
+        pid_t pids[NSTAGE];
+        uid_t uids[NSTAGE];
+        int lock_fd;
+        struct stat st;
+        usec_t deadline;
+        unsigned waiting = 0;
+
+        for (unsigned i = 0; i < NSTAGE; i++)
+                /* small: a kernel and a shared read-only root drive */
+                write_file(pf("%s/c%03u.conf", S.vms, i),
+                           pf("[vm]\nkernel = %s/vmlinux\n\n[drive.root]\nmode = file\npath = %s/ro.ext4\n"
+                              "root = yes\nread_only = yes\n",
+                              S.images, S.images),
+                           0644, 0);
+
+        /* Hold the allocation lock while all 200 start, so that they all
+         * contend for it at once; release it when /proc/locks shows every
+         * one of them waiting (an event, polled with a bound). */
+        cr_assert_eq(mkdir(S.state, 0700), 0);
+        lock_fd = open(pf("%s/.lock", S.state), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        cr_assert_geq(lock_fd, 0);
+        cr_assert_eq(flock(lock_fd, LOCK_EX), 0);
+        cr_assert_eq(fstat(lock_fd, &st), 0);
+        for (unsigned i = 0; i < NSTAGE; i++)
+                pids[i] = tool_spawn("microvm-stage", pf("c%03u", i));
+        deadline = now_usec(CLOCK_MONOTONIC) + 120 * USEC_PER_SEC;
+        while ((waiting = lock_waiters(&st)) < NSTAGE && now_usec(CLOCK_MONOTONIC) < deadline)
+                usleep(10000);
+        cr_log_info("%u stages waiting for the uid lock at once", waiting);
+        cr_expect_eq(waiting, NSTAGE, "not every stage reached the uid allocation");
+        close(lock_fd);
+        for (unsigned i = 0; i < NSTAGE; i++)
+                cr_assert_eq(wait_exit_bounded(pids[i], TOOL_TIMEOUT), 0, "concurrent stage of c%03u failed", i);
+
+        for (unsigned i = 0; i < NSTAGE; i++) {
+                const char *id = pf("c%03u", i);
+                _cleanup_free_ char *plan = read_file(pf("%s/plan", run_dir(id)));
+                struct stat js;
+
+                uids[i] = vm_uid(id);
+                for (unsigned j = 0; j < i; j++)
+                        cr_assert_neq(uids[i], uids[j], "c%03u and c%03u share uid %u", i, j, (unsigned) uids[i]);
+                /* the plan and the jail agree with the record */
+                cr_assert(strstr(plan, pf("\nUID=%u\n", (unsigned) uids[i])), "plan of %s: %s", id, plan);
+                cr_assert_eq(stat(pf("%s/run", jail_root(id)), &js), 0);
+                cr_assert_eq(js.st_uid, uids[i]);
+        }
+
+        /* A restart of every one (concurrently again) keeps every uid. */
+        for (unsigned i = 0; i < NSTAGE; i++)
+                pids[i] = tool_spawn("microvm-stage", pf("c%03u", i));
+        for (unsigned i = 0; i < NSTAGE; i++)
+                cr_assert_eq(wait_exit_bounded(pids[i], TOOL_TIMEOUT), 0, "restart of c%03u failed", i);
+        for (unsigned i = 0; i < NSTAGE; i++)
+                cr_assert_eq(vm_uid(pf("c%03u", i)), uids[i], "c%03u changed uid on restart", i);
+
+        for (unsigned i = 0; i < NSTAGE; i++)
+                pids[i] = tool_spawn("microvm-cleanup", pf("c%03u", i));
+        for (unsigned i = 0; i < NSTAGE; i++) {
+                cr_assert_eq(wait_exit_bounded(pids[i], TOOL_TIMEOUT), 0, "cleanup of c%03u failed", i);
+                assert_nothing_left(pf("c%03u", i));
+        }
+        victims_check();
+}
+
+/* ---- processes and cgroups -------------------------------------------------------------- */
+
+static int pidfd_open_(pid_t pid) {
+        return (int) syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* true once the process behind pidfd has exited, waiting at most timeout. */
+static bool exited_within(int pidfd, usec_t timeout) {
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        return poll(&p, 1, (int) (timeout / USEC_PER_MSEC)) > 0;
+}
+
+typedef struct Sleepers {
+        pid_t child, grandchild;
+        int child_fd, grandchild_fd;    /* pidfds */
+} Sleepers;
+
+/* Starts a process in cgroup `leaf` that setsid()s (leaving any process
+ * group a kill by group would reach), and a grandchild of it in `deeper`:
+ * what a VM's unit leaves behind when firecracker forks. Returns once both
+ * sit in their cgroups. */
+static Sleepers sleepers_start(int leaf_fd, int deeper_fd) {
+        Sleepers s = {};
+        int p[2];
+        pid_t gc = 0;
+
+        cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+        s.child = fork();
+        cr_assert_geq(s.child, 0);
+        if (s.child == 0) {
+                int f = openat(leaf_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+                if (f < 0 || write(f, "0", 1) != 1 || setsid() < 0)
+                        _exit(1);
+                close(f);
+                gc = fork();
+                if (gc < 0)
+                        _exit(2);
+                if (gc == 0) {
+                        f = openat(deeper_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+                        if (f < 0 || write(f, "0", 1) != 1)
+                                _exit(3);
+                        pid_t me = getpid();
+                        if (write(p[1], &me, sizeof me) != sizeof me)
+                                _exit(4);
+                        for (;;)
+                                pause();
+                }
+                for (;;)
+                        pause();
+        }
+        /* The grandchild reports its pid once it is in place. */
+        cr_assert_eq(read(p[0], &gc, sizeof gc), (ssize_t) sizeof gc, "the sleepers did not start");
+        close(p[0]);
+        close(p[1]);
+        s.grandchild = gc;
+        s.child_fd = pidfd_open_(s.child);
+        s.grandchild_fd = pidfd_open_(s.grandchild);
+        cr_assert(s.child_fd >= 0 && s.grandchild_fd >= 0, "pidfd_open: %m");
+        return s;
+}
+
+static void sleepers_assert_alive(const Sleepers *s) {
+        cr_assert_not(exited_within(s->child_fd, 0), "the process in the VM's cgroup was killed");
+        cr_assert_not(exited_within(s->grandchild_fd, 0), "the process in the VM's sub-cgroup was killed");
+}
+
+static void sleepers_assert_killed(Sleepers *s) {
+        /* cleanup waited for "populated 0": they are gone already */
+        cr_assert(exited_within(s->child_fd, USEC_PER_SEC), "the process in the VM's cgroup survived");
+        cr_assert(exited_within(s->grandchild_fd, USEC_PER_SEC), "the setsid()ed grandchild survived");
+        cr_assert_eq(wait_exit_bounded(s->child, TOOL_TIMEOUT), 128 + SIGKILL);
+        close(s->child_fd);
+        close(s->grandchild_fd);
+        /* the grandchild was reparented to us (subreaper): reap it */
+        (void) waitpid(s->grandchild, NULL, WNOHANG);
+        *s = (Sleepers) {};
+}
+
+#define UNIT(id) "microvm.slice/microvm@" id ".service"
+
+static bool cg_exists(const char *rel) {
+        return exists(pf("%s/%s", cgroup_sandbox_mount(), rel));
+}
+
+Test(cgroup, cleanup_kills_what_is_left, .init = setup, .fini = teardown, .timeout = 300) {
+        int leaf, deeper, control;
+        Sleepers s;
+        ToolRun r;
+
+        cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        vm_config_write(ID, NULL);
+        stage_ok(ID);
+        jailer_simulate(ID);
+        /* What a run leaves: <unit>/<id> (launch's leaf, the jailer's
+         * parent) with firecracker in it, deeper cgroups, and .control
+         * where systemd runs ExecStopPost=. */
+        cgroup_mkdir(UNIT(ID));
+        leaf = cgroup_mkdir(UNIT(ID) "/" ID);
+        deeper = cgroup_mkdir(UNIT(ID) "/" ID "/vcpu/deeper");
+        control = cgroup_mkdir(UNIT(ID) "/.control");
+        s = sleepers_start(leaf, deeper);
+
+        /* Not inside the unit (someone ran it by hand) while the unit's
+         * cgroup has processes, i.e. the VM runs: refused, and nothing at
+         * all is touched — not the processes, not the cgroups, not the
+         * jail the running VM uses. */
+        r = tool_run("microvm-cleanup", ID, NULL);
+        cr_assert_neq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "microvm@" ID ".service is running"), "%s", outcome(&r));
+        tool_run_done(&r);
+        sleepers_assert_alive(&s);
+        cr_assert(cg_exists(UNIT(ID) "/" ID "/vcpu/deeper"));
+        cr_assert(exists(pf("%s/vm-config.json", jail_root(ID))), "the running VM's jail was removed");
+
+        /* As ExecStopPost=, from .control: everything below the unit but
+         * .control is killed (cgroup.kill reaches the setsid()ed one too)
+         * and removed, deepest first. */
+        r = tool_run_cg(control, "microvm-cleanup", ID, NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "Killed processes left in 1 cgroup(s) of " ID), "%s", outcome(&r));
+        tool_run_done(&r);
+        sleepers_assert_killed(&s);
+        cr_assert_not(cg_exists(UNIT(ID) "/" ID), "the VM's cgroup was not removed");
+        cr_assert(cg_exists(UNIT(ID) "/.control"), "cleanup removed the cgroup it runs in");
+        assert_nothing_left(ID);
+
+        /* Again: nothing to do, still success. */
+        r = tool_run_cg(control, "microvm-cleanup", ID, NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert_null(strstr(r.err, "Killed"), "%s", outcome(&r));
+        tool_run_done(&r);
+        close(leaf);
+        close(deeper);
+        close(control);
+        victims_check();
+}
+
+Test(cgroup, stage_kills_what_an_earlier_run_left, .init = setup, .fini = teardown, .timeout = 300) {
+        int leaf, control;
+        Sleepers s;
+        ToolRun r;
+
+        cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        vm_config_write(ID, NULL);
+        stage_ok(ID);
+        jailer_simulate(ID);
+        /* A crashed run: no cleanup ran, its processes still sit there. */
+        cgroup_mkdir(UNIT(ID));
+        leaf = cgroup_mkdir(UNIT(ID) "/" ID);
+        control = cgroup_mkdir(UNIT(ID) "/.control");
+        s = sleepers_start(leaf, leaf);
+
+        /* By hand, outside the unit: the processes may be a running VM's,
+         * so stage refuses and touches nothing; they stay alive. */
+        r = tool_run("microvm-stage", ID, NULL);
+        cr_assert_neq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "microvm@" ID ".service is running"), "%s", outcome(&r));
+        tool_run_done(&r);
+        sleepers_assert_alive(&s);
+        cr_assert(exists(pf("%s/dev", jail_root(ID))), "the running VM's jail was rebuilt");
+
+        /* As ExecStartPre=, from .control: the leftovers are killed first. */
+        r = tool_run_cg(control, "microvm-stage", ID, NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "Removed what an earlier run of " ID " left behind"), "%s", outcome(&r));
+        tool_run_done(&r);
+        sleepers_assert_killed(&s);
+        cr_assert_not(cg_exists(UNIT(ID) "/" ID));
+        cr_assert(cg_exists(UNIT(ID) "/.control"));
+        cr_assert(exists(pf("%s/vm-config.json", jail_root(ID))));
+        cr_assert_not(exists(pf("%s/dev", jail_root(ID))), "the old jail was not replaced");
+        tool_ok("microvm-cleanup", ID);
+        close(leaf);
+        close(control);
+        victims_check();
+}
+
+Test(cgroup, reclaim_leaves_running_vms_alone, .init = setup, .fini = teardown, .timeout = 300) {
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        int leaf, control;
+        Sleepers s;
+        ToolRun r;
+
+        cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        /* running: its unit's cgroup has a process */
+        vm_config_write("running", NULL);
+        stage_ok("running");
+        jailer_simulate("running");
+        cgroup_mkdir(UNIT("running"));
+        leaf = cgroup_mkdir(UNIT("running") "/running");
+        s = sleepers_start(leaf, leaf);
+        /* stopped: a unit cgroup without processes, never cleaned up */
+        vm_config_write("stopped", NULL);
+        stage_ok("stopped");
+        jailer_simulate("stopped");
+        close(cgroup_mkdir(UNIT("stopped") "/stopped/deeper"));
+        /* crashed before a reboot: only the jail and run dir */
+        vm_config_write("gone", NULL);
+        stage_ok("gone");
+        jailer_simulate("gone");
+
+        before = snapshot_tree(S.root);
+        r = tool_run("microvm-reclaim", "--dry-run", NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.out, "stopped: would remove its jail, run directory and cgroup"), "%s", r.out);
+        cr_assert(strstr(r.out, "gone: would remove its jail and run directory"), "%s", r.out);
+        cr_assert_null(strstr(r.out, "running: "), "%s", r.out);
+        tool_run_done(&r);
+        after = snapshot_tree(S.root);
+        assert_same_snapshot(before, after, "the host after reclaim --dry-run");
+
+        tool_ok("microvm-reclaim", NULL);
+        assert_nothing_left("stopped");
+        assert_nothing_left("gone");
+        cr_assert_not(cg_exists(UNIT("stopped")), "the stopped VM's unit cgroup is left");
+        /* the running one: untouched, processes alive */
+        sleepers_assert_alive(&s);
+        cr_assert(exists(pf("%s/dev/kvm", jail_root("running"))));
+        cr_assert(exists(pf("%s/plan", run_dir("running"))));
+        cr_assert(cg_exists(UNIT("running") "/running"));
+        /* also when named */
+        tool_ok("microvm-reclaim", "running");
+        sleepers_assert_alive(&s);
+        cr_assert(exists(pf("%s/dev/kvm", jail_root("running"))));
+
+        /* Its own ExecStopPost= ends it. */
+        control = cgroup_mkdir(UNIT("running") "/.control");
+        r = tool_run_cg(control, "microvm-cleanup", "running", NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        tool_run_done(&r);
+        sleepers_assert_killed(&s);
+        assert_nothing_left("running");
+        close(leaf);
+        close(control);
+        victims_check();
+}
+
+PRIV_TEST_MAIN
