@@ -282,7 +282,7 @@ static char *escape_for_log(const char *s) {
                 return NULL;
         for (const char *p = s; *p;) {
                 unsigned char c = (unsigned char) *p;
-                size_t l = utf8_char_length(p);
+                size_t l = utf8_char_length(p, SIZE_MAX);
 
                 if (l == 0 || c < ' ' || c == 0x7f) {
                         t += sprintf(t, "\\x%02x", c);

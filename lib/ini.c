@@ -5,6 +5,7 @@
 #include <iniparser/iniparser.h>
 
 #include "ini.h"
+#include "parse-util.h"
 
 void ini_doc_done(IniDoc *doc) {
         for (size_t i = 0; i < doc->n_sections; i++) {
@@ -40,35 +41,6 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* Length of the valid UTF-8 sequence at p (max n bytes), 0 if invalid. */
-static size_t utf8_char_len(const unsigned char *p, size_t n) {
-        size_t len;
-        uint32_t cp;
-
-        if (p[0] < 0x80)
-                return 1;
-        if ((p[0] & 0xe0) == 0xc0)
-                len = 2, cp = p[0] & 0x1f;
-        else if ((p[0] & 0xf0) == 0xe0)
-                len = 3, cp = p[0] & 0x0f;
-        else if ((p[0] & 0xf8) == 0xf0)
-                len = 4, cp = p[0] & 0x07;
-        else
-                return 0;
-        if (len > n)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (p[i] & 0x3f);
-        }
-        /* overlong forms, surrogates, beyond Unicode */
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                return 0;
-        return len;
-}
-
 /* Checks one raw line for bytes that have no business in a config file. */
 static const char *line_bad_bytes(const char *p, size_t n) {
         for (size_t i = 0; i < n;) {
@@ -79,7 +51,7 @@ static const char *line_bad_bytes(const char *p, size_t n) {
                         return "contains a NUL byte";
                 if ((c < ' ' && c != '\t' && !(c == '\r' && i == n - 1)) || c == 0x7f)
                         return "contains a control character";
-                l = utf8_char_len((const unsigned char *) p + i, n - i);
+                l = utf8_char_length(p + i, n - i);
                 if (l == 0)
                         return "is not valid UTF-8";
                 i += l;

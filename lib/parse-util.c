@@ -352,6 +352,37 @@ char *format_size(uint64_t bytes, char *buf, size_t len) {
         return buf;
 }
 
+size_t utf8_char_length(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t len;
+        uint32_t cp;
+
+        if (n == 0)
+                return 0;
+        if (p[0] < 0x80)
+                return 1;
+        if ((p[0] & 0xe0) == 0xc0)
+                len = 2, cp = p[0] & 0x1f;
+        else if ((p[0] & 0xf0) == 0xe0)
+                len = 3, cp = p[0] & 0x0f;
+        else if ((p[0] & 0xf8) == 0xf0)
+                len = 4, cp = p[0] & 0x07;
+        else
+                return 0;
+        if (len > n)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (p[i] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond Unicode */
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                return 0;
+        return len;
+}
+
 char *cescape(const char *s) {
         size_t n = strlen(s);
         char *r = malloc(4 * n + 1), *o = r;

@@ -55,5 +55,12 @@ const char *path_problem_to_string(PathProblem p);
 /* Formats bytes as the largest exact binary unit ("1G", "1536M", "100"). */
 char *format_size(uint64_t bytes, char *buf, size_t len);
 
+/* Length of the valid UTF-8 sequence at s (looking at most at n bytes), or
+ * 0 if it is invalid: as systemd's utf8_is_valid(), overlong forms,
+ * surrogates and code points beyond U+10FFFF are invalid. For a
+ * NUL-terminated string n may be SIZE_MAX: a truncated sequence stops at
+ * the NUL, which is not a continuation byte. */
+size_t utf8_char_length(const char *s, size_t n);
+
 /* Copies s with C-style escaping of non-printable bytes, for messages. */
 char *cescape(const char *s);

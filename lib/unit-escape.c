@@ -1,34 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "parse-util.h"
 #include "unit-escape.h"
-
-/* As systemd's utf8_is_valid(): overlong forms, surrogates and code points
- * beyond U+10FFFF are invalid. s is NUL-terminated, so a truncated sequence
- * stops at the NUL, which is not a continuation byte. */
-size_t utf8_char_length(const char *s) {
-        const unsigned char *p = (const unsigned char *) s;
-        size_t len;
-        uint32_t cp;
-
-        if (p[0] < 0x80)
-                return 1;
-        if ((p[0] & 0xe0) == 0xc0)
-                len = 2, cp = p[0] & 0x1f;
-        else if ((p[0] & 0xf0) == 0xe0)
-                len = 3, cp = p[0] & 0x0f;
-        else if ((p[0] & 0xf8) == 0xf0)
-                len = 4, cp = p[0] & 0x07;
-        else
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                return 0;
-        return len;
-}
 
 bool unit_text_valid(const char *s, bool allow_tab) {
         for (const unsigned char *p = (const unsigned char *) s; *p;) {
@@ -36,7 +8,7 @@ bool unit_text_valid(const char *s, bool allow_tab) {
 
                 if ((*p < ' ' && !(allow_tab && *p == '\t')) || *p == 0x7f)
                         return false;
-                l = utf8_char_length((const char *) p);
+                l = utf8_char_length((const char *) p, SIZE_MAX);
                 if (l == 0)
                         return false;
                 p += l;

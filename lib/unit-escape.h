@@ -20,10 +20,8 @@
  * continuation), or -ENOMEM. */
 
 #include "macro.h"
+#include "parse-util.h"
 
-/* Length of the valid UTF-8 character at s (1-4), 0 if s does not start
- * one (overlong forms, surrogates and code points past U+10FFFF included). */
-size_t utf8_char_length(const char *s);
 
 /* Valid UTF-8 without control characters (tab allowed when allow_tab). */
 bool unit_text_valid(const char *s, bool allow_tab);

@@ -84,12 +84,12 @@ Test(unit_escape, text_valid) {
         cr_assert(unit_text_valid("a\tb", true));
         cr_assert_not(unit_text_valid("a\tb", false));
         cr_assert_not(unit_text_valid("\x80", true));
-        cr_assert_eq(utf8_char_length("a"), 1);
-        cr_assert_eq(utf8_char_length("\xc3\xa9"), 2);
-        cr_assert_eq(utf8_char_length("\xe2\x98\x83"), 3);
-        cr_assert_eq(utf8_char_length("\xf0\x9f\x90\xa7"), 4);
-        cr_assert_eq(utf8_char_length("\xc3"), 0);
-        cr_assert_eq(utf8_char_length("\xff"), 0);
+        cr_assert_eq(utf8_char_length("a", SIZE_MAX), 1);
+        cr_assert_eq(utf8_char_length("\xc3\xa9", SIZE_MAX), 2);
+        cr_assert_eq(utf8_char_length("\xe2\x98\x83", SIZE_MAX), 3);
+        cr_assert_eq(utf8_char_length("\xf0\x9f\x90\xa7", SIZE_MAX), 4);
+        cr_assert_eq(utf8_char_length("\xc3", SIZE_MAX), 0);
+        cr_assert_eq(utf8_char_length("\xff", SIZE_MAX), 0);
 }
 
 /* The unit name of a bridge's device, as udev/systemd name it
