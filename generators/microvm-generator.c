@@ -67,6 +67,9 @@ static const SeccompAllow generator_syscalls[] = {
         SECCOMP_ALLOW("memfd_create"),
         SECCOMP_ALLOW("write"),
         SECCOMP_ALLOW("writev"),
+        /* lib/ini.c rewrites one memory file for every config it parses */
+        SECCOMP_ALLOW("pwrite64"),
+        SECCOMP_ALLOW("ftruncate"),
         SECCOMP_ALLOW("mkdirat"),
         SECCOMP_ALLOW("mkdir"),
         SECCOMP_ALLOW("symlinkat"),

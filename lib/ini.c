@@ -334,16 +334,20 @@ static dictionary *iniparser_load_bytes(const char *data, size_t size) {
         return iniparser_load_file(f, "config");
 #else
         /* iniparser < 4.2 can only load by path: hand it the bytes through an
-         * anonymous memory file, so what it parses is exactly what we read. */
-        _cleanup_close_ int fd = -EBADF;
+         * anonymous memory file, so what it parses is exactly what we read.
+         * One memory file serves every parse of the process (a generator
+         * parses thousands of files): rewritten, then cut to the new size. */
+        static int fd = -EBADF;
         char path[64];
         size_t done = 0;
 
-        fd = memfd_create("microvm-config", MFD_CLOEXEC);
-        if (fd < 0)
-                return NULL;
+        if (fd < 0) {
+                fd = memfd_create("microvm-config", MFD_CLOEXEC);
+                if (fd < 0)
+                        return NULL;
+        }
         while (done < size) {
-                ssize_t k = write(fd, data + done, size - done);
+                ssize_t k = pwrite(fd, data + done, size - done, (off_t) done);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -351,6 +355,9 @@ static dictionary *iniparser_load_bytes(const char *data, size_t size) {
                 }
                 done += (size_t) k;
         }
+        if (ftruncate(fd, (off_t) size) < 0)
+                return NULL;
+        /* A new open file description, reading from offset 0. */
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         return iniparser_load(path);
 #endif
