@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/random.h>
+#include <sys/sem.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -213,6 +214,50 @@ static int task_set_cookie(struct dm_task *t, uint32_t *cookie, uint16_t flags) 
         if (!dm_task_set_cookie(t, cookie, flags))
                 return -EIO;
         return 0;
+}
+
+/* libdevmapper's DM_COOKIE_MAGIC, the upper 16 bits of every cookie key. */
+#define DM_COOKIE_KEY_MAGIC 0x0D4DU
+
+union semun_compat {
+        int val;
+        struct semid_ds *buf;
+        unsigned short *array;
+        struct seminfo *info;
+};
+
+int dm_udev_cookies_reclaim(usec_t min_age) {
+        union semun_compat arg;
+        struct seminfo info;
+        time_t now = time(NULL);
+        int max, removed = 0;
+
+        arg.info = &info;
+        max = semctl(0, 0, SEM_INFO, arg);
+        if (max < 0)
+                return -errno;
+        for (int i = 0; i <= max; i++) {
+                struct semid_ds ds;
+                time_t changed;
+                int semid, val;
+
+                arg.buf = &ds;
+                semid = semctl(i, 0, SEM_STAT, arg);
+                if (semid < 0)
+                        continue;
+                if (((uint32_t) ds.sem_perm.__key >> 16) != DM_COOKIE_KEY_MAGIC || ds.sem_nsems != 1 ||
+                    ds.sem_perm.uid != 0)
+                        continue;
+                val = semctl(semid, 0, GETVAL);
+                if (val != 0)
+                        continue; /* udev has not completed it: not ours to judge */
+                changed = MAX(ds.sem_otime, ds.sem_ctime);
+                if (now < changed || (usec_t) (now - changed) * USEC_PER_SEC < min_age)
+                        continue;
+                if (semctl(semid, 0, IPC_RMID) >= 0)
+                        removed++;
+        }
+        return removed;
 }
 
 static void wait_cookie(uint32_t cookie, const char *name) {

@@ -157,6 +157,16 @@ typedef struct DmDevice {
         size_t n_deps;
 } DmDevice;
 
+/* libdevmapper's udev cookies are System V semaphores (key 0x0D4Dxxxx),
+ * set up before a dm ioctl and removed by the caller's dm_udev_wait() once
+ * udev has counted them down to 0. A process killed in between leaves its
+ * semaphore behind (until the next boot clears System V IPC). This removes
+ * the semaphores of cookies that udev completed (value 0) at least min_age
+ * ago: their waiter, had it lived, would have removed them at once, so
+ * nobody waits on them. Cookies udev has not completed are left alone.
+ * Returns how many were removed. */
+int dm_udev_cookies_reclaim(usec_t min_age);
+
 /* Every dm device whose UUID starts with uuid_prefix (NULL: all), in safe
  * removal order (dm_order_leaf_first(): users before what they use). */
 int dm_list(const char *uuid_prefix, DmDevice **ret, size_t *ret_n);

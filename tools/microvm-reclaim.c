@@ -20,6 +20,7 @@
 #include "names.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
+#include "dm.h"
 #include "storage.h"
 #include "tool.h"
 #include "unit-state.h"
@@ -338,6 +339,12 @@ int main(int argc, char **argv) {
                 if (r < 0 && ret == 0)
                         ret = r;
                 storage_report_done(&srep);
+
+                /* udev cookies (semaphores) of dm operations whose process
+                 * was killed before it could remove them. */
+                r = dm_udev_cookies_reclaim(60 * USEC_PER_SEC);
+                if (r > 0)
+                        log_info("Removed %d abandoned device-mapper udev cookie(s).", r);
         }
         if (cands.n == 0)
                 log_debug("Nothing to reclaim.");

@@ -193,7 +193,14 @@ static int reset(Stage *s) {
                  * processes because someone ran microvm-stage by hand. */
                 .unit_cgroup = inside ? cg : NULL,
                 .keep_child = child,
-                .remove_state = old && old->ephemeral,
+                /* An ephemeral VM begins every start from the template
+                 * images, so the current config decides too, not only the
+                 * old plan: after a host crash there is no plan (run_dir is
+                 * a tmpfs), no stop removed the disk state, and the start
+                 * would otherwise reuse the crashed run's thin volumes,
+                 * persistent CoW files and drive copies (and leave the old
+                 * thin volume in the pool). */
+                .remove_state = (old && old->ephemeral) || s->vm->ephemeral,
         };
         r = vm_teardown(&t, &rep);
         for (char **m = rep.failed; m && *m; m++)
