@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cgroup.h"
+#include "util.h"
 
 static int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
         _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -36,36 +37,10 @@ static int write_file_at(int dir_fd, const char *name, const char *value) {
 
 static int read_whole_file(const char *path, char **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, alloc = 0;
 
         if (fd < 0)
                 return -errno;
-        for (;;) {
-                ssize_t n;
-                if (alloc - size < 4096) {
-                        char *nb;
-                        if (alloc > 16 * 1024 * 1024)
-                                return -EFBIG;
-                        alloc = alloc ? alloc * 2 : 8192;
-                        nb = realloc(buf, alloc);
-                        if (!nb)
-                                return -ENOMEM;
-                        buf = nb;
-                }
-                n = read(fd, buf + size, alloc - size - 1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                size += (size_t) n;
-        }
-        buf[size] = '\0';
-        *ret = TAKE_PTR(buf);
-        return 0;
+        return read_full_fd(fd, 16 * 1024 * 1024, ret, NULL);
 }
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */

@@ -6,6 +6,7 @@
 
 #include "config-files.h"
 #include "ini.h"
+#include "util.h"
 
 const char *host_config_path(void) {
         const char *e = getenv("MICROVM_HOST_CONFIG");
@@ -43,9 +44,7 @@ int config_search_path(char ***ret) {
 
 int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t done = 0;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
@@ -64,27 +63,7 @@ int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
         if (geteuid() == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))))
                 return -EPERM;
 
-        buf = malloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        /* Read up to one byte more than fits, to notice a file that grew. */
-        for (;;) {
-                ssize_t k = read(fd, buf + done, (size_t) st.st_size + 1 - done);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                done += (size_t) k;
-                if (done > (size_t) st.st_size)
-                        return -EFBIG;
-        }
-        buf[done] = '\0';
-        *ret_data = TAKE_PTR(buf);
-        *ret_size = done;
-        return 0;
+        return read_full_fd(fd, INI_FILE_MAX, ret_data, ret_size);
 }
 
 /* A symlink whose target is /dev/null masks the name (as with units). */

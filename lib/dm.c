@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "util.h"
 #include "dm.h"
 #include "plan.h"
 #include "storage-util.h"
@@ -85,35 +86,6 @@ static const char *dm_log_suffix(char *buf, size_t size) {
         n = snprintf(buf, size, " (%.*s)", (int) (size - 4), dm_log_buf);
         (void) n;
         return buf;
-}
-
-static int set_error(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-static int set_error(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                errno = abs(r);
-                va_start(ap, format);
-                if (vasprintf(ret_error, format, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return -abs(r);
-}
-
-static void sleep_usec(usec_t u) {
-        struct timespec ts = { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_nsec = (long) (u % USEC_PER_SEC) * 1000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-static uint64_t random_u64(void) {
-        uint64_t v;
-
-        if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t) sizeof v)
-                return v;
-        return now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid();
 }
 
 /* ---- udev ------------------------------------------------------------------ */
@@ -318,7 +290,7 @@ void dm_release(void) {
 int dm_check_available(char **ret_error) {
         if (access("/dev/mapper/control", F_OK) >= 0 || access("/sys/class/misc/device-mapper", F_OK) >= 0)
                 return 0;
-        return set_error(ret_error, ENODEV,
+        return error_setf(ret_error, ENODEV,
                          "The kernel has no device-mapper support (no /dev/mapper/control): load the module dm_mod (modprobe dm_mod)");
 }
 
@@ -369,11 +341,11 @@ int dm_targets_check(const char *const *want, char **ret_error) {
                 return r;
         r = dm_list_targets(&have, &n);
         if (r < 0)
-                return set_error(ret_error, r, "Failed to list the kernel's device-mapper targets: %m%s",
+                return error_setf(ret_error, r, "Failed to list the kernel's device-mapper targets: %m%s",
                                  dm_log_suffix(buf, sizeof buf));
         r = dm_targets_missing(have, n, want, ret_error ? &msg : NULL);
         if (r < 0)
-                return set_error(ret_error, r, "Failed to compare device-mapper targets: %m");
+                return error_setf(ret_error, r, "Failed to compare device-mapper targets: %m");
         if (r > 0) {
                 if (ret_error)
                         *ret_error = TAKE_PTR(msg);
@@ -395,17 +367,17 @@ int dm_create(const char *name, const char *uuid, const DmTarget *targets, size_
         dm_init();
         t = dm_task_create(DM_DEVICE_CREATE);
         if (!t || !dm_task_set_name(t, name) || (uuid && !dm_task_set_uuid(t, uuid)))
-                return set_error(ret_error, ENOMEM, "Failed to prepare the creation of device-mapper device %s", name);
+                return error_setf(ret_error, ENOMEM, "Failed to prepare the creation of device-mapper device %s", name);
         if ((flags & DM_CREATE_READ_ONLY) && !dm_task_set_ro(t))
-                return set_error(ret_error, ENOMEM, "Failed to prepare the creation of device-mapper device %s", name);
+                return error_setf(ret_error, ENOMEM, "Failed to prepare the creation of device-mapper device %s", name);
         for (size_t i = 0; i < n_targets; i++)
                 if (!dm_task_add_target(t, targets[i].start, targets[i].length, targets[i].type, targets[i].params))
-                        return set_error(ret_error, ENOMEM, "Failed to add a %s target to device-mapper device %s",
+                        return error_setf(ret_error, ENOMEM, "Failed to add a %s target to device-mapper device %s",
                                          targets[i].type, name);
         r = task_set_cookie(t, &cookie,
                             flags & DM_CREATE_NO_PROBE ? DM_UDEV_DISABLE_DISK_RULES_FLAG | DM_UDEV_DISABLE_OTHER_RULES_FLAG : 0);
         if (r < 0)
-                return set_error(ret_error, r, "Failed to set up a udev cookie for device-mapper device %s", name);
+                return error_setf(ret_error, r, "Failed to set up a udev cookie for device-mapper device %s", name);
         r = task_run(t);
         if (r >= 0 && (!dm_task_get_info(t, &info) || !info.exists))
                 r = -ENXIO;
@@ -413,7 +385,7 @@ int dm_create(const char *name, const char *uuid, const DmTarget *targets, size_
          * and the wait releases its semaphore. */
         wait_cookie(cookie, name);
         if (r < 0)
-                return set_error(ret_error, r, "Failed to create device-mapper device %s (%s %s): %m%s", name,
+                return error_setf(ret_error, r, "Failed to create device-mapper device %s (%s %s): %m%s", name,
                                  n_targets > 0 ? targets[0].type : "no target", n_targets > 0 ? targets[0].params : "",
                                  dm_log_suffix(buf, sizeof buf));
         if (ret_devnum)
@@ -434,13 +406,13 @@ int dm_open_device(const char *name, dev_t devnum, int flags, int *ret_fd, char 
                 fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
         }
         if (fd < 0)
-                return set_error(ret_error, errno, "Failed to open %s (device-mapper device %s): %m", path,
+                return error_setf(ret_error, errno, "Failed to open %s (device-mapper device %s): %m", path,
                                  strna(name));
         if (fstat(fd, &st) < 0)
-                return set_error(ret_error, errno, "Failed to stat %s: %m", path);
+                return error_setf(ret_error, errno, "Failed to stat %s: %m", path);
         if (!S_ISBLK(st.st_mode) || st.st_rdev != devnum) {
                 char a[DEVNUM_STR_MAX], b[DEVNUM_STR_MAX];
-                return set_error(ret_error, ESTALE, "%s is %s%s, not device-mapper device %s (%s)", path,
+                return error_setf(ret_error, ESTALE, "%s is %s%s, not device-mapper device %s (%s)", path,
                                  S_ISBLK(st.st_mode) ? "block device " : "not a block device",
                                  S_ISBLK(st.st_mode) ? format_devnum(st.st_rdev, a) : "", strna(name),
                                  format_devnum(devnum, b));
@@ -544,10 +516,10 @@ int dm_message(const char *name, const char *message, char **ret_response, char 
         dm_init();
         t = dm_task_create(DM_DEVICE_TARGET_MSG);
         if (!t || !dm_task_set_name(t, name) || !dm_task_set_sector(t, 0) || !dm_task_set_message(t, message))
-                return set_error(ret_error, ENOMEM, "Failed to prepare message \"%s\" to %s", message, name);
+                return error_setf(ret_error, ENOMEM, "Failed to prepare message \"%s\" to %s", message, name);
         r = task_run(t);
         if (r < 0)
-                return set_error(ret_error, r, "Message \"%s\" to device-mapper device %s failed: %m%s", message, name,
+                return error_setf(ret_error, r, "Message \"%s\" to device-mapper device %s failed: %m%s", message, name,
                                  dm_log_suffix(buf, sizeof buf));
         if (ret_response) {
                 resp = dm_task_get_message_response(t);
@@ -635,7 +607,7 @@ static int remove_task(const char *uuid, const char *name, bool deferred, bool r
 static int busy_message(char **ret_message, int r, const DmInfo *i, const char *what) {
         _cleanup_free_ char *holders = dm_holders_describe(i->devnum);
 
-        return set_error(ret_message, r,
+        return error_setf(ret_message, r,
                          "device-mapper device %s (dm-%u, %u:%u) is still open (open count %d; holders: %s): %s",
                          i->name, minor(i->devnum), major(i->devnum), minor(i->devnum), i->open_count,
                          strna(holders), what);
@@ -650,7 +622,7 @@ int dm_remove(const char *uuid, DmRemoveFlags flags, char **ret_message) {
         dm_init();
         r = dm_get_info(NULL, uuid, &i);
         if (r < 0)
-                return set_error(ret_message, r, "Failed to look up device-mapper device with UUID %s: %m", uuid);
+                return error_setf(ret_message, r, "Failed to look up device-mapper device with UUID %s: %m", uuid);
         if (!i.exists)
                 return DM_REMOVE_ABSENT;
 
@@ -660,7 +632,7 @@ int dm_remove(const char *uuid, DmRemoveFlags flags, char **ret_message) {
                 sleep_usec(backoff_delay(attempt, 2 * USEC_PER_MSEC, 200 * USEC_PER_MSEC, random_u64()));
                 r = dm_get_info(NULL, uuid, &i);
                 if (r < 0)
-                        return set_error(ret_message, r, "Failed to look up device-mapper device with UUID %s: %m",
+                        return error_setf(ret_message, r, "Failed to look up device-mapper device with UUID %s: %m",
                                          uuid);
                 if (!i.exists)
                         return DM_REMOVE_DONE;  /* someone else removed it (a deferred removal) */
@@ -673,7 +645,7 @@ int dm_remove(const char *uuid, DmRemoveFlags flags, char **ret_message) {
                 if (r == -ENXIO)
                         return DM_REMOVE_DONE;
                 if (r != -EBUSY)
-                        return set_error(ret_message, r, "Failed to remove device-mapper device %s: %m%s", i.name,
+                        return error_setf(ret_message, r, "Failed to remove device-mapper device %s: %m%s", i.name,
                                          dm_log_suffix(buf, sizeof buf));
                 r = dm_get_info(NULL, uuid, &i);
                 if (r < 0 || !i.exists)
@@ -687,7 +659,7 @@ int dm_remove(const char *uuid, DmRemoveFlags flags, char **ret_message) {
                 if (r == -EOPNOTSUPP)
                         return busy_message(ret_message, EBUSY, &i,
                                             "not removed (this libdevmapper has no deferred removal)");
-                return set_error(ret_message, r, "Failed to schedule the deferred removal of device-mapper device %s: %m%s",
+                return error_setf(ret_message, r, "Failed to schedule the deferred removal of device-mapper device %s: %m%s",
                                  i.name, dm_log_suffix(buf, sizeof buf));
         }
         r = dm_get_info(NULL, uuid, &i);

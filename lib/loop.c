@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 
+#include "util.h"
 #include "loop.h"
 #include "parse-util.h"
 #include "plan.h"
@@ -62,35 +63,6 @@ usec_t loop_kernel_usec(void) {
         return loop_ioctl_usec_total;
 }
 
-static int set_error(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-static int set_error(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                errno = abs(r);
-                va_start(ap, format);
-                if (vasprintf(ret_error, format, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return -abs(r);
-}
-
-static uint64_t random_u64(void) {
-        uint64_t v;
-
-        if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t) sizeof v)
-                return v;
-        return now_usec(CLOCK_MONOTONIC) * UINT64_C(6364136223846793005) + (uint64_t) getpid();
-}
-
-static void sleep_usec(usec_t u) {
-        struct timespec ts = { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_nsec = (long) (u % USEC_PER_SEC) * 1000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 void loop_device_done(LoopDevice *l) {
         if (!l)
                 return;
@@ -118,22 +90,6 @@ int loop_name_parse(const char *name, unsigned *ret) {
 }
 
 /* ---- helpers --------------------------------------------------------------------- */
-
-static int read_sysfs_line(const char *path, char *buf, size_t size) {
-        _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        n = read(fd, buf, size - 1);
-        if (n < 0)
-                return -errno;
-        buf[n] = '\0';
-        if (n > 0 && buf[n - 1] == '\n')
-                buf[n - 1] = '\0';
-        return 0;
-}
 
 /* The path of an open file as the kernel prints it (the same d_path the
  * loop driver shows in sysfs backing_file). */
@@ -166,7 +122,7 @@ static int loop_open_nr(unsigned nr, bool read_only, int *ret_fd, dev_t *ret_dev
         if (!S_ISBLK(st.st_mode))
                 return -ENOTBLK;
         snprintf(path, sizeof path, "/sys/block/loop%u/dev", nr);
-        r = read_sysfs_line(path, line, sizeof line);
+        r = read_one_line_file(path, line, sizeof line);
         if (r < 0)
                 return r;
         if (parse_devnum(line, &want) < 0)
@@ -188,18 +144,18 @@ int loop_lock(int *ret_lock_fd, char **ret_error) {
         if (fd < 0) {
                 int e = errno;
                 if (e == ENOENT || e == ENODEV || e == ENXIO)
-                        return set_error(ret_error, e,
+                        return error_setf(ret_error, e,
                                          "/dev/loop-control: %m (the kernel has no loop device support: modprobe loop)");
-                return set_error(ret_error, e, "/dev/loop-control: %m");
+                return error_setf(ret_error, e, "/dev/loop-control: %m");
         }
         /* Bounded: a hung holder yields a message, not a stuck start. */
         for (unsigned attempt = 0;; attempt++) {
                 if (flock(fd, LOCK_EX | LOCK_NB) >= 0)
                         break;
                 if (errno != EWOULDBLOCK && errno != EINTR)
-                        return set_error(ret_error, errno, "Failed to lock /dev/loop-control: %m");
+                        return error_setf(ret_error, errno, "Failed to lock /dev/loop-control: %m");
                 if (now_usec(CLOCK_MONOTONIC) >= deadline)
-                        return set_error(ret_error, ETIMEDOUT,
+                        return error_setf(ret_error, ETIMEDOUT,
                                          "Timed out after %u s waiting for the lock on /dev/loop-control (another process holds it)",
                                          (unsigned) (LOOP_LOCK_TIMEOUT / USEC_PER_SEC));
                 sleep_usec(backoff_delay(attempt, 1000, 100 * USEC_PER_MSEC, random_u64()));
@@ -312,18 +268,18 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
         int r, accmode, last = 0;
 
         if (fstat(backing_fd, &st) < 0)
-                return set_error(ret_error, errno, "Failed to stat the backing file of a new loop device: %m");
+                return error_setf(ret_error, errno, "Failed to stat the backing file of a new loop device: %m");
         r = fd_path(backing_fd, path);
         if (r < 0)
-                return set_error(ret_error, r, "Failed to find the path of the backing file (fd %d): %m", backing_fd);
+                return error_setf(ret_error, r, "Failed to find the path of the backing file (fd %d): %m", backing_fd);
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-                return set_error(ret_error, EBADFD, "%s: not a regular file or block device, cannot back a loop device",
+                return error_setf(ret_error, EBADFD, "%s: not a regular file or block device, cannot back a loop device",
                                  path);
         accmode = fcntl(backing_fd, F_GETFL);
         if (accmode < 0)
-                return set_error(ret_error, errno, "%s: %m", path);
+                return error_setf(ret_error, errno, "%s: %m", path);
         if (!read_only && (accmode & O_ACCMODE) == O_RDONLY)
-                return set_error(ret_error, EBADF, "%s: opened read-only, cannot back a writable loop device", path);
+                return error_setf(ret_error, EBADF, "%s: opened read-only, cannot back a writable loop device", path);
         if (read_only)
                 lo_flags |= LO_FLAGS_READ_ONLY;
         if ((flags & LOOP_ATTACH_DIRECT_IO) && direct_io_usable(backing_fd))
@@ -348,7 +304,7 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
 
                 nr = timed_ioctl(lock_fd, LOOP_CTL_GET_FREE, 0);
                 if (nr < 0)
-                        return set_error(ret_error, errno, "Failed to get a free loop device (LOOP_CTL_GET_FREE): %m");
+                        return error_setf(ret_error, errno, "Failed to get a free loop device (LOOP_CTL_GET_FREE): %m");
                 r = loop_open_nr((unsigned) nr, read_only, &fd, &devnum);
                 if (r == -ENOENT || r == -ENXIO) {
                         /* Removed (LOOP_CTL_REMOVE) or not yet visible: another. */
@@ -356,7 +312,7 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
                         continue;
                 }
                 if (r < 0)
-                        return set_error(ret_error, r, "Failed to open /dev/loop%d: %m", nr);
+                        return error_setf(ret_error, r, "Failed to open /dev/loop%d: %m", nr);
 
                 r = loop_configure_fd(fd, backing_fd, lo_flags, name);
                 if (r == -EBUSY || r == -ENXIO) {
@@ -365,17 +321,17 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
                         continue;
                 }
                 if (r < 0)
-                        return set_error(ret_error, r, "Failed to attach %s to /dev/loop%d: %m", path, nr);
+                        return error_setf(ret_error, r, "Failed to attach %s to /dev/loop%d: %m", path, nr);
 
                 /* Trust, but verify: the kernel's view of what we set up. */
                 if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0) {
                         r = -errno;
                         (void) ioctl(fd, LOOP_CLR_FD);
-                        return set_error(ret_error, r, "Failed to read back /dev/loop%d: %m", nr);
+                        return error_setf(ret_error, r, "Failed to read back /dev/loop%d: %m", nr);
                 }
                 if (info.lo_number != (uint32_t) nr || !status_matches_backing(&info, &st)) {
                         (void) ioctl(fd, LOOP_CLR_FD);
-                        return set_error(ret_error, ESTALE,
+                        return error_setf(ret_error, ESTALE,
                                          "/dev/loop%d does not serve %s after attaching it (someone changed it under us)",
                                          nr, path);
                 }
@@ -386,12 +342,12 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
                         if (ioctl(fd, LOOP_SET_STATUS64, &fix) < 0) {
                                 r = -errno;
                                 (void) ioctl(fd, LOOP_CLR_FD);
-                                return set_error(ret_error, r, "Failed to set autoclear on /dev/loop%d: %m", nr);
+                                return error_setf(ret_error, r, "Failed to set autoclear on /dev/loop%d: %m", nr);
                         }
                 }
                 if (read_only != !!(info.lo_flags & LO_FLAGS_READ_ONLY)) {
                         (void) ioctl(fd, LOOP_CLR_FD);
-                        return set_error(ret_error, EROFS,
+                        return error_setf(ret_error, EROFS,
                                          read_only ? "/dev/loop%d for %s is writable although read-only was asked for"
                                                    : "/dev/loop%d for %s came out read-only (read-only file or filesystem?)",
                                          nr, path);
@@ -399,12 +355,12 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
                 r = loop_fill(fd, (unsigned) nr, devnum, ret);
                 if (r < 0) {
                         (void) ioctl(fd, LOOP_CLR_FD);
-                        return set_error(ret_error, r, "Failed to query /dev/loop%d: %m", nr);
+                        return error_setf(ret_error, r, "Failed to query /dev/loop%d: %m", nr);
                 }
                 TAKE_FD(fd);
                 return 0;
         }
-        return set_error(ret_error, last ?: -EBUSY,
+        return error_setf(ret_error, last ?: -EBUSY,
                          "Failed to attach %s to a loop device: every free device was taken by someone else (%u attempts; last error: %m)",
                          path, LOOP_ATTACH_ATTEMPTS);
 }
@@ -439,7 +395,7 @@ int loop_find_shared(int backing_fd, LoopDevice *ret) {
                         continue;
                 /* Cheap filter first: the path the kernel shows. */
                 snprintf(p, sizeof p, "/sys/block/%s/loop/backing_file", de->d_name);
-                if (read_sysfs_line(p, line, sizeof line) < 0 || !streq(line, path))
+                if (read_one_line_file(p, line, sizeof line) < 0 || !streq(line, path))
                         continue;
                 /* Then the identity, on the device we hold open from now on:
                  * an autoclear loop that vanished (or was reused) between
@@ -471,7 +427,7 @@ int loop_attach_shared(int lock_fd, int backing_fd, LoopDevice *ret, char **ret_
         int r;
 
         if (lock_fd < 0)
-                return set_error(ret_error, EINVAL, "A shared loop device must be looked up under the loop lock");
+                return error_setf(ret_error, EINVAL, "A shared loop device must be looked up under the loop lock");
         r = loop_find_shared(backing_fd, ret);
         if (r > 0)
                 return 0;
@@ -479,8 +435,8 @@ int loop_attach_shared(int lock_fd, int backing_fd, LoopDevice *ret, char **ret_
                 if (fd_path(backing_fd, path) < 0)
                         snprintf(path, sizeof path, "(fd %d)", backing_fd);
                 if (r == -EBADFD)
-                        return set_error(ret_error, r, "%s: not a regular file (a base image must be a file)", path);
-                return set_error(ret_error, r, "Failed to look for a loop device serving %s: %m", path);
+                        return error_setf(ret_error, r, "%s: not a regular file (a base image must be a file)", path);
+                return error_setf(ret_error, r, "Failed to look for a loop device serving %s: %m", path);
         }
         return loop_attach(lock_fd, backing_fd, LOOP_ATTACH_READ_ONLY | LOOP_ATTACH_DIRECT_IO, ret, ret_error);
 }
@@ -529,7 +485,7 @@ int loop_list(LoopInfo **ret, size_t *ret_n) {
                 if (loop_name_parse(de->d_name, &nr) < 0)
                         continue;
                 snprintf(p, sizeof p, "/sys/block/%s/loop/backing_file", de->d_name);
-                if (read_sysfs_line(p, line, sizeof line) < 0)
+                if (read_one_line_file(p, line, sizeof line) < 0)
                         continue;       /* not bound */
                 if (loop_open_nr(nr, true, &fd, &devnum) < 0 || ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
                         continue;       /* gone meanwhile */

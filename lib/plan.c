@@ -26,31 +26,6 @@ Plan *plan_free(Plan *p) {
         return NULL;
 }
 
-size_t strv_length(char *const *l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
-
-int strv_push(char ***l, const char *s) {
-        size_t n = strv_length(*l);
-        char **nl;
-        char *c = strdup(s);
-
-        if (!c)
-                return -ENOMEM;
-        nl = realloc(*l, (n + 2) * sizeof(char *));
-        if (!nl) {
-                free(c);
-                return -ENOMEM;
-        }
-        nl[n] = c;
-        nl[n + 1] = NULL;
-        *l = nl;
-        return 0;
-}
-
 typedef enum FieldType { F_STR, F_UID, F_GID, F_USEC, F_BOOL, F_LIST, F_UINT } FieldType;
 
 typedef struct Field {

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "util.h"
 
 #define PLAN_VERSION 1
 #define PLAN_LIST_MAX 64
@@ -51,6 +52,3 @@ char *plan_serialize(const Plan *p);
 /* Pure parse; on failure returns -EINVAL and, if ret_error, a message
  * naming the line and the problem. */
 int plan_parse(const char *text, size_t size, Plan **ret, char **ret_error);
-/* Appends a copy of s to a NULL-terminated list. */
-int strv_push(char ***l, const char *s);
-size_t strv_length(char *const *l);

@@ -17,6 +17,7 @@
 #include <linux/openat2.h>
 #endif
 
+#include "util.h"
 #include "parse-util.h"
 #include "safe-fs.h"
 
@@ -444,9 +445,7 @@ int safe_open_at(int rootfd, const char *path, int flags, mode_t type, int *ret_
 
 int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_data, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t done = 0;
         int r;
 
         if (max_size >= SIZE_MAX / 2)
@@ -458,46 +457,10 @@ int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_
                 return -errno;
         if ((uint64_t) st.st_size > max_size)
                 return -EFBIG;
-        buf = malloc(max_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, buf + done, max_size + 1 - done);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                done += (size_t) k;
-                if (done > max_size)
-                        return -EFBIG;
-        }
-        buf[done] = '\0';
-        *ret_data = TAKE_PTR(buf);
-        if (ret_size)
-                *ret_size = done;
-        return 0;
+        return read_full_fd(fd, max_size, ret_data, ret_size);
 }
 
 /* ---- trusted roots ------------------------------------------------------- */
-
-_printf_(3, 4) static int root_fail(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                char *m = NULL;
-
-                va_start(ap, fmt);
-                if (vasprintf(&m, fmt, ap) < 0)
-                        m = NULL;
-                va_end(ap);
-                free(*ret_error);
-                *ret_error = m;
-        }
-        return r;
-}
 
 static const char *trusted_hint(TrustedProblem p) {
         switch (p) {
@@ -565,20 +528,20 @@ int safe_root_open(const char *path, SafeRootFlags flags, mode_t create_mode, in
         int r;
 
         if (!path)
-                return root_fail(ret_error, -EINVAL, "No path given for a trusted directory");
+                return error_setf(ret_error, -EINVAL, "No path given for a trusted directory");
         pp = path_check_normalized(path);
         if (pp != PATH_OK && !(pp == PATH_ROOT && !want_regular))
-                return root_fail(ret_error, -EINVAL, "%s: %s (expected an absolute, normalized path)", path,
+                return error_setf(ret_error, -EINVAL, "%s: %s (expected an absolute, normalized path)", path,
                                  path_problem_to_string(pp));
         if (create_mode & ~0777)
-                return root_fail(ret_error, -EINVAL, "%s: invalid creation mode %04o", path, (unsigned) create_mode);
+                return error_setf(ret_error, -EINVAL, "%s: invalid creation mode %04o", path, (unsigned) create_mode);
 
         fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0)
-                return root_fail(ret_error, -errno, "%s: cannot open \"/\": %s", path, strerror(errno));
+                return error_setf(ret_error, -errno, "%s: cannot open \"/\": %s", path, strerror(errno));
         tp = trusted_inode_check(&st, false);
         if (tp != TRUSTED_OK)
-                return root_fail(ret_error, trusted_problem_errno(tp), "%s: \"/\" %s (mode %04o, owner %u:%u)%s",
+                return error_setf(ret_error, trusted_problem_errno(tp), "%s: \"/\" %s (mode %04o, owner %u:%u)%s",
                                  path, trusted_problem_to_string(tp), (unsigned) (st.st_mode & 07777),
                                  (unsigned) st.st_uid, (unsigned) st.st_gid, trusted_hint(tp));
 
@@ -597,25 +560,25 @@ int safe_root_open(const char *path, SafeRootFlags flags, mode_t create_mode, in
                         if (r == -ENOENT && (flags & SAFE_ROOT_CREATE) && !reg) {
                                 r = create_trusted_component(fd, name, create_mode, &nfd);
                                 if (r < 0)
-                                        return root_fail(ret_error, r, "%s: cannot create \"%.*s\": %s", path,
+                                        return error_setf(ret_error, r, "%s: cannot create \"%.*s\": %s", path,
                                                          prefix, path, strerror(-r));
                         } else if (r == -ENOTDIR) {
                                 r = enotdir_or_eloop(fd, name);
                                 tp = r == -ELOOP ? TRUSTED_SYMLINK : TRUSTED_NOT_DIRECTORY;
-                                return root_fail(ret_error, r, "%s: \"%.*s\" %s", path, prefix, path,
+                                return error_setf(ret_error, r, "%s: \"%.*s\" %s", path, prefix, path,
                                                  trusted_problem_to_string(tp));
                         } else if (r == -ENOENT)
-                                return root_fail(ret_error, r, "%s: \"%.*s\" does not exist", path, prefix, path);
+                                return error_setf(ret_error, r, "%s: \"%.*s\" does not exist", path, prefix, path);
                         else
-                                return root_fail(ret_error, r, "%s: cannot open \"%.*s\": %s", path, prefix, path,
+                                return error_setf(ret_error, r, "%s: cannot open \"%.*s\": %s", path, prefix, path,
                                                  strerror(-r));
                 }
                 if (fstat(nfd, &st) < 0)
-                        return root_fail(ret_error, -errno, "%s: cannot stat \"%.*s\": %s", path, prefix, path,
+                        return error_setf(ret_error, -errno, "%s: cannot stat \"%.*s\": %s", path, prefix, path,
                                          strerror(errno));
                 tp = trusted_inode_check(&st, reg);
                 if (tp != TRUSTED_OK)
-                        return root_fail(ret_error, trusted_problem_errno(tp),
+                        return error_setf(ret_error, trusted_problem_errno(tp),
                                          "%s: \"%.*s\" %s (mode %04o, owner %u:%u)%s", path, prefix, path,
                                          trusted_problem_to_string(tp), (unsigned) (st.st_mode & 07777),
                                          (unsigned) st.st_uid, (unsigned) st.st_gid, trusted_hint(tp));
@@ -625,7 +588,7 @@ int safe_root_open(const char *path, SafeRootFlags flags, mode_t create_mode, in
 
         r = fd_reopen(fd, &st, O_RDONLY | (want_regular ? 0 : O_DIRECTORY), ret_fd);
         if (r < 0)
-                return root_fail(ret_error, r, "%s: cannot open: %s", path, strerror(-r));
+                return error_setf(ret_error, r, "%s: cannot open: %s", path, strerror(-r));
         return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "util.h"
 #include "dm.h"
 #include "loop.h"
 #include "names.h"
@@ -32,20 +33,6 @@ static inline void closedirp(DIR **d) {
                 (void) closedir(*d);
 }
 
-static int set_error(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-static int set_error(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                errno = abs(r);
-                va_start(ap, format);
-                if (vasprintf(ret_error, format, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return -abs(r);
-}
-
 /* Prefixes *error (a message from a lower layer) with context. */
 static int wrap_error(char **ret_error, int r, char *inner, const char *format, ...) _printf_(4, 5);
 static int wrap_error(char **ret_error, int r, char *inner, const char *format, ...) {
@@ -63,20 +50,6 @@ static int wrap_error(char **ret_error, int r, char *inner, const char *format, 
         if (asprintf(ret_error, "%s: %s", strna(outer), in ?: strerror(abs(r))) < 0)
                 *ret_error = NULL;
         return -abs(r);
-}
-
-static void report_add(char ***list, int r, const char *format, ...) _printf_(3, 4);
-static void report_add(char ***list, int r, const char *format, ...) {
-        _cleanup_free_ char *m = NULL;
-        va_list ap;
-
-        errno = abs(r);
-        va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (m)
-                (void) strv_push(list, m);
 }
 
 void storage_report_done(StorageReport *r) {
@@ -139,15 +112,15 @@ static int open_base(const DriveConfig *d, int *ret_fd, struct stat *ret_st, cha
          * normalized); it is only ever read. */
         fd = open(d->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
-                return set_error(ret_error, errno, "Drive %s: cannot open base image %s: %m", d->name, d->path);
+                return error_setf(ret_error, errno, "Drive %s: cannot open base image %s: %m", d->name, d->path);
         if (fstat(fd, &st) < 0)
-                return set_error(ret_error, errno, "Drive %s: cannot stat base image %s: %m", d->name, d->path);
+                return error_setf(ret_error, errno, "Drive %s: cannot stat base image %s: %m", d->name, d->path);
         if (!S_ISREG(st.st_mode))
-                return set_error(ret_error, EBADFD,
+                return error_setf(ret_error, EBADFD,
                                  "Drive %s: base image %s is not a regular file (snapshot and thin drives take an image file; use mode = block for a device)",
                                  d->name, d->path);
         if (st.st_size < (off_t) SECTOR_SIZE)
-                return set_error(ret_error, EINVAL, "Drive %s: base image %s is smaller than one sector (%jd bytes)",
+                return error_setf(ret_error, EINVAL, "Drive %s: base image %s is smaller than one sector (%jd bytes)",
                                  d->name, d->path, (intmax_t) st.st_size);
         *ret_fd = TAKE_FD(fd);
         *ret_st = st;
@@ -157,7 +130,7 @@ static int open_base(const DriveConfig *d, int *ret_fd, struct stat *ret_st, cha
 static int open_vm_dir(const char *state_dir, int state_fd, const char *id, int *ret_fd, char **ret_error) {
         int r = safe_open_dir_at(state_fd, id, ret_fd);
         if (r < 0)
-                return set_error(ret_error, r,
+                return error_setf(ret_error, r,
                                  "Cannot open the state directory of VM %s (%s/%s): %m (it is created with the VM's uid record; pass the state_dir root fd)",
                                  id, state_dir, id);
         return 0;
@@ -274,9 +247,9 @@ static int remove_leftover(const char *name, const char *uuid, char **ret_error)
 
         r = dm_get_info(name, NULL, &i);
         if (r < 0)
-                return set_error(ret_error, r, "Failed to look up device-mapper device %s: %m", name);
+                return error_setf(ret_error, r, "Failed to look up device-mapper device %s: %m", name);
         if (i.exists && !streq(i.uuid, uuid))
-                return set_error(ret_error, EEXIST,
+                return error_setf(ret_error, EEXIST,
                                  "A device-mapper device named %s exists that is not ours (UUID \"%s\", expected %s): remove or rename it",
                                  name, i.uuid, uuid);
         r = dm_remove(uuid, 0, &msg);
@@ -352,7 +325,7 @@ static int prepare_snapshot(const HostConfig *h, const VmConfig *c, const DriveC
                 return r;
         r = safe_mkdir_at(vm_fd, STATE_DRIVES_DIR, 0700, 0, 0, SAFE_MKDIR_EXIST_OK, &drives_fd);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: cannot create %s/%s/" STATE_DRIVES_DIR ": %m",
+                return error_setf(ret_error, r, "Drive %s: cannot create %s/%s/" STATE_DRIVES_DIR ": %m",
                                  d->name, state_dir, c->id);
 
         /* Under the loop lock from here: a leftover device of an earlier run
@@ -375,21 +348,21 @@ static int prepare_snapshot(const HostConfig *h, const VmConfig *c, const DriveC
                 if (r >= 0) {
                         r = read_record(drives_fd, rec_name, &rec);
                         if (r == -ENOENT)
-                                return set_error(ret_error, r,
+                                return error_setf(ret_error, r,
                                                  "Drive %s: the copy-on-write file %s/%s/" STATE_DRIVES_DIR "/%s has no record of its base image (%s): remove the file to start with a fresh disk",
                                                  d->name, state_dir, c->id, cow_name, rec_name);
                         if (r < 0)
-                                return set_error(ret_error, r, "Drive %s: cannot read %s/%s/" STATE_DRIVES_DIR "/%s: %m",
+                                return error_setf(ret_error, r, "Drive %s: cannot read %s/%s/" STATE_DRIVES_DIR "/%s: %m",
                                                  d->name, state_dir, c->id, rec_name);
                         if (rec.kind != STORAGE_RECORD_SNAPSHOT || !base_identity_equal(&rec.base, &id))
-                                return set_error(ret_error, ESTALE,
+                                return error_setf(ret_error, ESTALE,
                                                  "Drive %s: base image %s changed since the VM's persistent copy-on-write file was made from it (inode, size or modification time differ): the disk would mix two images. Restore the image, or remove %s/%s/" STATE_DRIVES_DIR "/%s for a fresh disk",
                                                  d->name, d->path, state_dir, c->id, cow_name);
                         if (fstat(cow_fd, &cow_st) < 0)
-                                return set_error(ret_error, errno, "Drive %s: cannot stat %s: %m", d->name, cow_name);
+                                return error_setf(ret_error, errno, "Drive %s: cannot stat %s: %m", d->name, cow_name);
                         /* Grow when asked to, never shrink a store in use. */
                         if ((uint64_t) cow_st.st_size < cow_size && ftruncate(cow_fd, (off_t) cow_size) < 0)
-                                return set_error(ret_error, errno, "Drive %s: cannot grow %s to %" PRIu64 " bytes: %m",
+                                return error_setf(ret_error, errno, "Drive %s: cannot grow %s to %" PRIu64 " bytes: %m",
                                                  d->name, cow_name, cow_size);
                 } else if (r == -ENOENT) {
                         /* Record first, file second: a file without a
@@ -397,24 +370,24 @@ static int prepare_snapshot(const HostConfig *h, const VmConfig *c, const DriveC
                         rec = (StorageRecord) { .kind = STORAGE_RECORD_SNAPSHOT, .size = cow_size, .base = id };
                         r = write_record(drives_fd, rec_name, &rec);
                         if (r < 0)
-                                return set_error(ret_error, r, "Drive %s: cannot write %s/%s/" STATE_DRIVES_DIR "/%s: %m",
+                                return error_setf(ret_error, r, "Drive %s: cannot write %s/%s/" STATE_DRIVES_DIR "/%s: %m",
                                                  d->name, state_dir, c->id, rec_name);
                         r = create_sparse(drives_fd, cow_name, cow_size, &cow_fd);
                         if (r < 0)
-                                return set_error(ret_error, r,
+                                return error_setf(ret_error, r,
                                                  "Drive %s: cannot create the copy-on-write file %s/%s/" STATE_DRIVES_DIR "/%s: %m",
                                                  d->name, state_dir, c->id, cow_name);
                 } else
-                        return set_error(ret_error, r, "Drive %s: cannot open %s/%s/" STATE_DRIVES_DIR "/%s: %m",
+                        return error_setf(ret_error, r, "Drive %s: cannot open %s/%s/" STATE_DRIVES_DIR "/%s: %m",
                                          d->name, state_dir, c->id, cow_name);
         } else {
                 /* A fresh disk on every start. */
                 if (unlinkat(drives_fd, cow_name, 0) < 0 && errno != ENOENT)
-                        return set_error(ret_error, errno, "Drive %s: cannot remove the old %s/%s/" STATE_DRIVES_DIR "/%s: %m",
+                        return error_setf(ret_error, errno, "Drive %s: cannot remove the old %s/%s/" STATE_DRIVES_DIR "/%s: %m",
                                          d->name, state_dir, c->id, cow_name);
                 r = create_sparse(drives_fd, cow_name, cow_size, &cow_fd);
                 if (r < 0)
-                        return set_error(ret_error, r,
+                        return error_setf(ret_error, r,
                                          "Drive %s: cannot create the copy-on-write file %s/%s/" STATE_DRIVES_DIR "/%s: %m",
                                          d->name, state_dir, c->id, cow_name);
         }
@@ -428,7 +401,7 @@ static int prepare_snapshot(const HostConfig *h, const VmConfig *c, const DriveC
 
         r = dm_table_snapshot(base.devnum, cow.devnum, d->persistent, SNAPSHOT_CHUNK_SECTORS, &table);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: cannot build the snapshot table: %m", d->name);
+                return error_setf(ret_error, r, "Drive %s: cannot build the snapshot table: %m", d->name);
         {
                 DmTarget t = { 0, base.size / SECTOR_SIZE, "snapshot", table };
                 _cleanup_close_ int fd = -EBADF;
@@ -444,7 +417,7 @@ static int prepare_snapshot(const HostConfig *h, const VmConfig *c, const DriveC
                     st.state != SNAPSHOT_VALID) {
                         fd = safe_close(fd);
                         (void) dm_remove(uuid, 0, NULL);
-                        return set_error(ret_error, EIO,
+                        return error_setf(ret_error, EIO,
                                          "Drive %s: the kernel reports the snapshot %s as \"%s\": its copy-on-write file %s/%s/" STATE_DRIVES_DIR "/%s filled up or failed and the disk's changes are lost; remove the file for a fresh disk",
                                          d->name, name, status, state_dir, c->id, cow_name);
                 }
@@ -465,11 +438,11 @@ static int collect_thin_ids(const char *state_dir, int state_fd, uint32_t **ret,
 
         fd = fcntl(state_fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
-                return set_error(ret_error, errno, "Cannot read the state directory: %m");
+                return error_setf(ret_error, errno, "Cannot read the state directory: %m");
         d = fdopendir(fd);
         if (!d) {
                 safe_close(fd);
-                return set_error(ret_error, errno, "Cannot read the state directory: %m");
+                return error_setf(ret_error, errno, "Cannot read the state directory: %m");
         }
         rewinddir(d);
         while ((de = readdir(d))) {
@@ -483,7 +456,7 @@ static int collect_thin_ids(const char *state_dir, int state_fd, uint32_t **ret,
                         continue;
                 vd = fdopendir(vm_fd);
                 if (!vd)
-                        return set_error(ret_error, errno, "Cannot read %s/%s: %m", state_dir, de->d_name);
+                        return error_setf(ret_error, errno, "Cannot read %s/%s: %m", state_dir, de->d_name);
                 vm_fd = -EBADF;
                 while ((ve = readdir(vd))) {
                         StorageRecord rec;
@@ -494,7 +467,7 @@ static int collect_thin_ids(const char *state_dir, int state_fd, uint32_t **ret,
                                 continue;
                         r = read_record(dirfd(vd), ve->d_name, &rec);
                         if (r < 0 || rec.kind != STORAGE_RECORD_THIN)
-                                return set_error(ret_error, r < 0 ? r : -EBADMSG,
+                                return error_setf(ret_error, r < 0 ? r : -EBADMSG,
                                                  "Thin volume record %s/%s/%s is unreadable or corrupt (%m): refusing to allocate thin ids without knowing every one in use",
                                                  state_dir, de->d_name, ve->d_name);
                         grown = realloc(ids, (n + 1) * sizeof *ids);
@@ -518,24 +491,24 @@ static int check_pool(const HostConfig *h, DmInfo *ret_pool, char **ret_error) {
         int r;
 
         if (!h->thin_pool.configured || !pool)
-                return set_error(ret_error, ENOENT, "The host config has no [thin_pool] section");
+                return error_setf(ret_error, ENOENT, "The host config has no [thin_pool] section");
         r = dm_get_info(pool, NULL, &i);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot look up thin pool %s: %m", pool);
+                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", pool);
         if (!i.exists)
-                return set_error(ret_error, ENXIO,
+                return error_setf(ret_error, ENXIO,
                                  "Thin pool %s is not active: start microvm-pool.service (systemctl start microvm-pool.service; see microvm-pool.service(8))",
                                  pool);
         r = dm_get_status(pool, &type, &status, NULL);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot read the status of thin pool %s: %m", pool);
+                return error_setf(ret_error, r, "Cannot read the status of thin pool %s: %m", pool);
         if (!streq(type, "thin-pool"))
-                return set_error(ret_error, ENOTBLK, "Device-mapper device %s is not a thin pool (its target is %s)",
+                return error_setf(ret_error, ENOTBLK, "Device-mapper device %s is not a thin pool (its target is %s)",
                                  pool, type);
         if (thin_pool_status_parse(status, &st) < 0)
-                return set_error(ret_error, EBADMSG, "Thin pool %s: cannot parse its status \"%s\"", pool, status);
+                return error_setf(ret_error, EBADMSG, "Thin pool %s: cannot parse its status \"%s\"", pool, status);
         if (st.mode != THIN_POOL_RW || st.needs_check)
-                return set_error(ret_error, EROFS,
+                return error_setf(ret_error, EROFS,
                                  "Thin pool %s is in %s mode%s: no volumes can be created or written; see microvm-pool.service(8) for recovery",
                                  pool, thin_pool_mode_to_string(st.mode), st.needs_check ? " and needs a metadata check" : "");
         *ret_pool = i;
@@ -566,7 +539,7 @@ static int prepare_thin(const HostConfig *h, const VmConfig *c, const DriveConfi
         id = base_identity_from_stat(&base_st);
         size = round_up_u64(d->size ?: (uint64_t) base_st.st_size, SECTOR_SIZE);
         if (size < (uint64_t) base_st.st_size)
-                return set_error(ret_error, EINVAL,
+                return error_setf(ret_error, EINVAL,
                                  "Drive %s: size %" PRIu64 " is smaller than the base image %s (%jd bytes): the volume would cut the image off",
                                  d->name, d->size, d->path, (intmax_t) base_st.st_size);
         r = open_vm_dir(state_dir, state_fd, c->id, &vm_fd, ret_error);
@@ -577,18 +550,18 @@ static int prepare_thin(const HostConfig *h, const VmConfig *c, const DriveConfi
         /* Allocation and creation of the thin id, under the state lock. */
         r = uid_alloc_lock(state_fd, &state_lock);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: cannot take the lock %s/" STATE_LOCK_FILE ": %m", d->name, state_dir);
+                return error_setf(ret_error, r, "Drive %s: cannot take the lock %s/" STATE_LOCK_FILE ": %m", d->name, state_dir);
         r = read_record(vm_fd, rec_name, &rec);
         if (r >= 0) {
                 if (rec.kind != STORAGE_RECORD_THIN)
-                        return set_error(ret_error, EBADMSG, "Drive %s: %s/%s/%s is not a thin volume record",
+                        return error_setf(ret_error, EBADMSG, "Drive %s: %s/%s/%s is not a thin volume record",
                                          d->name, state_dir, c->id, rec_name);
                 if (!streq(rec.pool, pool))
-                        return set_error(ret_error, EXDEV,
+                        return error_setf(ret_error, EXDEV,
                                          "Drive %s: its thin volume %" PRIu32 " lives in pool %s, but the host config now names pool %s",
                                          d->name, rec.thin_id, rec.pool, pool);
                 if (!base_identity_equal(&rec.base, &id))
-                        return set_error(ret_error, ESTALE,
+                        return error_setf(ret_error, ESTALE,
                                          "Drive %s: base image %s changed since thin volume %" PRIu32 " was made from it (inode, size or modification time differ): the volume's unwritten blocks would come from another image. Restore the image, or remove the VM's state for a fresh volume",
                                          d->name, d->path, rec.thin_id);
                 if (size > rec.size) {
@@ -596,7 +569,7 @@ static int prepare_thin(const HostConfig *h, const VmConfig *c, const DriveConfi
                         rec.size = size;
                         r = write_record(vm_fd, rec_name, &rec);
                         if (r < 0)
-                                return set_error(ret_error, r, "Drive %s: cannot update %s/%s/%s: %m", d->name, state_dir,
+                                return error_setf(ret_error, r, "Drive %s: cannot update %s/%s/%s: %m", d->name, state_dir,
                                                  c->id, rec_name);
                 }
         } else if (r == -ENOENT) {
@@ -612,7 +585,7 @@ static int prepare_thin(const HostConfig *h, const VmConfig *c, const DriveConfi
 
                         r = thin_id_pick(taken, n, &tid);
                         if (r < 0)
-                                return set_error(ret_error, r, "Drive %s: no free thin device id left in pool %s", d->name,
+                                return error_setf(ret_error, r, "Drive %s: no free thin device id left in pool %s", d->name,
                                                  pool);
                         snprintf(msg, sizeof msg, "create_thin %" PRIu32, tid);
                         err = mfree(err);
@@ -636,17 +609,17 @@ static int prepare_thin(const HostConfig *h, const VmConfig *c, const DriveConfi
                         if (r < 0) {
                                 snprintf(msg, sizeof msg, "delete %" PRIu32, tid);
                                 (void) dm_message(pool, msg, NULL, NULL);
-                                return set_error(ret_error, r, "Drive %s: cannot write %s/%s/%s: %m", d->name, state_dir,
+                                return error_setf(ret_error, r, "Drive %s: cannot write %s/%s/%s: %m", d->name, state_dir,
                                                  c->id, rec_name);
                         }
                         created = true;
                 }
                 if (!created)
-                        return set_error(ret_error, ENOSPC,
+                        return error_setf(ret_error, ENOSPC,
                                          "Drive %s: pool %s refused %u thin ids as taken; giving up", d->name, pool,
                                          THIN_ID_ATTEMPTS);
         } else
-                return set_error(ret_error, r, "Drive %s: cannot read %s/%s/%s: %m", d->name, state_dir, c->id, rec_name);
+                return error_setf(ret_error, r, "Drive %s: cannot read %s/%s/%s: %m", d->name, state_dir, c->id, rec_name);
         state_lock = safe_close(state_lock);
 
         r = loop_lock(&lock_fd, &err);
@@ -660,7 +633,7 @@ static int prepare_thin(const HostConfig *h, const VmConfig *c, const DriveConfi
                 return wrap_error(ret_error, r, TAKE_PTR(err), "Drive %s: base image %s", d->name, d->path);
         r = dm_table_thin(pi.devnum, rec.thin_id, base.devnum, &table);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: cannot build the thin table: %m", d->name);
+                return error_setf(ret_error, r, "Drive %s: cannot build the thin table: %m", d->name);
         {
                 DmTarget t = { 0, rec.size / SECTOR_SIZE, "thin", table };
                 r = create_and_open(name, uuid, &t, ret_fd, NULL, &err);
@@ -706,20 +679,6 @@ static char *read_full(const char *path) {
         }
         buf[len] = '\0';
         return TAKE_PTR(buf);
-}
-
-static int read_line_at(const char *path, char *buf, size_t size) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        ssize_t n;
-
-        if (fd < 0)
-                return -errno;
-        n = read(fd, buf, size - 1);
-        if (n < 0)
-                return -errno;
-        buf[n] = '\0';
-        buf[strcspn(buf, "\n")] = '\0';
-        return 0;
 }
 
 /* The kernel's name of a block device ("sda1", "dm-3"). */
@@ -781,7 +740,7 @@ static int block_with_partitions(dev_t devnum, dev_t **ret, size_t *ret_n) {
                             access(p, F_OK) < 0)
                                 continue;
                         if (snprintf(p, sizeof p, "%s/%s/dev", path, de->d_name) >= (int) sizeof p ||
-                            read_line_at(p, line, sizeof line) < 0 || parse_devnum(line, &part) < 0)
+                            read_one_line_file(p, line, sizeof line) < 0 || parse_devnum(line, &part) < 0)
                                 continue;
                         grown = realloc(l, (n + 1) * sizeof *l);
                         if (!grown)
@@ -807,7 +766,7 @@ static int claim_block(const HostConfig *h, const VmConfig *c, const DriveConfig
                 return wrap_error(ret_error, r, TAKE_PTR(err), "Drive %s: run directory %s", d->name, h->run_dir);
         r = safe_mkdir_at(run_fd, STORAGE_RUN_DIR, 0700, 0, 0, SAFE_MKDIR_EXIST_OK, NULL);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: cannot create %s/" STORAGE_RUN_DIR ": %m", d->name, h->run_dir);
+                return error_setf(ret_error, r, "Drive %s: cannot create %s/" STORAGE_RUN_DIR ": %m", d->name, h->run_dir);
         snprintf(path, sizeof path, STORAGE_RUN_DIR "/block-%u:%u", major(devnum), minor(devnum));
         if (asprintf(&content, "%s %s\n", c->id, d->name) < 0)
                 return -ENOMEM;
@@ -816,18 +775,18 @@ static int claim_block(const HostConfig *h, const VmConfig *c, const DriveConfig
         if (r >= 0)
                 return 0;
         if (r != -EEXIST)
-                return set_error(ret_error, r, "Drive %s: cannot record the claim %s/%s: %m", d->name, h->run_dir, path);
+                return error_setf(ret_error, r, "Drive %s: cannot record the claim %s/%s: %m", d->name, h->run_dir, path);
         r = safe_read_file_at(run_fd, path, 256, &text, &size);
         if (r < 0 || block_claim_parse(text, size, owner, drive) < 0)
-                return set_error(ret_error, r < 0 ? r : -EBADMSG,
+                return error_setf(ret_error, r < 0 ? r : -EBADMSG,
                                  "Drive %s: block device %s is claimed by %s/%s, which is unreadable (%m): remove it if no VM uses %s",
                                  d->name, devname, h->run_dir, path, devname);
         if (streq(owner, c->id) && streq(drive, d->name))
                 return 0;       /* our own claim from an earlier run */
         if (streq(owner, c->id))
-                return set_error(ret_error, EBUSY, "Drive %s: block device %s is already drive %s of this VM", d->name,
+                return error_setf(ret_error, EBUSY, "Drive %s: block device %s is already drive %s of this VM", d->name,
                                  devname, drive);
-        return set_error(ret_error, EBUSY,
+        return error_setf(ret_error, EBUSY,
                          "Drive %s: block device %s is in use by VM %s (drive %s; claimed in %s/%s). If %s is not running, run microvm-cleanup %s (or microvm-reclaim)",
                          d->name, devname, owner, drive, h->run_dir, path, owner, owner);
 }
@@ -843,21 +802,21 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
 
         real = realpath(d->path, NULL);
         if (!real)
-                return set_error(ret_error, errno, "Drive %s: cannot resolve %s: %m", d->name, d->path);
+                return error_setf(ret_error, errno, "Drive %s: cannot resolve %s: %m", d->name, d->path);
         fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
         if (fd < 0)
-                return set_error(ret_error, errno, "Drive %s: cannot open %s: %m", d->name, real);
+                return error_setf(ret_error, errno, "Drive %s: cannot open %s: %m", d->name, real);
         if (fstat(fd, &st) < 0)
-                return set_error(ret_error, errno, "Drive %s: cannot stat %s: %m", d->name, real);
+                return error_setf(ret_error, errno, "Drive %s: cannot stat %s: %m", d->name, real);
         if (!S_ISBLK(st.st_mode))
-                return set_error(ret_error, ENOTBLK, "Drive %s: %s%s%s is not a block device", d->name, d->path,
+                return error_setf(ret_error, ENOTBLK, "Drive %s: %s%s%s is not a block device", d->name, d->path,
                                  streq(real, d->path) ? "" : " → ", streq(real, d->path) ? "" : real);
 
         /* The canonical name: /dev/mapper/x and /dev/disk/by-* → the
          * kernel's own node, checked to be the same device. */
         r = block_kernel_name(st.st_rdev, kname, sizeof kname);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: %s (%u:%u) is not in /sys/dev/block: %m", d->name, real,
+                return error_setf(ret_error, r, "Drive %s: %s (%u:%u) is not in /sys/dev/block: %m", d->name, real,
                                  major(st.st_rdev), minor(st.st_rdev));
         snprintf(devpath, sizeof devpath, "/dev/%s", kname);
         canon_fd = open(devpath, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
@@ -871,9 +830,9 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
 
         /* One of ours: another VM's disk, or a base/CoW loop. */
         snprintf(path, sizeof path, "/sys/dev/block/%u:%u/dm/uuid", major(st.st_rdev), minor(st.st_rdev));
-        if (read_line_at(path, line, sizeof line) >= 0 &&
+        if (read_one_line_file(path, line, sizeof line) >= 0 &&
             (startswith(line, DM_UUID_PREFIX) || startswith(line, DM_POOL_UUID_PREFIX)))
-                return set_error(ret_error, EBUSY,
+                return error_setf(ret_error, EBUSY,
                                  "Drive %s: %s (%s) is a device-mapper device of microvm (UUID %s), not a block device to pass through",
                                  d->name, d->path, devpath, line);
         {
@@ -887,7 +846,7 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
                         loop_infos_free(loops, n);
                 }
                 if (ours)
-                        return set_error(ret_error, EBUSY,
+                        return error_setf(ret_error, EBUSY,
                                          "Drive %s: %s (%s) is a loop device of microvm (a base image or copy-on-write file), not a block device to pass through",
                                          d->name, d->path, devpath);
         }
@@ -896,10 +855,10 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
          * the device itself or any partition of it. */
         r = block_with_partitions(st.st_rdev, &parts, &n_parts);
         if (r < 0)
-                return set_error(ret_error, r, "Drive %s: %m", d->name);
+                return error_setf(ret_error, r, "Drive %s: %m", d->name);
         mountinfo = read_full("/proc/self/mountinfo");
         if (!mountinfo)
-                return set_error(ret_error, EIO, "Drive %s: cannot read /proc/self/mountinfo to check whether %s is mounted",
+                return error_setf(ret_error, EIO, "Drive %s: cannot read /proc/self/mountinfo to check whether %s is mounted",
                                  d->name, devpath);
         for (size_t i = 0; i < n_parts; i++) {
                 _cleanup_free_ char *where = NULL;
@@ -910,12 +869,12 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
                         snprintf(pname, sizeof pname, "%u:%u", major(parts[i]), minor(parts[i]));
                 r = mountinfo_find_devnum(mountinfo, parts[i], &where);
                 if (r > 0)
-                        return set_error(ret_error, EBUSY, "Drive %s: %s (/dev/%s) is mounted on %s: refusing to pass it to a VM",
+                        return error_setf(ret_error, EBUSY, "Drive %s: %s (/dev/%s) is mounted on %s: refusing to pass it to a VM",
                                          d->name, d->path, pname, strna(where));
                 snprintf(path, sizeof path, "/sys/dev/block/%u:%u/holders", major(parts[i]), minor(parts[i]));
                 holders = count_entries(path, holder, sizeof holder);
                 if (holders > 0)
-                        return set_error(ret_error, EBUSY,
+                        return error_setf(ret_error, EBUSY,
                                          "Drive %s: %s (/dev/%s) is in use by %s%s (holders in sysfs): refusing to pass it to a VM",
                                          d->name, d->path, pname, holder, holders > 1 ? " and others" : "");
         }
@@ -926,7 +885,7 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         excl = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NOCTTY);
         if (excl < 0 && errno == EBUSY)
-                return set_error(ret_error, EBUSY,
+                return error_setf(ret_error, EBUSY,
                                  "Drive %s: %s (%s) is in use (the kernel refuses an exclusive open: mounted in another namespace, swap, RAID/LVM member or held by another program): refusing to pass it to a VM",
                                  d->name, d->path, devpath);
         excl = safe_close(excl);
@@ -948,7 +907,7 @@ int storage_prepare_drive(const HostConfig *h, const VmConfig *c, const DriveCon
         int r;
 
         if (!vm_id_valid(c->id) || !device_name_valid(d->name))
-                return set_error(ret_error, EINVAL, "Invalid VM id or drive name");
+                return error_setf(ret_error, EINVAL, "Invalid VM id or drive name");
         switch (d->mode) {
         case DRIVE_MODE_SNAPSHOT:
         case DRIVE_MODE_THIN:
@@ -974,7 +933,7 @@ int storage_prepare_drive(const HostConfig *h, const VmConfig *c, const DriveCon
                         return r;
                 break;
         default:
-                return set_error(ret_error, EINVAL, "Drive %s: mode %s is not a block storage mode", d->name,
+                return error_setf(ret_error, EINVAL, "Drive %s: mode %s is not a block storage mode", d->name,
                                  strna(drive_mode_to_string(d->mode)));
         }
         *ret_dev_fd = TAKE_FD(fd);
@@ -1012,7 +971,7 @@ static void teardown_claims(const HostConfig *h, const char *id, StorageReport *
                         continue;
                 if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
                         r = -errno;
-                        report_add(&report->failed, r, "block claim %s/" STORAGE_RUN_DIR "/%s: could not be removed (%m)",
+                        (void) strv_push_errorf(&report->failed, r, "block claim %s/" STORAGE_RUN_DIR "/%s: could not be removed (%m)",
                                    h->run_dir, de->d_name);
                         if (*first == 0)
                                 *first = r;
@@ -1035,7 +994,7 @@ static void teardown_dm(const char *id, char *const *dm_names, StorageTeardownFl
          * loop lets it autoclear, which must not race a lookup of it. */
         r = loop_lock(&lock_fd, &err);
         if (r < 0) {
-                report_add(&report->failed, r, "dm devices of %s: not removed, %s", id, strna(err));
+                (void) strv_push_errorf(&report->failed, r, "dm devices of %s: not removed, %s", id, strna(err));
                 if (*first == 0)
                         *first = r;
                 return;
@@ -1049,7 +1008,7 @@ static void teardown_dm(const char *id, char *const *dm_names, StorageTeardownFl
                 if (dm_get_info(*p, NULL, &i) < 0 || !i.exists)
                         continue;
                 if (!dm_uuid_parse(i.uuid, want_id) || !streq(want_id, id)) {
-                        report_add(&report->failed, EPERM,
+                        (void) strv_push_errorf(&report->failed, EPERM,
                                    "device-mapper device %s: not removed, its UUID \"%s\" is not one of VM %s's", *p,
                                    i.uuid, id);
                         if (*first == 0)
@@ -1062,7 +1021,7 @@ static void teardown_dm(const char *id, char *const *dm_names, StorageTeardownFl
         snprintf(prefix, sizeof prefix, DM_UUID_PREFIX "%s-", id);
         r = dm_list(prefix, &list, &n);
         if (r < 0) {
-                report_add(&report->failed, r, "dm devices of %s: cannot list device-mapper devices (%m)", id);
+                (void) strv_push_errorf(&report->failed, r, "dm devices of %s: cannot list device-mapper devices (%m)", id);
                 if (*first == 0)
                         *first = r;
                 return;
@@ -1084,7 +1043,7 @@ static void teardown_dm(const char *id, char *const *dm_names, StorageTeardownFl
                         if (msg)
                                 (void) strv_push(&report->failed, msg);
                         else
-                                report_add(&report->failed, r, "device-mapper device %s: could not be removed (%m)",
+                                (void) strv_push_errorf(&report->failed, r, "device-mapper device %s: could not be removed (%m)",
                                            list[i].name);
                         (void) strv_push(ret_gone_or_kept, list[i].name);
                         if (*first == 0)
@@ -1124,7 +1083,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                          * fine: the loop keeps the inode until it goes. */
                         if (unlinkat(drives_fd, de->d_name, 0) < 0 && errno != ENOENT) {
                                 r = -errno;
-                                report_add(&report->failed, r, "%s/%s/" STATE_DRIVES_DIR "/%s: could not be removed (%m)",
+                                (void) strv_push_errorf(&report->failed, r, "%s/%s/" STATE_DRIVES_DIR "/%s: could not be removed (%m)",
                                            h->state_dir, id, de->d_name);
                                 if (*first == 0)
                                         *first = r;
@@ -1156,7 +1115,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                         if (state_lock < 0) {
                                 r = uid_alloc_lock(state_fd, &state_lock);
                                 if (r < 0) {
-                                        report_add(&report->failed, r, "thin volumes of %s: not deleted, cannot take the lock %s/" STATE_LOCK_FILE " (%m)",
+                                        (void) strv_push_errorf(&report->failed, r, "thin volumes of %s: not deleted, cannot take the lock %s/" STATE_LOCK_FILE " (%m)",
                                                    id, h->state_dir);
                                         if (*first == 0)
                                                 *first = r;
@@ -1165,7 +1124,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                         }
                         r = read_record(vm_fd, de->d_name, &rec);
                         if (r < 0 || rec.kind != STORAGE_RECORD_THIN) {
-                                report_add(&report->failed, r < 0 ? r : -EBADMSG,
+                                (void) strv_push_errorf(&report->failed, r < 0 ? r : -EBADMSG,
                                            "%s/%s/%s: unreadable thin volume record, volume not deleted (%m)", h->state_dir, id,
                                            de->d_name);
                                 if (*first == 0)
@@ -1173,7 +1132,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                                 continue;
                         }
                         if (dm_name_for(id, drive, name) >= 0 && strv_contains(kept, name)) {
-                                report_add(&report->failed, EBUSY,
+                                (void) strv_push_errorf(&report->failed, EBUSY,
                                            "thin volume %" PRIu32 " of pool %s (drive %s): not deleted, its device %s is still open; remove the VM's state again once it is closed",
                                            rec.thin_id, rec.pool, drive, name);
                                 if (*first == 0)
@@ -1185,7 +1144,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                         if (r >= 0)
                                 r = dm_message(rec.pool, msg, NULL, &err);
                         if (r == -ENXIO || r == -ENODEV) {
-                                report_add(&report->failed, r,
+                                (void) strv_push_errorf(&report->failed, r,
                                            "thin volume %" PRIu32 " of pool %s (drive %s): not deleted, the pool is not active (start microvm-pool.service, then remove the VM's state again); record %s/%s/%s kept",
                                            rec.thin_id, rec.pool, drive, h->state_dir, id, de->d_name);
                                 if (*first == 0)
@@ -1193,7 +1152,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                                 continue;
                         }
                         if (r < 0 && r != -ENODATA) {
-                                report_add(&report->failed, r,
+                                (void) strv_push_errorf(&report->failed, r,
                                            "thin volume %" PRIu32 " of pool %s (drive %s): could not be deleted, record %s/%s/%s kept: %s",
                                            rec.thin_id, rec.pool, drive, h->state_dir, id, de->d_name,
                                            err ?: "the pool is not active?");
@@ -1203,7 +1162,7 @@ static void teardown_files(const HostConfig *h, int state_fd, const char *id, St
                         }
                         if (unlinkat(vm_fd, de->d_name, 0) < 0 && errno != ENOENT) {
                                 r = -errno;
-                                report_add(&report->failed, r, "%s/%s/%s: could not be removed (%m)", h->state_dir, id,
+                                (void) strv_push_errorf(&report->failed, r, "%s/%s/%s: could not be removed (%m)", h->state_dir, id,
                                            de->d_name);
                                 if (*first == 0)
                                         *first = r;
@@ -1318,7 +1277,7 @@ int storage_reclaim_loops(StorageReport *report) {
                 return 0;       /* no loop support: no loops */
         if (r < 0) {
                 if (report)
-                        report_add(&report->failed, r, "loop devices: not reclaimed, %s", strna(err));
+                        (void) strv_push_errorf(&report->failed, r, "loop devices: not reclaimed, %s", strna(err));
                 return r;
         }
         return loop_reclaim(lock_fd, report ? &report->failed : NULL);
@@ -1338,7 +1297,7 @@ static char *loop_backing_of(dev_t devnum) {
         char path[128], line[PATH_MAX];
 
         snprintf(path, sizeof path, "/sys/dev/block/%u:%u/loop/backing_file", major(devnum), minor(devnum));
-        if (read_line_at(path, line, sizeof line) < 0)
+        if (read_one_line_file(path, line, sizeof line) < 0)
                 return NULL;
         return strdup(line);
 }
@@ -1351,13 +1310,13 @@ int thin_pool_query(const HostConfig *h, ThinPoolInfo *ret, char **ret_error) {
         int r;
 
         if (!t->configured)
-                return set_error(ret_error, ENOENT, "The host config has no [thin_pool] section");
+                return error_setf(ret_error, ENOENT, "The host config has no [thin_pool] section");
         r = dm_check_available(ret_error);
         if (r < 0)
                 return r;
         r = dm_get_info(t->name, NULL, &i);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
+                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
         if (!i.exists) {
                 *ret = info;
                 return 0;
@@ -1366,17 +1325,17 @@ int thin_pool_query(const HostConfig *h, ThinPoolInfo *ret, char **ret_error) {
         info.devnum = i.devnum;
         r = dm_get_table(t->name, &type, &params, NULL);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot read the table of %s: %m", t->name);
+                return error_setf(ret_error, r, "Cannot read the table of %s: %m", t->name);
         if (!streq(type, "thin-pool"))
-                return set_error(ret_error, ENOTBLK, "Device-mapper device %s is not a thin pool (its target is %s)",
+                return error_setf(ret_error, ENOTBLK, "Device-mapper device %s is not a thin pool (its target is %s)",
                                  t->name, type);
         if (dm_table_thin_pool_parse(params, &info.metadata_dev, &info.data_dev, &info.block_sectors) < 0)
-                return set_error(ret_error, EBADMSG, "Cannot parse the table of thin pool %s: \"%s\"", t->name, params);
+                return error_setf(ret_error, EBADMSG, "Cannot parse the table of thin pool %s: \"%s\"", t->name, params);
         r = dm_get_status(t->name, NULL, &status, NULL);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot read the status of thin pool %s: %m", t->name);
+                return error_setf(ret_error, r, "Cannot read the status of thin pool %s: %m", t->name);
         if (thin_pool_status_parse(status, &info.status) < 0)
-                return set_error(ret_error, EBADMSG, "Cannot parse the status of thin pool %s: \"%s\"", t->name, status);
+                return error_setf(ret_error, EBADMSG, "Cannot parse the status of thin pool %s: \"%s\"", t->name, status);
         info.metadata_backing = loop_backing_of(info.metadata_dev);
         info.data_backing = loop_backing_of(info.data_dev);
         *ret = info;
@@ -1424,7 +1383,7 @@ static int find_attached(int fd, char *buf, size_t size) {
 static int pool_lock(int dir_fd, const char *what, char **ret_error) {
         while (flock(dir_fd, LOCK_EX) < 0)
                 if (errno != EINTR)
-                        return set_error(ret_error, errno, "Cannot lock the directory of %s: %m", what);
+                        return error_setf(ret_error, errno, "Cannot lock the directory of %s: %m", what);
         return 0;
 }
 
@@ -1444,7 +1403,7 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
         int r;
 
         if (!t->configured)
-                return set_error(ret_error, ENOENT, "The host config has no [thin_pool] section");
+                return error_setf(ret_error, ENOENT, "The host config has no [thin_pool] section");
         r = dm_check_available(ret_error);
         if (r < 0)
                 return r;
@@ -1456,7 +1415,7 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
                 if (r < 0)
                         return r;
                 if (!info.active)
-                        return set_error(ret_error, ENXIO,
+                        return error_setf(ret_error, ENXIO,
                                          "Thin pool %s does not exist: create it (e.g. lvcreate --type thin-pool), or give [thin_pool] data and metadata for a pool microvm manages",
                                          t->name);
                 goto done;
@@ -1476,10 +1435,10 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
 
         r = dm_get_info(t->name, NULL, &i);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
+                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
         if (i.exists) {
                 if (!streq(i.uuid, uuid))
-                        return set_error(ret_error, EEXIST,
+                        return error_setf(ret_error, EEXIST,
                                          "A device-mapper device named %s exists that microvm did not create from %s (UUID \"%s\"): refusing to use or replace it",
                                          t->name, t->metadata, i.uuid);
                 r = thin_pool_query(h, &info, ret_error);
@@ -1489,7 +1448,7 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
         }
         r = dm_get_info(NULL, uuid, &i);
         if (r >= 0 && i.exists)
-                return set_error(ret_error, EEXIST, "Thin pool %s is active under another name (%s): rename it back",
+                return error_setf(ret_error, EEXIST, "Thin pool %s is active under another name (%s): rename it back",
                                  t->name, i.name);
 
         /* The files. Metadata first: a crash between the two leaves fresh
@@ -1498,35 +1457,35 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
         if (r == -ENOENT) {
                 r = open_own_file(ddir, dname, &dfd);
                 if (r >= 0 && file_has_data(dfd) != 0)
-                        return set_error(ret_error, ENOENT,
+                        return error_setf(ret_error, ENOENT,
                                          "Thin pool %s: metadata file %s is missing but data file %s holds data: the pool's volumes would be lost. Restore the metadata (thin_repair), or remove the data file to start an empty pool",
                                          t->name, t->metadata, t->data);
                 dfd = safe_close(dfd);
                 r = create_sparse(mdir, mname, t->metadata_size ?: thin_metadata_default_size(t->data_size, t->block_size),
                                   &mfd);
                 if (r < 0)
-                        return set_error(ret_error, r, "Thin pool %s: cannot create metadata file %s: %m", t->name,
+                        return error_setf(ret_error, r, "Thin pool %s: cannot create metadata file %s: %m", t->name,
                                          t->metadata);
                 created_meta = true;
         } else if (r < 0)
-                return set_error(ret_error, r, "Thin pool %s: cannot open metadata file %s (it must be a root-owned regular file with one link): %m",
+                return error_setf(ret_error, r, "Thin pool %s: cannot open metadata file %s (it must be a root-owned regular file with one link): %m",
                                  t->name, t->metadata);
         r = open_own_file(ddir, dname, &dfd);
         if (r == -ENOENT) {
                 r = create_sparse(ddir, dname, t->data_size, &dfd);
                 if (r < 0)
-                        return set_error(ret_error, r, "Thin pool %s: cannot create data file %s: %m", t->name, t->data);
+                        return error_setf(ret_error, r, "Thin pool %s: cannot create data file %s: %m", t->name, t->data);
                 created_data = true;
         } else if (r < 0)
-                return set_error(ret_error, r, "Thin pool %s: cannot open data file %s (it must be a root-owned regular file with one link): %m",
+                return error_setf(ret_error, r, "Thin pool %s: cannot open data file %s (it must be a root-owned regular file with one link): %m",
                                  t->name, t->data);
         if (fstat(mfd, &mst) < 0 || fstat(dfd, &dst) < 0)
-                return set_error(ret_error, errno, "Thin pool %s: cannot stat its files: %m", t->name);
+                return error_setf(ret_error, errno, "Thin pool %s: cannot stat its files: %m", t->name);
 
         /* Never format existing metadata: only an all-zero superblock of a
          * file that holds nothing at all may be formatted by the kernel. */
         if (pread(mfd, sb, sizeof sb, 0) != (ssize_t) sizeof sb)
-                return set_error(ret_error, errno ?: EIO, "Thin pool %s: cannot read the superblock of %s (%jd bytes): %m",
+                return error_setf(ret_error, errno ?: EIO, "Thin pool %s: cannot read the superblock of %s (%jd bytes): %m",
                                  t->name, t->metadata, (intmax_t) mst.st_size);
         {
                 ThinSuperblock s = {};
@@ -1538,17 +1497,17 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
                 case THIN_SB_ZERO:
                         r = file_has_data(mfd);
                         if (r != 0)
-                                return set_error(ret_error, r < 0 ? r : EUCLEAN,
+                                return error_setf(ret_error, r < 0 ? r : EUCLEAN,
                                                  "Thin pool %s: metadata file %s has an all-zero superblock but holds data: the kernel would format it and every thin volume would be lost. Refusing to activate; check it with thin_check, repair with thin_repair (see microvm-pool.service(8)), or remove the file and the data file to start an empty pool",
                                                  t->name, t->metadata);
                         break;
                 case THIN_SB_DATA_BLOCK_SIZE_MISMATCH:
-                        return set_error(ret_error, EINVAL,
+                        return error_setf(ret_error, EINVAL,
                                          "Thin pool %s: metadata file %s was formatted with a data block size of %" PRIu64 " bytes, but [thin_pool] block_size is %" PRIu64 ": set block_size = %" PRIu64 " (it cannot change for an existing pool)",
                                          t->name, t->metadata, (uint64_t) s.data_block_sectors * SECTOR_SIZE,
                                          (uint64_t) block_sectors * SECTOR_SIZE, (uint64_t) s.data_block_sectors * SECTOR_SIZE);
                 default:
-                        return set_error(ret_error, EUCLEAN,
+                        return error_setf(ret_error, EUCLEAN,
                                          "Thin pool %s: refusing to activate metadata file %s: %s. Check it with thin_check %s and repair it with thin_repair (see microvm-pool.service(8)); it is never reformatted automatically",
                                          t->name, t->metadata, thin_sb_verdict_to_string(v), t->metadata);
                 }
@@ -1556,11 +1515,11 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
 
         /* Grow (never shrink) the files to the configured sizes. */
         if ((uint64_t) dst.st_size < t->data_size && ftruncate(dfd, (off_t) t->data_size) < 0)
-                return set_error(ret_error, errno, "Thin pool %s: cannot grow data file %s: %m", t->name, t->data);
+                return error_setf(ret_error, errno, "Thin pool %s: cannot grow data file %s: %m", t->name, t->data);
         {
                 uint64_t want = t->metadata_size ?: thin_metadata_default_size(t->data_size, t->block_size);
                 if ((uint64_t) mst.st_size < want && ftruncate(mfd, (off_t) want) < 0)
-                        return set_error(ret_error, errno, "Thin pool %s: cannot grow metadata file %s: %m", t->name,
+                        return error_setf(ret_error, errno, "Thin pool %s: cannot grow metadata file %s: %m", t->name,
                                          t->metadata);
         }
 
@@ -1569,11 +1528,11 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
                 return wrap_error(ret_error, r, TAKE_PTR(err), "Thin pool %s", t->name);
         /* Two pools on one metadata file would destroy each other. */
         if (find_attached(mfd, where, sizeof where) > 0)
-                return set_error(ret_error, EBUSY,
+                return error_setf(ret_error, EBUSY,
                                  "Thin pool %s: metadata file %s is already attached to %s: another pool (or program) uses it",
                                  t->name, t->metadata, where);
         if (find_attached(dfd, where, sizeof where) > 0)
-                return set_error(ret_error, EBUSY,
+                return error_setf(ret_error, EBUSY,
                                  "Thin pool %s: data file %s is already attached to %s: another pool (or program) uses it",
                                  t->name, t->data, where);
         r = loop_attach(lock_fd, mfd, LOOP_ATTACH_DIRECT_IO, &mloop, &err);
@@ -1584,21 +1543,21 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
                 return wrap_error(ret_error, r, TAKE_PTR(err), "Thin pool %s: data", t->name);
         r = dm_table_thin_pool(mloop.devnum, dloop.devnum, block_sectors, 0, &table);
         if (r < 0)
-                return set_error(ret_error, r, "Thin pool %s: cannot build its table: %m", t->name);
+                return error_setf(ret_error, r, "Thin pool %s: cannot build its table: %m", t->name);
         {
                 uint64_t len = dloop.size / SECTOR_SIZE / block_sectors * block_sectors;
                 DmTarget tg = { 0, len, "thin-pool", table };
 
                 if (len == 0)
-                        return set_error(ret_error, EINVAL, "Thin pool %s: data file %s is smaller than one block", t->name,
+                        return error_setf(ret_error, EINVAL, "Thin pool %s: data file %s is smaller than one block", t->name,
                                          t->data);
                 r = dm_create(t->name, uuid, &tg, 1, DM_CREATE_NO_PROBE, NULL, &err);
                 if (r < 0) {
                         _cleanup_free_ char *hint = NULL;
                         const char *const want[] = { "thin-pool", NULL };
                         if (dm_targets_check(want, &hint) == -EOPNOTSUPP)
-                                return set_error(ret_error, r, "Thin pool %s: %s; %s", t->name, strna(err), strna(hint));
-                        return set_error(ret_error, r,
+                                return error_setf(ret_error, r, "Thin pool %s: %s; %s", t->name, strna(err), strna(hint));
+                        return error_setf(ret_error, r,
                                          "Thin pool %s: the kernel refused to activate it: %s. The kernel log says why (journalctl -k); see microvm-pool.service(8)",
                                          t->name, strna(err));
                 }
@@ -1609,7 +1568,7 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
                 r = dm_get_status(t->name, NULL, &status, NULL);
                 if (r < 0 || thin_pool_status_parse(status, &st) < 0 || st.mode != THIN_POOL_RW || st.needs_check) {
                         (void) dm_remove(uuid, 0, NULL);
-                        return set_error(ret_error, EUCLEAN,
+                        return error_setf(ret_error, EUCLEAN,
                                          "Thin pool %s came up %s (status \"%s\"): deactivated again. Check the metadata with thin_check %s (see microvm-pool.service(8))",
                                          t->name, r < 0 ? "unreadable" : "unhealthy", strna(status), t->metadata);
                 }
@@ -1650,9 +1609,9 @@ int thin_pool_deactivate(const HostConfig *h, char **ret_error) {
                 return r;
         r = dm_get_info(t->name, NULL, &i);
         if (r < 0)
-                return set_error(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
+                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
         if (i.exists && !streq(i.uuid, uuid))
-                return set_error(ret_error, EPERM,
+                return error_setf(ret_error, EPERM,
                                  "Device-mapper device %s was not created by microvm (UUID \"%s\"): not deactivating it",
                                  t->name, i.uuid);
         r = loop_lock(&lock_fd, &err);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <sys/file.h>
 
+#include "util.h"
 #include "names.h"
 #include "parse-util.h"
 #include "uid-alloc.h"
@@ -161,22 +162,6 @@ bool subid_ranges_contain(const SubidRange *r, size_t n, uid_t uid) {
 
 /* ---- impure ------------------------------------------------------------------ */
 
-_printf_(3, 4) static int alloc_fail(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                char *m = NULL;
-
-                va_start(ap, fmt);
-                if (vasprintf(&m, fmt, ap) < 0)
-                        m = NULL;
-                va_end(ap);
-                free(*ret_error);
-                *ret_error = m;
-        }
-        return r;
-}
-
 static int load_subids(const char *path, SubidRange **ret, size_t *ret_n, char **ret_error) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *data = NULL, *err = NULL;
@@ -193,11 +178,11 @@ static int load_subids(const char *path, SubidRange **ret, size_t *ret_n, char *
                 return 0;
         }
         if (r < 0)
-                return alloc_fail(ret_error, r, "Cannot read %s: %s", path, strna(err));
+                return error_setf(ret_error, r, "Cannot read %s: %s", path, strna(err));
         if (fstat(fd, &st) < 0)
-                return alloc_fail(ret_error, -errno, "Cannot stat %s: %m", path);
+                return error_setf(ret_error, -errno, "Cannot stat %s: %m", path);
         if ((uint64_t) st.st_size > SUBID_FILE_MAX)
-                return alloc_fail(ret_error, -EFBIG, "%s is larger than %u bytes", path, SUBID_FILE_MAX);
+                return error_setf(ret_error, -EFBIG, "%s is larger than %u bytes", path, SUBID_FILE_MAX);
         data = malloc((size_t) st.st_size + 1);
         if (!data)
                 return -ENOMEM;
@@ -206,7 +191,7 @@ static int load_subids(const char *path, SubidRange **ret, size_t *ret_n, char *
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return alloc_fail(ret_error, -errno, "Cannot read %s: %m", path);
+                        return error_setf(ret_error, -errno, "Cannot read %s: %m", path);
                 }
                 if (k == 0)
                         break;
@@ -346,12 +331,12 @@ static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *
 
         fd = openat(state_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
-                return alloc_fail(ret_error, -errno, "Cannot open the state directory: %m");
+                return error_setf(ret_error, -errno, "Cannot open the state directory: %m");
         d = fdopendir(fd);
         if (!d) {
                 r = -errno;
                 safe_close(fd);
-                return alloc_fail(ret_error, r, "Cannot read the state directory: %s", strerror(-r));
+                return error_setf(ret_error, r, "Cannot read the state directory: %s", strerror(-r));
         }
 
         for (;;) {
@@ -362,7 +347,7 @@ static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *
                 de = readdir(d);
                 if (!de) {
                         if (errno != 0)
-                                r = alloc_fail(ret_error, -errno, "Cannot read the state directory: %m");
+                                r = error_setf(ret_error, -errno, "Cannot read the state directory: %m");
                         break;
                 }
                 if (!vm_id_valid(de->d_name) || streq(de->d_name, self))
@@ -375,7 +360,7 @@ static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *
                         continue;
                 }
                 if (r < 0) {
-                        r = alloc_fail(ret_error, r == -EBADMSG ? -EBADMSG : r,
+                        r = error_setf(ret_error, r == -EBADMSG ? -EBADMSG : r,
                                        "The uid record %s/%s of VM %s in the state directory is unreadable or "
                                        "corrupt (%s); refusing to allocate uids until it is fixed or removed",
                                        de->d_name, STATE_UID_FILE, de->d_name, strerror(-r));
@@ -410,18 +395,18 @@ static int write_record(int state_fd, const char *id, uid_t uid, char **ret_erro
 
         r = safe_mkdir_at(state_fd, id, 0700, 0, 0, SAFE_MKDIR_EXIST_OK, NULL);
         if (r < 0)
-                return alloc_fail(ret_error, r, "Cannot create the state directory of VM %s: %s", id, strerror(-r));
+                return error_setf(ret_error, r, "Cannot create the state directory of VM %s: %s", id, strerror(-r));
         record_path(id, path);
         n = snprintf(buf, sizeof buf, "%u\n", (unsigned) uid);
         r = safe_write_file_at(state_fd, path, buf, (size_t) n, 0644, 0, 0, SAFE_WRITE_REPLACE | SAFE_WRITE_SYNC);
         if (r < 0)
-                return alloc_fail(ret_error, r, "Cannot write the uid record %s in the state directory: %s", path,
+                return error_setf(ret_error, r, "Cannot write the uid record %s in the state directory: %s", path,
                                   strerror(-r));
         return 0;
 }
 
 static int nss_fail(char **ret_error, const InUseCtx *c, uid_t uid) {
-        return alloc_fail(ret_error, -EIO,
+        return error_setf(ret_error, -EIO,
                           "Looking up uid %u in NSS (getpwuid/getgrgid) failed: %s. Allocation needs working NSS "
                           "lookups: run it before any seccomp filter or chroot",
                           (unsigned) uid, strerror(c->nss_error ?: EIO));
@@ -439,12 +424,12 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
         int r;
 
         if (!vm_id_valid(id))
-                return alloc_fail(ret_error, -EINVAL, "\"%s\" is not a valid VM id", strna(id));
+                return error_setf(ret_error, -EINVAL, "\"%s\" is not a valid VM id", strna(id));
         if (uid_min == 0 || uid_min > uid_max || uid_max == UID_INVALID)
-                return alloc_fail(ret_error, -EINVAL, "Invalid uid_range %u-%u", (unsigned) uid_min,
+                return error_setf(ret_error, -EINVAL, "Invalid uid_range %u-%u", (unsigned) uid_min,
                                   (unsigned) uid_max);
         if (wanted != UID_INVALID && (wanted < uid_min || wanted > uid_max))
-                return alloc_fail(ret_error, -ERANGE, "VM %s: uid = %u is outside the host's uid_range %u-%u", id,
+                return error_setf(ret_error, -ERANGE, "VM %s: uid = %u is outside the host's uid_range %u-%u", id,
                                   (unsigned) wanted, (unsigned) uid_min, (unsigned) uid_max);
 
         r = load_subids(SUBUID_PATH, &subuid, &ctx.n_subuid, ret_error);
@@ -458,14 +443,14 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
 
         r = uid_alloc_lock(state_fd, &lock);
         if (r < 0)
-                return alloc_fail(ret_error, r, "Cannot lock %s in the state directory: %s", STATE_LOCK_FILE,
+                return error_setf(ret_error, r, "Cannot lock %s in the state directory: %s", STATE_LOCK_FILE,
                                   strerror(-r));
 
         r = uid_record_read(state_fd, id, &cur);
         if (r == -ENOENT)
                 cur = UID_INVALID;
         else if (r < 0)
-                return alloc_fail(ret_error, r,
+                return error_setf(ret_error, r,
                                   "The uid record %s/%s of VM %s in the state directory is unreadable or corrupt "
                                   "(%s): fix or remove it",
                                   id, STATE_UID_FILE, id, strerror(-r));
@@ -480,13 +465,13 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                  * alone. Files in state_dir/<id>/ belong to it, so it is
                  * never silently swapped for another. */
                 if (cur < uid_min || cur > uid_max)
-                        return alloc_fail(ret_error, -ERANGE,
+                        return error_setf(ret_error, -ERANGE,
                                           "VM %s has uid %u recorded, outside the host's uid_range %u-%u: restore "
                                           "the range, or remove the VM's state to get a new uid",
                                           id, (unsigned) cur, (unsigned) uid_min, (unsigned) uid_max);
                 owner = find_owner(taken, n_taken, cur);
                 if (owner)
-                        return alloc_fail(ret_error, -EBUSY,
+                        return error_setf(ret_error, -EBUSY,
                                           "uid %u of VM %s is also recorded for VM %s: two VMs must never share a "
                                           "uid; remove the state of one of them",
                                           (unsigned) cur, id, owner->id);
@@ -496,7 +481,7 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                 if (r < 0)
                         return r;
                 if (r > 0)
-                        return alloc_fail(ret_error, -EEXIST,
+                        return error_setf(ret_error, -EEXIST,
                                           "uid %u recorded for VM %s %s: it would not be isolated; remove that "
                                           "user/range or the VM's state",
                                           (unsigned) cur, id, in_use_reason(&ctx, cur));
@@ -514,20 +499,20 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
         case 0:
                 break;
         case -EBUSY:
-                return alloc_fail(ret_error, r, "VM %s: uid = %u is already the uid of VM %s", id, (unsigned) wanted,
+                return error_setf(ret_error, r, "VM %s: uid = %u is already the uid of VM %s", id, (unsigned) wanted,
                                   owner ? owner->id : "?");
         case -EEXIST:
-                return alloc_fail(ret_error, r, "VM %s: uid = %u %s; choose another uid", id, (unsigned) wanted,
+                return error_setf(ret_error, r, "VM %s: uid = %u %s; choose another uid", id, (unsigned) wanted,
                                   in_use_reason(&ctx, wanted));
         case -ENOSPC:
-                return alloc_fail(ret_error, r,
+                return error_setf(ret_error, r,
                                   "VM %s: no free uid left in uid_range %u-%u (%zu taken by VMs, the rest known to "
                                   "NSS or in subordinate ranges): widen uid_range in the host config",
                                   id, (unsigned) uid_min, (unsigned) uid_max, n_taken);
         case -EIO:
                 return nss_fail(ret_error, &ctx, wanted);
         default:
-                return alloc_fail(ret_error, r, "VM %s: cannot allocate a uid: %s", id, strerror(-r));
+                return error_setf(ret_error, r, "VM %s: cannot allocate a uid: %s", id, strerror(-r));
         }
 
         r = write_record(state_fd, id, pick, ret_error);

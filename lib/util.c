@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+#include <sys/random.h>
+#include <fcntl.h>
 #include <time.h>
 
-#include "macro.h"
+#include "util.h"
 
 void strv_free(char **l) {
         if (!l)
@@ -25,4 +28,135 @@ usec_t now_usec(int clock) {
         if (clock_gettime(clock, &ts) < 0)
                 return 0;
         return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+size_t strv_length(char *const *l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+int strv_push(char ***l, const char *s) {
+        size_t n = strv_length(*l);
+        char **nl;
+        char *c = strdup(s);
+
+        if (!c)
+                return -ENOMEM;
+        nl = realloc(*l, (n + 2) * sizeof(char *));
+        if (!nl) {
+                free(c);
+                return -ENOMEM;
+        }
+        nl[n] = c;
+        nl[n + 1] = NULL;
+        *l = nl;
+        return 0;
+}
+
+int strv_push_errorf(char ***l, int error, const char *format, ...) {
+        _cleanup_free_ char *m = NULL;
+        va_list ap;
+
+        errno = abs(error);
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (m)
+                (void) strv_push(l, m);
+        return -abs(error);
+}
+
+int error_setf(char **ret_error, int error, const char *format, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                char *m = NULL;
+
+                errno = abs(error);
+                va_start(ap, format);
+                if (vasprintf(&m, format, ap) < 0)
+                        m = NULL;
+                va_end(ap);
+                free(*ret_error);
+                *ret_error = m;
+        }
+        return -abs(error);
+}
+
+int read_full_fd(int fd, size_t max_size, char **ret_data, size_t *ret_size) {
+        _cleanup_free_ char *buf = NULL;
+        size_t done = 0, alloc = 0;
+
+        for (;;) {
+                ssize_t k;
+
+                if (alloc - done < 2) { /* room for one more byte and the NUL */
+                        /* Grow in steps, but never beyond one byte more
+                         * than allowed (to notice a file that is too big). */
+                        size_t na = MIN(alloc ? alloc * 2 : 4096, max_size + 2);
+                        char *nb;
+
+                        if (na <= alloc)
+                                return -EFBIG;
+                        nb = realloc(buf, na);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                        alloc = na;
+                }
+                k = read(fd, buf + done, alloc - done - 1);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                done += (size_t) k;
+                if (done > max_size)
+                        return -EFBIG;
+        }
+        if (!buf) {
+                buf = malloc(1);
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[done] = '\0';
+        *ret_data = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = done;
+        return 0;
+}
+
+int read_one_line_file(const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, size - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = '\0';
+        if (n > 0 && buf[n - 1] == '\n')
+                buf[n - 1] = '\0';
+        return 0;
+}
+
+void sleep_usec(usec_t u) {
+        struct timespec ts = { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_nsec = (long) (u % USEC_PER_SEC) * 1000 };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+uint64_t random_u64(void) {
+        uint64_t v;
+
+        if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t) sizeof v)
+                return v;
+        return now_usec(CLOCK_MONOTONIC) * UINT64_C(6364136223846793005) + (uint64_t) getpid();
 }

@@ -9,6 +9,7 @@
 #include "storage.h"
 #include "tap.h"
 #include "uid-alloc.h"
+#include "util.h"
 #include "vm-teardown.h"
 
 #define CGROUP_DRAIN_TIMEOUT (10 * USEC_PER_SEC)
@@ -18,21 +19,6 @@ void teardown_report_done(TeardownReport *r) {
         strv_free(r->failed);
         strv_free(r->deferred);
         *r = (TeardownReport) {};
-}
-
-static int fail(TeardownReport *r, int error, const char *format, ...) _printf_(3, 4);
-static int fail(TeardownReport *r, int error, const char *format, ...) {
-        _cleanup_free_ char *m = NULL;
-        va_list ap;
-
-        errno = abs(error);
-        va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (m)
-                (void) strv_push(&r->failed, m);
-        return -abs(error);
 }
 
 int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error) {
@@ -98,7 +84,7 @@ static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *
         k = cgroup2_find_mount(&mount);
         if (k < 0) {
                 if (*first == 0)
-                        *first = fail(r, k, "cgroups of %s: no cgroup2 mount (%m)", t->id);
+                        *first = strv_push_errorf(&r->failed, k, "cgroups of %s: no cgroup2 mount (%m)", t->id);
                 return;
         }
         k = cgroup_open(mount, t->unit_cgroup, &unit_fd);
@@ -106,14 +92,14 @@ static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *
                 return; /* nothing ever ran, or systemd already removed it */
         if (k < 0) {
                 if (*first == 0)
-                        *first = fail(r, k, "cgroup %s%s: %m", mount, t->unit_cgroup);
+                        *first = strv_push_errorf(&r->failed, k, "cgroup %s%s: %m", mount, t->unit_cgroup);
                 return;
         }
         k = cgroup_teardown_children(unit_fd, t->keep_child, CGROUP_DRAIN_TIMEOUT, &ct);
         r->n_cgroups_killed += ct.killed;
         r->n_cgroups_removed += ct.removed;
         if (k < 0) {
-                int e = fail(r, ct.error ?: k, "cgroup %s%s%s: could not be removed (%m)", mount, t->unit_cgroup,
+                int e = strv_push_errorf(&r->failed, ct.error ?: k, "cgroup %s%s%s: could not be removed (%m)", mount, t->unit_cgroup,
                              strna(ct.failed));
                 if (*first == 0)
                         *first = e;
@@ -129,7 +115,7 @@ static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *
                 if (k >= 0)
                         k = cgroup_wait_unpopulated(unit_fd, CGROUP_DRAIN_TIMEOUT);
                 if (k < 0 && *first == 0)
-                        *first = fail(r, k, "cgroup %s%s: processes could not be killed (%m)", mount,
+                        *first = strv_push_errorf(&r->failed, k, "cgroup %s%s: processes could not be killed (%m)", mount,
                                       t->unit_cgroup);
         }
         unit_fd = safe_close(unit_fd);
@@ -140,7 +126,7 @@ static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *
                 if (rmdir(full) >= 0)
                         r->n_cgroups_removed++;
                 else if (errno != ENOENT && errno != EBUSY && *first == 0)
-                        *first = fail(r, errno, "cgroup %s: could not be removed (%m)", full);
+                        *first = strv_push_errorf(&r->failed, errno, "cgroup %s: could not be removed (%m)", full);
         }
 }
 
@@ -150,10 +136,10 @@ static void teardown_taps(const TeardownTarget *t, TeardownReport *r, int *first
         for (char **tap = t->plan->tap; tap && *tap; tap++) {
                 int k = tap_delete(*tap, t->plan->uid);
                 if (k == -EPERM)
-                        k = fail(r, k, "tap %s: not removed, it is not a tap of uid %u (someone else's interface)",
+                        k = strv_push_errorf(&r->failed, k, "tap %s: not removed, it is not a tap of uid %u (someone else's interface)",
                                  *tap, (unsigned) t->plan->uid);
                 else if (k < 0)
-                        k = fail(r, k, "tap %s: could not be removed (%m)", *tap);
+                        k = strv_push_errorf(&r->failed, k, "tap %s: could not be removed (%m)", *tap);
                 if (k < 0 && *first == 0)
                         *first = k;
         }
@@ -172,17 +158,17 @@ static int remove_tree(const char *root, const char *rel, const char *what, Tear
         if (k == -ENOENT)
                 return 0;
         if (k < 0)
-                return fail(r, k, "%s %s/%s: not removed, %s", what, root, rel, strna(error));
+                return strv_push_errorf(&r->failed, k, "%s %s/%s: not removed, %s", what, root, rel, strna(error));
         k = safe_rm_rf_at(fd, rel, 0, NULL, &rep);
         if (k < 0) {
                 lines = safe_rm_report_format(&rep, root);
                 if (!lines)
-                        (void) fail(r, k, "%s %s/%s: not completely removed (%m)", what, root, rel);
+                        (void) strv_push_errorf(&r->failed, k, "%s %s/%s: not completely removed (%m)", what, root, rel);
                 for (char *line = lines, *next; line && *line; line = next) {
                         next = strchrnul(line, '\n');
                         if (*next)
                                 *next++ = '\0';
-                        (void) fail(r, k, "%s %s/%s: not completely removed: %s", what, root, rel, line);
+                        (void) strv_push_errorf(&r->failed, k, "%s %s/%s: not completely removed: %s", what, root, rel, line);
                 }
                 k = -abs(k);
         }
@@ -279,8 +265,8 @@ static void teardown_temporaries(const TeardownTarget *t, TeardownReport *r, int
         if (k >= 0)
                 k = safe_remove_temporaries_at(fd, STATE_DRIVES_DIR);
         if (k < 0) {
-                k = error ? fail(r, k, "disk state %s: not checked for temporary files, %s", dir, error)
-                          : fail(r, k, "disk state %s: temporary files not removed (%m)", dir);
+                k = error ? strv_push_errorf(&r->failed, k, "disk state %s: not checked for temporary files, %s", dir, error)
+                          : strv_push_errorf(&r->failed, k, "disk state %s: temporary files not removed (%m)", dir);
                 if (*first == 0)
                         *first = k;
         }
@@ -349,7 +335,7 @@ int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
          * the next cleanup or reclaim, which work from the plan. */
         if (!t->keep_run_dir) {
                 if (first < 0)
-                        (void) fail(report, first, "run directory %s/%s: kept, its launch plan names what is left",
+                        (void) strv_push_errorf(&report->failed, first, "run directory %s/%s: kept, its launch plan names what is left",
                                     t->host->run_dir, t->id);
                 else {
                         k = remove_tree(t->host->run_dir, t->id, "run directory", report);

@@ -4,6 +4,7 @@
 
 #include "binary.h"
 #include "fc-api.h"
+#include "util.h"
 
 static size_t make_elf(unsigned char *buf, bool with_interp, uint16_t type) {
         Elf64_Ehdr eh = {
@@ -65,4 +66,27 @@ Test(http, status_line) {
         cr_assert_eq(fc_http_parse_status("HTTP/1.1 2x4 x", 14), -EBADMSG);
         cr_assert_eq(fc_http_parse_status("HTTP/1.1 2045", 13), -EBADMSG);
         cr_assert_eq(fc_http_parse_status("", 0), -EBADMSG);
+}
+
+Test(util, read_full_fd_sizes) {
+        /* Exactly at, below and above the limit, and across the growth steps. */
+        static const size_t sizes[] = { 0, 1, 4094, 4095, 4096, 4097, 8191, 8192, 100000 };
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+                FILE *f = tmpfile();
+                char *data = NULL;
+                size_t n = 0;
+                for (size_t k = 0; k < sizes[i]; k++)
+                        fputc('a' + (int) (k % 26), f);
+                fflush(f);
+                rewind(f);
+                cr_assert_eq(read_full_fd(fileno(f), sizes[i], &data, &n), 0, "size %zu", sizes[i]);
+                cr_assert_eq(n, sizes[i]);
+                cr_assert_eq(strlen(data), sizes[i]);
+                free(data);
+                if (sizes[i] > 0) {
+                        rewind(f);
+                        cr_assert_eq(read_full_fd(fileno(f), sizes[i] - 1, &data, &n), -EFBIG, "size %zu", sizes[i]);
+                }
+                fclose(f);
+        }
 }

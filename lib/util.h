@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Small helpers shared by the library modules: string lists, error
+ * messages for ret_error parameters, reading small files, sleeping. */
+
+#include "macro.h"
+
+/* NULL-terminated lists of strings. */
+size_t strv_length(char *const *l);
+/* Appends a copy of s. */
+int strv_push(char ***l, const char *s);
+/* Appends a formatted message; errno is set to abs(error) first, so %m
+ * names it. Returns -abs(error), for "return strv_push_errorf(...)". An
+ * allocation failure only loses the message. */
+int strv_push_errorf(char ***l, int error, const char *format, ...) _printf_(3, 4);
+
+/* For functions with a "char **ret_error" parameter (optional): replaces
+ * *ret_error with the formatted message (errno is set to abs(error) first,
+ * for %m) and returns -abs(error). */
+int error_setf(char **ret_error, int error, const char *format, ...) _printf_(3, 4);
+
+/* Reads all of fd (from its current offset) into a NUL-terminated buffer:
+ * -EFBIG when there is more than max_size. */
+int read_full_fd(int fd, size_t max_size, char **ret_data, size_t *ret_size);
+/* Reads a small file (a sysfs or procfs value) into buf, without its
+ * trailing newline; what does not fit in size - 1 bytes is cut. */
+int read_one_line_file(const char *path, char *buf, size_t size);
+
+/* Sleeps for u microseconds (EINTR is resumed). */
+void sleep_usec(usec_t u);
+/* 64 random bits for jitter (not for secrets). */
+uint64_t random_u64(void);
