@@ -43,8 +43,11 @@ bool jailer_cgroup_value_valid(const char *kv) {
         dot = memchr(kv, '.', (size_t) (eq - kv));
         if (!dot || dot == kv || dot + 1 == eq)
                 return false;
+        /* Interface file names: letters of both cases ("hugetlb.2MB.max"),
+         * digits, '.' and '_'; never a '/' that could leave the cgroup. */
         for (const char *c = kv; c < eq; c++)
-                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_'))
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                      *c == '.' || *c == '_'))
                         return false;
         for (const char *c = eq + 1; *c; c++)
                 if ((unsigned char) *c < ' ' || *c == 0x7f)

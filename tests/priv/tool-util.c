@@ -348,6 +348,11 @@ ToolRun tool_run_cg(int cg_fd, const char *tool, ...) {
         return r;
 }
 
+pid_t tool_spawn_cg(int cg_fd, const char *tool, const char *arg, int out_fd, int err_fd) {
+        char *argv[3] = { NULL, (char *) arg, NULL };
+        return spawn(cg_fd, tool, argv, out_fd, err_fd);
+}
+
 pid_t tool_spawn(const char *tool, const char *arg) {
         char *argv[3] = { NULL, (char *) arg, NULL };
         return spawn(-1, tool, argv, -1, -1);

@@ -85,6 +85,9 @@ ToolRun tool_run_cg(int cg_fd, const char *tool, ...);
 #define tool_run(tool, ...) tool_run_cg(-1, tool, __VA_ARGS__)
 /* Starts it and returns the pid; stderr/stdout to /dev/null. */
 pid_t tool_spawn(const char *tool, const char *arg);
+/* The same, in cgroup cg_fd (-1: ours), with stdout/stderr on the given fds
+ * (-1: /dev/null). */
+pid_t tool_spawn_cg(int cg_fd, const char *tool, const char *arg, int out_fd, int err_fd);
 /* Waits for pid, at most timeout (then SIGKILLs it and returns
  * -ETIMEDOUT); returns exit status or 128+signal. */
 int wait_exit_bounded(pid_t pid, usec_t timeout);

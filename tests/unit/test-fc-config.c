@@ -195,6 +195,8 @@ Test(jailer_argv, rules) {
         cr_assert(jailer_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
         cr_assert(!jailer_id_valid("01234567890123456789012345678901234567890123456789012345678901234"));
         cr_assert(jailer_cgroup_value_valid("memory.max=1G"));
+        cr_assert(jailer_cgroup_value_valid("hugetlb.2MB.max=0"));
+        cr_assert(!jailer_cgroup_value_valid("a/b.max=0"));
         cr_assert(!jailer_cgroup_value_valid("memory.max="));
         cr_assert(!jailer_cgroup_value_valid(".max=1"));
         cr_assert(!jailer_cgroup_value_valid("memory.=1"));
