@@ -136,7 +136,8 @@ int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
                         files = nf;
                         files[n] = (VmConfigFile) {
                                 .name = strndup(de->d_name, len),
-                                .masked = is_masked(dirfd(dir), de->d_name),
+                                /* only a symlink can mask: spare regular files the stat */
+                                .masked = de->d_type != DT_REG && is_masked(dirfd(dir), de->d_name),
                         };
                         if (!files[n].name || asprintf(&files[n].path, "%s/%s", *d, de->d_name) < 0) {
                                 files[n].path = NULL;
