@@ -1351,28 +1351,8 @@ static const char *skip_reason(void) {
 }
 
 int main(int argc, char *argv[]) {
-        struct criterion_test_set *tests;
-        const char *why;
-        bool tap = false;
-        int result = 0;
+        const char *why = skip_reason();
 
-        for (int i = 1; i < argc; i++)
-                if (streq(argv[i], "--tap") || startswith(argv[i], "--tap="))
-                        tap = true;
-        why = skip_reason();
         dm_release();
-        if (why) {
-                fprintf(stderr, "SKIP: %s\n", why);
-                if (tap) {
-                        printf("TAP version 13\n1..0 # SKIP %s\n", why);
-                        return 0;
-                }
-                return 77;
-        }
-        tests = criterion_initialize();
-        criterion_options.jobs = 1;
-        if (criterion_handle_args(argc, argv, true))
-                result = !criterion_run_all_tests(tests);
-        criterion_finalize(tests);
-        return result;
+        return criterion_run_or_skip(argc, argv, why);
 }

@@ -54,9 +54,8 @@ const char *priv_skip_reason(void) {
         return NULL;
 }
 
-int priv_criterion_main(int argc, char *argv[]) {
+int criterion_run_or_skip(int argc, char *argv[], const char *why) {
         struct criterion_test_set *tests;
-        const char *why;
         bool tap = false;
         int result = 0;
 
@@ -64,7 +63,6 @@ int priv_criterion_main(int argc, char *argv[]) {
                 if (streq(argv[i], "--tap") || startswith(argv[i], "--tap="))
                         tap = true;
 
-        why = priv_skip_reason();
         if (why) {
                 fprintf(stderr, "SKIP: %s\n", why);
                 if (tap) {
@@ -84,6 +82,10 @@ int priv_criterion_main(int argc, char *argv[]) {
                 result = !criterion_run_all_tests(tests);
         criterion_finalize(tests);
         return result;
+}
+
+int priv_criterion_main(int argc, char *argv[]) {
+        return criterion_run_or_skip(argc, argv, priv_skip_reason());
 }
 
 const char *priv_sandbox(void) {

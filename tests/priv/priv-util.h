@@ -15,10 +15,13 @@ bool is_root(void);
  * mount namespace with a tmpfs can be made), else why not. */
 const char *priv_skip_reason(void);
 
-/* main() for a criterion test program in tests/priv: skips (exit 77, or
- * "1..0 # SKIP" with exit 0 under --tap, which is how meson's TAP parser
- * counts a skip) with the reason on stderr when priv_skip_reason() says
- * so, else runs the tests. */
+/* Runs a criterion test program's tests one at a time, or, when why is not
+ * NULL, reports the whole program skipped: the reason on stderr, and exit
+ * 77, or "1..0 # SKIP why" with exit 0 under --tap (which is how meson's
+ * TAP parser counts a skip). */
+int criterion_run_or_skip(int argc, char *argv[], const char *why);
+/* main() for a criterion test program in tests/priv: skips when
+ * priv_skip_reason() says so, else runs the tests. */
 int priv_criterion_main(int argc, char *argv[]);
 #define PRIV_TEST_MAIN                                            \
         int main(int argc, char *argv[]) {                        \

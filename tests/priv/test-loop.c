@@ -471,16 +471,8 @@ Test(loop, concurrent_attach, .init = setup, .timeout = 300) {
 
 int main(int argc, char *argv[]) {
         /* Loop devices are all this needs besides root. */
-        if (access("/dev/loop-control", F_OK) < 0) {
-                bool tap = false;
-                for (int i = 1; i < argc; i++)
-                        tap = tap || streq(argv[i], "--tap") || startswith(argv[i], "--tap=");
-                fprintf(stderr, "SKIP: no loop device support (/dev/loop-control: %m)\n");
-                if (tap) {
-                        printf("TAP version 13\n1..0 # SKIP no loop device support (/dev/loop-control missing)\n");
-                        return 0;
-                }
-                return 77;
-        }
-        return priv_criterion_main(argc, argv);
+        return criterion_run_or_skip(argc, argv,
+                                     access("/dev/loop-control", F_OK) < 0
+                                             ? "no loop device support (/dev/loop-control missing)"
+                                             : priv_skip_reason());
 }
