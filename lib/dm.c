@@ -37,11 +37,6 @@ static char dm_log_buf[1024];
 static size_t dm_log_len;
 static int dm_log_errno;
 
-static inline void closedirp(DIR **d) {
-        if (*d)
-                (void) closedir(*d);
-}
-
 static inline void dm_task_destroyp(struct dm_task **t) {
         if (*t)
                 dm_task_destroy(*t);

@@ -35,11 +35,6 @@ struct loop_config {
 #define LO_FLAGS_DIRECT_IO 16
 #endif
 
-static inline void closedirp(DIR **d) {
-        if (*d)
-                (void) closedir(*d);
-}
-
 /* Set once LOOP_CONFIGURE failed as unknown and the legacy path worked. */
 static bool loop_configure_unsupported;
 static usec_t loop_ioctl_usec_total;
@@ -447,19 +442,6 @@ void loop_infos_free(LoopInfo *l, size_t n) {
         free(l);
 }
 
-static size_t count_dir_entries(const char *path) {
-        _cleanup_(closedirp) DIR *d = opendir(path);
-        struct dirent *de;
-        size_t n = 0;
-
-        if (!d)
-                return 0;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        return n;
-}
-
 static int cmp_loop_info(const void *a, const void *b) {
         const LoopInfo *x = a, *y = b;
         return x->nr < y->nr ? -1 : x->nr > y->nr;
@@ -507,7 +489,7 @@ int loop_list(LoopInfo **ret, size_t *ret_n) {
                 list[n].file_name[sizeof list[n].file_name - 1] = '\0';
                 list[n].ours = loop_file_name_is_ours(list[n].file_name);
                 snprintf(p, sizeof p, "/sys/block/%s/holders", de->d_name);
-                list[n].n_holders = count_dir_entries(p);
+                list[n].n_holders = dir_count_entries(p, NULL, 0);
                 if (!list[n].backing_file) {
                         loop_infos_free(list, n + 1);
                         return -ENOMEM;

@@ -16,6 +16,7 @@
 
 #define PLAN_VERSION 1
 #define PLAN_LIST_MAX 64
+#define PLAN_SIZE_MAX (64 * 1024)
 
 typedef struct Plan {
         unsigned version;

@@ -28,11 +28,6 @@ static inline void *mfree(void *p) {
         return NULL;
 }
 
-static inline void closedirp(DIR **d) {
-        if (*d)
-                (void) closedir(*d);
-}
-
 /* Prefixes *error (a message from a lower layer) with context. */
 static int wrap_error(char **ret_error, int r, char *inner, const char *format, ...) _printf_(4, 5);
 static int wrap_error(char **ret_error, int r, char *inner, const char *format, ...) {
@@ -698,22 +693,6 @@ static int block_kernel_name(dev_t devnum, char *buf, size_t size) {
         return 0;
 }
 
-static size_t count_entries(const char *path, char *first, size_t first_size) {
-        _cleanup_(closedirp) DIR *d = opendir(path);
-        struct dirent *de;
-        size_t n = 0;
-
-        if (!d)
-                return 0;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.') {
-                        if (n == 0 && first && (size_t) snprintf(first, first_size, "%s", de->d_name) >= first_size)
-                                first[0] = '\0';
-                        n++;
-                }
-        return n;
-}
-
 /* The devnums of a disk's partitions (sysfs subdirectories with a
  * "partition" file), including the disk itself first. */
 static int block_with_partitions(dev_t devnum, dev_t **ret, size_t *ret_n) {
@@ -872,7 +851,7 @@ static int prepare_block(const HostConfig *h, const VmConfig *c, const DriveConf
                         return error_setf(ret_error, EBUSY, "Drive %s: %s (/dev/%s) is mounted on %s: refusing to pass it to a VM",
                                          d->name, d->path, pname, strna(where));
                 snprintf(path, sizeof path, "/sys/dev/block/%u:%u/holders", major(parts[i]), minor(parts[i]));
-                holders = count_entries(path, holder, sizeof holder);
+                holders = dir_count_entries(path, holder, sizeof holder);
                 if (holders > 0)
                         return error_setf(ret_error, EBUSY,
                                          "Drive %s: %s (/dev/%s) is in use by %s%s (holders in sysfs): refusing to pass it to a VM",

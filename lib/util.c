@@ -146,6 +146,22 @@ int read_one_line_file(const char *path, char *buf, size_t size) {
         return 0;
 }
 
+size_t dir_count_entries(const char *path, char *first, size_t first_size) {
+        _cleanup_(closedirp) DIR *d = opendir(path);
+        struct dirent *de;
+        size_t n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.') {
+                        if (n == 0 && first && (size_t) snprintf(first, first_size, "%s", de->d_name) >= first_size)
+                                first[0] = '\0';
+                        n++;
+                }
+        return n;
+}
+
 void sleep_usec(usec_t u) {
         struct timespec ts = { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_nsec = (long) (u % USEC_PER_SEC) * 1000 };
 

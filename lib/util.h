@@ -4,6 +4,8 @@
 /* Small helpers shared by the library modules: string lists, error
  * messages for ret_error parameters, reading small files, sleeping. */
 
+#include <dirent.h>
+
 #include "macro.h"
 
 /* NULL-terminated lists of strings. */
@@ -26,6 +28,16 @@ int read_full_fd(int fd, size_t max_size, char **ret_data, size_t *ret_size);
 /* Reads a small file (a sysfs or procfs value) into buf, without its
  * trailing newline; what does not fit in size - 1 bytes is cut. */
 int read_one_line_file(const char *path, char *buf, size_t size);
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+/* Number of entries of a directory, dot files not counted (0 if it cannot
+ * be read); the name of the first one into first (optional, "" if it does
+ * not fit). For sysfs lists such as /sys/block/<dev>/holders. */
+size_t dir_count_entries(const char *path, char *first, size_t first_size);
 
 /* Sleeps for u microseconds (EINTR is resumed). */
 void sleep_usec(usec_t u);

@@ -21,21 +21,27 @@ void teardown_report_done(TeardownReport *r) {
         *r = (TeardownReport) {};
 }
 
-int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error) {
-        _cleanup_close_ int run_fd = -EBADF;
+int vm_plan_read_at(int run_fd, const char *id, Plan **ret, char **ret_error) {
         _cleanup_free_ char *text = NULL, *rel = NULL;
         size_t size;
+        int r;
+
+        if (asprintf(&rel, "%s/" RUN_PLAN_FILE, id) < 0)
+                return -ENOMEM;
+        r = safe_read_file_at(run_fd, rel, PLAN_SIZE_MAX, &text, &size);
+        if (r < 0)
+                return r;
+        return plan_parse(text, size, ret, ret_error);
+}
+
+int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error) {
+        _cleanup_close_ int run_fd = -EBADF;
         int r;
 
         r = safe_root_open(host->run_dir, 0, 0, &run_fd, ret_error);
         if (r < 0)
                 return r;
-        if (asprintf(&rel, "%s/" RUN_PLAN_FILE, id) < 0)
-                return -ENOMEM;
-        r = safe_read_file_at(run_fd, rel, 64 * 1024, &text, &size);
-        if (r < 0)
-                return r;
-        return plan_parse(text, size, ret, ret_error);
+        return vm_plan_read_at(run_fd, id, ret, ret_error);
 }
 
 int vm_unit_cgroup(const char *id, char **ret, bool *ret_inside, const char **ret_child) {

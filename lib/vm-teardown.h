@@ -59,8 +59,11 @@ typedef struct TeardownReport {
 int vm_teardown(const TeardownTarget *t, TeardownReport *report);
 void teardown_report_done(TeardownReport *r);
 
-/* Reads <run_dir>/<id>/plan. -ENOENT when there is none. */
+/* Reads <run_dir>/<id>/plan. -ENOENT when there is none. *ret_error (if
+ * given) is set when the run dir cannot be trusted or the plan is invalid. */
 int vm_plan_read(const HostConfig *host, const char *id, Plan **ret, char **ret_error);
+/* The same below an already opened run dir. */
+int vm_plan_read_at(int run_fd, const char *id, Plan **ret, char **ret_error);
 
 /* The relative cgroup path of microvm@<id>.service as seen from our own
  * cgroup. When we run as one of its control processes, that is our cgroup

@@ -8,6 +8,7 @@
  * stdout, inherited from us, is the guest's serial console in the journal.
  * Nothing else: this is the last code of ours before the VMM runs. */
 
+#include <assert.h>
 #include <fcntl.h>
 
 #include "binary.h"
@@ -19,36 +20,34 @@
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "tool.h"
-
-#define PLAN_SIZE_MAX (64 * 1024)
+#include "vm-teardown.h"
 
 static int read_plan(const HostConfig *host, const char *id, int *ret_run_fd, Plan **ret) {
         _cleanup_close_ int run_fd = -EBADF;
-        _cleanup_free_ char *text = NULL, *error = NULL, *rel = NULL;
+        _cleanup_free_ char *error = NULL;
         _cleanup_plan_ Plan *plan = NULL;
-        size_t size;
         int r;
 
         r = safe_root_open(host->run_dir, 0, 0, &run_fd, &error);
         if (r < 0)
                 return log_error_errno(r, "Cannot use the run directory: %s", strna(error));
-        if (asprintf(&rel, "%s/" RUN_PLAN_FILE, id) < 0)
-                return log_oom();
-        r = safe_read_file_at(run_fd, rel, PLAN_SIZE_MAX, &text, &size);
-        if (r == -ENOENT)
-                return log_error_errno(r, "No launch plan %s/%s: microvm-stage has not run for %s "
-                                       "(start the VM with systemctl start microvm@%s).",
-                                       host->run_dir, rel, id, id);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the launch plan %s/%s: %m", host->run_dir, rel);
-        r = plan_parse(text, size, &plan, &error);
-        if (r == -ENOMEM)
-                return log_oom();
-        if (r < 0)
-                return log_error_errno(r, "Launch plan %s/%s is invalid: %s", host->run_dir, rel, strna(error));
+        r = vm_plan_read_at(run_fd, id, &plan, &error);
+        if (r < 0) {
+                if (r == -ENOENT)
+                        return log_error_errno(r, "No launch plan %s/%s/" RUN_PLAN_FILE ": microvm-stage has not "
+                                               "run for %s (start the VM with systemctl start microvm@%s).",
+                                               host->run_dir, id, id, id);
+                if (r == -ENOMEM)
+                        return log_oom();
+                if (error)
+                        return log_error_errno(r, "Launch plan %s/%s/" RUN_PLAN_FILE " is invalid: %s",
+                                               host->run_dir, id, error);
+                return log_error_errno(r, "Failed to read the launch plan %s/%s/" RUN_PLAN_FILE ": %m",
+                                       host->run_dir, id);
+        }
         if (!streq(plan->id, id))
-                return log_error_errno(EINVAL, "Launch plan %s/%s is for VM %s, not %s.", host->run_dir, rel,
-                                       plan->id, id);
+                return log_error_errno(EINVAL, "Launch plan %s/%s/" RUN_PLAN_FILE " is for VM %s, not %s.",
+                                       host->run_dir, id, plan->id, id);
         *ret_run_fd = TAKE_FD(run_fd);
         *ret = TAKE_PTR(plan);
         return 0;
@@ -145,6 +144,7 @@ int main(int argc, char **argv) {
         r = read_plan(host, id, &run_fd, &plan);
         if (r < 0)
                 return tool_exit(r);
+        assert(plan); /* read_plan() succeeded; the compiler cannot see through its log calls */
 
         /* The jailer runs as root: check it again, right before exec'ing the
          * very file we checked (through its fd). */

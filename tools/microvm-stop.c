@@ -21,6 +21,7 @@
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "tool.h"
+#include "vm-teardown.h"
 
 #define API_TIMEOUT (2 * USEC_PER_SEC)
 
@@ -31,26 +32,6 @@ static int pidfd_open_compat(pid_t pid) {
         errno = ENOSYS;
         return -1;
 #endif
-}
-
-static int read_plan(const HostConfig *host, const char *id, Plan **ret) {
-        _cleanup_close_ int run_fd = -EBADF;
-        _cleanup_free_ char *text = NULL, *error = NULL, *rel = NULL;
-        size_t size;
-        int r;
-
-        r = safe_root_open(host->run_dir, 0, 0, &run_fd, &error);
-        if (r < 0)
-                return log_warning_errno(r, "Cannot use the run directory: %s", strna(error));
-        if (asprintf(&rel, "%s/" RUN_PLAN_FILE, id) < 0)
-                return log_oom();
-        r = safe_read_file_at(run_fd, rel, 64 * 1024, &text, &size);
-        if (r < 0)
-                return r;
-        r = plan_parse(text, size, ret, &error);
-        if (r < 0)
-                return log_warning_errno(r, "Launch plan %s/%s is invalid: %s", host->run_dir, rel, strna(error));
-        return 0;
 }
 
 /* The main process, if systemd told us and it is still there. */
@@ -98,6 +79,7 @@ static int ask_guest(const Plan *plan) {
 int main(int argc, char **argv) {
         _cleanup_host_config_ HostConfig *host = NULL;
         _cleanup_plan_ Plan *plan = NULL;
+        _cleanup_free_ char *error = NULL;
         _cleanup_close_ int pidfd = -EBADF;
         usec_t wait, margin, start;
         const char *id;
@@ -115,7 +97,9 @@ int main(int argc, char **argv) {
 
         if (tool_load_host_config(&host) < 0)
                 return EXIT_SUCCESS;
-        r = read_plan(host, id, &plan);
+        r = vm_plan_read(host, id, &plan, &error);
+        if (r < 0 && error)
+                log_warning("Cannot use the launch plan of %s: %s", id, error);
         if (r < 0) {
                 log_info("VM %s is not staged; nothing to stop gracefully.", id);
                 return EXIT_SUCCESS;
