@@ -9,16 +9,21 @@
  * and skipped, everything valid is still written, and only then does the
  * exit status say that something was wrong. Before it reads a single
  * config byte it confines itself with a seccomp allowlist: no exec, no
- * sockets, no mounts, files only created new (O_EXCL), never rewritten. */
+ * sockets, no mounts, files only created new (O_EXCL), never rewritten.
+ * Hundreds of VMs are split over forked workers, one per CPU. */
 
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/limits.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "config-files.h"
 #include "generator-core.h"
@@ -30,6 +35,15 @@
 
 #ifndef SYSTEM_UNIT_DIR
 #error "SYSTEM_UNIT_DIR must name the directory microvm@.service is installed to"
+#endif
+
+/* How glibc's fork() calls clone(): a new process, never a thread or a
+ * new namespace. (s390 swaps clone's first two arguments.) */
+#define FORK_CLONE_FLAGS (CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD)
+#if defined(__s390__) || defined(__s390x__)
+#define FORK_CLONE_FLAGS_ARG 1
+#else
+#define FORK_CLONE_FLAGS_ARG 0
 #endif
 
 /* Everything the generator does after confinement: read configs (iniparser
@@ -101,6 +115,14 @@ static const SeccompAllow generator_syscalls[] = {
         SECCOMP_ALLOW("time"),
         SECCOMP_ALLOW("getrandom"),
         SECCOMP_ALLOW("futex"),
+        /* worker processes (fork(), never threads: iniparser 4.1 keeps
+         * static buffers), and waiting for them */
+        SECCOMP_ALLOW_EQ("clone", FORK_CLONE_FLAGS_ARG, FORK_CLONE_FLAGS),
+        SECCOMP_ALLOW("wait4"),
+        SECCOMP_ALLOW("set_robust_list"), /* glibc, in a new child */
+        /* a worker dies with the generator (a manager's timeout kills only that) */
+        SECCOMP_ALLOW_EQ("prctl", 0, PR_SET_PDEATHSIG),
+        SECCOMP_ALLOW("getppid"),
         /* glibc's qsort() asks for the physical memory size before sorting
          * more than 1 KiB (vm_config_enumerate(), from ~43 VMs on) */
         SECCOMP_ALLOW("sysinfo"),
@@ -177,6 +199,14 @@ static void test_violation(int outfd) {
                 int fd = openat(outfd, "test-violation", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
                 log_error("Test: openat(O_TRUNC) without O_EXCL was not blocked (fd %d).", fd);
                 safe_close(fd);
+        } else if (streq(what, "namespace")) {
+                /* A fork into a new mount namespace: not fork()'s flags. */
+                long pid = syscall(SYS_clone, (long) (CLONE_NEWNS | SIGCHLD), 0L, 0L, 0L, 0L);
+                if (pid == 0)
+                        _exit(EXIT_SUCCESS);
+                log_error("Test: clone(CLONE_NEWNS) was not blocked (%ld).", pid);
+                if (pid > 0)
+                        (void) waitpid((pid_t) pid, NULL, 0);
         } else if (streq(what, "ptrace")) {
                 long r = ptrace(PTRACE_TRACEME, 0, NULL, NULL);
                 log_error("Test: ptrace() was not blocked (%ld).", r);
@@ -220,24 +250,33 @@ static int write_all(int fd, const char *p, size_t n) {
         return 0;
 }
 
-/* Directories created (or found) recently: every autostart VM links into
- * the same microvms.target.wants/, and one mkdirat() per VM that fails
- * with EEXIST is measurable at a thousand VMs. */
+/* Directories created (or found) recently, least recently used replaced
+ * first: every autostart VM links into the same microvms.target.wants/,
+ * between VMs' own drop-in directories, and one mkdirat() per VM that
+ * fails with EEXIST is measurable at a thousand VMs. */
 typedef struct DirCache {
         char dirs[4][PATH_MAX];
-        unsigned next;
+        uint64_t used[4];
+        uint64_t clock;
 } DirCache;
 
-static bool dir_cache_has(const DirCache *c, const char *dir) {
+static bool dir_cache_has(DirCache *c, const char *dir) {
         for (size_t i = 0; i < ELEMENTSOF(c->dirs); i++)
-                if (streq(c->dirs[i], dir))
+                if (c->used[i] > 0 && streq(c->dirs[i], dir)) {
+                        c->used[i] = ++c->clock;
                         return true;
+                }
         return false;
 }
 
 static void dir_cache_add(DirCache *c, const char *dir) {
-        strcpy(c->dirs[c->next], dir);
-        c->next = (c->next + 1) % ELEMENTSOF(c->dirs);
+        size_t lru = 0;
+
+        for (size_t i = 1; i < ELEMENTSOF(c->dirs); i++)
+                if (c->used[i] < c->used[lru])
+                        lru = i;
+        strcpy(c->dirs[lru], dir);
+        c->used[lru] = ++c->clock;
 }
 
 /* Creates one generated file below outfd: its directory (one level, ours
@@ -367,12 +406,65 @@ static int generate_one(int outfd, DirCache *cache, const char *dest, const Host
         return ret;
 }
 
+/* Many VMs are split over worker processes, one per CPU this generator
+ * may run on: the manager waits for every generator at boot and on every
+ * daemon-reload, and reading and checking configs (a third of it in
+ * iniparser) is most of our time. A worker is a fork (no exec), under the
+ * same seccomp filter; it takes every k-th config, creates that VM's files
+ * and logs that VM's problems, and its exit status joins ours. Each file is
+ * created by exactly one process; the shared microvms.target.wants/ may be
+ * created by any (mkdirat's EEXIST is expected). */
+#define WORKER_FILES_MIN 128u
+#define WORKERS_MAX 8u
+
+static unsigned arg_workers = 0; /* 0: decide from CPUs and config count */
+static unsigned arg_cpus = 1;    /* CPUs we may run on, asked before confinement */
+
+static unsigned workers_for(size_t n_files) {
+        unsigned k = arg_workers;
+
+        if (k == 0)
+                k = MIN(arg_cpus, (unsigned) MIN(n_files / WORKER_FILES_MIN, (size_t) WORKERS_MAX));
+        return MAX(MIN(k, (unsigned) MAX(n_files, (size_t) 1)), 1u);
+}
+
+static int generate_share(int outfd, const char *dest, const HostConfig *host, const VmConfigFile *files,
+                          size_t n_files, unsigned share, unsigned n_shares) {
+        _cleanup_free_ DirCache *cache = calloc(1, sizeof *cache);
+        int r, ret = 0;
+
+        if (!cache)
+                return log_oom();
+        for (size_t i = share; i < n_files; i += n_shares) {
+                r = generate_one(outfd, cache, dest, host, &files[i]);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
+}
+
+static int wait_worker(pid_t pid, unsigned share) {
+        int status;
+
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return log_error_errno(errno, "Failed to wait for worker %u: %m", share);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_SUCCESS)
+                return 0;
+        if (WIFEXITED(status))
+                /* It logged why (a bad config, or a seccomp violation). */
+                return -EPROTO;
+        return log_error_errno(EPROTO, "Worker %u was killed by signal %s.", share, strsignal(WTERMSIG(status)));
+}
+
 static int generate(int outfd, const char *dest) {
         _cleanup_(problems_done) Problems problems = {};
         _cleanup_host_config_ HostConfig *host = NULL;
-        _cleanup_free_ DirCache *cache = NULL;
         VmConfigFile *files = NULL;
+        pid_t pids[WORKERS_MAX] = {}, parent = getpid();
+        bool mine[WORKERS_MAX] = { true };
         size_t n_files = 0;
+        unsigned k;
         int r, ret = 0;
 
         r = host_config_load(&host, &problems);
@@ -391,24 +483,44 @@ static int generate(int outfd, const char *dest) {
         r = vm_config_enumerate(&files, &n_files);
         if (r < 0)
                 return log_error_errno(r, "Failed to enumerate VM configs: %m");
-        cache = calloc(1, sizeof *cache);
-        if (!cache) {
-                vm_config_files_free(files, n_files);
-                return log_oom();
-        }
 
-        for (size_t i = 0; i < n_files; i++) {
-                r = generate_one(outfd, cache, dest, host, &files[i]);
-                if (r < 0 && ret == 0)
-                        ret = r;
+        k = workers_for(n_files);
+        if (k > 1)
+                log_debug("Generating %zu VMs in %u processes.", n_files, k);
+        for (unsigned w = 1; w < k; w++) {
+                pids[w] = fork();
+                if (pids[w] == 0) {
+                        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                                _exit(EXIT_FAILURE);
+                        r = generate_share(outfd, dest, host, files, n_files, w, k);
+                        vm_config_files_free(files, n_files);
+                        host = host_config_free(host);
+                        exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
+                }
+                if (pids[w] < 0) {
+                        log_warning_errno(errno, "Failed to start worker %u, doing its share here: %m", w);
+                        mine[w] = true;
+                }
         }
+        for (unsigned w = 0; w < k; w++)
+                if (mine[w]) {
+                        r = generate_share(outfd, dest, host, files, n_files, w, k);
+                        if (r < 0 && ret == 0)
+                                ret = r;
+                }
+        for (unsigned w = 1; w < k; w++)
+                if (!mine[w]) {
+                        r = wait_worker(pids[w], w);
+                        if (r < 0 && ret == 0)
+                                ret = r;
+                }
         vm_config_files_free(files, n_files);
         return ret;
 }
 
 int main(int argc, char *argv[]) {
         _cleanup_close_ int outfd = -EBADF;
-        const char *dest = NULL;
+        const char *dest = NULL, *e;
         int r;
 
         log_set_program_name(GENERATOR_PROGRAM);
@@ -421,6 +533,21 @@ int main(int argc, char *argv[]) {
         if (arg_as_manager && !getenv("SYSTEMD_SCOPE") && !getenv("SYSTEMD_LOG_TARGET") && getppid() == 1)
                 log_set_target(LOG_TARGET_KMSG);
         log_parse_environment(/* as_generator= */ true);
+        cpu_set_t cpus;
+        if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+                arg_cpus = (unsigned) MAX(CPU_COUNT(&cpus), 1);
+        e = getenv("MICROVM_GENERATOR_WORKERS");
+        if (!isempty(e)) {
+                uint32_t k;
+
+                if (parse_u32(e, &k) < 0 || k < 1 || k > WORKERS_MAX) {
+                        _cleanup_free_ char *esc = escape_for_log(e);
+                        log_warning("Ignoring MICROVM_GENERATOR_WORKERS=%s: not a number from 1 to %u.",
+                                    strna(esc), WORKERS_MAX);
+                } else
+                        arg_workers = k;
+        }
+
         /* Opens /dev/kmsg now: the filter below allows no more such opens. */
         log_open();
 

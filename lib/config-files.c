@@ -42,6 +42,16 @@ int config_search_path(char ***ret) {
         return 0;
 }
 
+/* Asked once per process: a generator reads thousands of configs, and
+ * none of our programs changes its uid. */
+static bool running_as_root(void) {
+        static int cached = -1;
+
+        if (cached < 0)
+                cached = geteuid() == 0;
+        return cached;
+}
+
 int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
@@ -60,7 +70,7 @@ int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
         /* A config names files and devices that root hands to a VM: only root
          * may be able to write it. (Checked when we are root; a user running
          * microvmctl validate on their own files is not acting for root.) */
-        if (geteuid() == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))))
+        if (running_as_root() && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))))
                 return -EPERM;
 
         return read_full_fd(fd, INI_FILE_MAX, ret_data, ret_size);
@@ -85,22 +95,41 @@ void vm_config_files_free(VmConfigFile *f, size_t n) {
         free(f);
 }
 
-static int cmp_files(const void *a, const void *b) {
-        return strcmp(((const VmConfigFile *) a)->name, ((const VmConfigFile *) b)->name);
+/* Entries of all directories, sorted by name and, for one name, by the
+ * directory's place in the search path: the first of each name wins. */
+typedef struct Candidate {
+        VmConfigFile file;
+        size_t dir;
+} Candidate;
+
+static int cmp_candidates(const void *a, const void *b) {
+        const Candidate *x = a, *y = b;
+        int c = strcmp(x->file.name, y->file.name);
+
+        return c != 0 ? c : CMP(x->dir, y->dir);
+}
+
+static void candidates_free(Candidate *c, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(c[i].file.name);
+                free(c[i].file.path);
+        }
+        free(c);
 }
 
 int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
         _cleanup_strv_free_ char **dirs = NULL;
+        Candidate *cand = NULL;
         VmConfigFile *files = NULL;
-        size_t n = 0;
+        size_t n = 0, alloc = 0, n_files = 0;
         int r;
 
         r = config_search_path(&dirs);
         if (r < 0)
                 return r;
 
-        for (char **d = dirs; *d; d++) {
-                DIR *dir = opendir(*d);
+        for (size_t d = 0; dirs[d]; d++) {
+                DIR *dir = opendir(dirs[d]);
                 struct dirent *de;
 
                 if (!dir) {
@@ -111,42 +140,38 @@ int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
                 }
                 while ((errno = 0, de = readdir(dir))) {
                         const char *suffix = endswith(de->d_name, ".conf");
-                        VmConfigFile *nf;
-                        bool seen = false;
-                        size_t len;
 
                         if (!suffix || suffix == de->d_name || de->d_name[0] == '.')
                                 continue;
                         if (de->d_type != DT_REG && de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
                                 continue;
-                        len = (size_t) (suffix - de->d_name);
-                        for (size_t i = 0; i < n; i++)
-                                if (strlen(files[i].name) == len && strncmp(files[i].name, de->d_name, len) == 0) {
-                                        seen = true; /* an earlier directory wins */
-                                        break;
+                        if (n == alloc) {
+                                size_t na = alloc ? alloc * 2 : 64;
+                                Candidate *nc = reallocarray(cand, na, sizeof *cand);
+                                if (!nc) {
+                                        closedir(dir);
+                                        r = -ENOMEM;
+                                        goto fail;
                                 }
-                        if (seen)
-                                continue;
-                        nf = realloc(files, (n + 1) * sizeof *files);
-                        if (!nf) {
-                                closedir(dir);
-                                r = -ENOMEM;
-                                goto fail;
+                                cand = nc;
+                                alloc = na;
                         }
-                        files = nf;
-                        files[n] = (VmConfigFile) {
-                                .name = strndup(de->d_name, len),
-                                /* only a symlink can mask: spare regular files the stat */
-                                .masked = de->d_type != DT_REG && is_masked(dirfd(dir), de->d_name),
+                        cand[n] = (Candidate) {
+                                .file = {
+                                        .name = strndup(de->d_name, (size_t) (suffix - de->d_name)),
+                                        /* only a symlink can mask: spare regular files the stat */
+                                        .masked = de->d_type != DT_REG && is_masked(dirfd(dir), de->d_name),
+                                },
+                                .dir = d,
                         };
-                        if (!files[n].name || asprintf(&files[n].path, "%s/%s", *d, de->d_name) < 0) {
-                                files[n].path = NULL;
-                                n++;
+                        n++;
+                        if (!cand[n - 1].file.name ||
+                            asprintf(&cand[n - 1].file.path, "%s/%s", dirs[d], de->d_name) < 0) {
+                                cand[n - 1].file.path = NULL;
                                 closedir(dir);
                                 r = -ENOMEM;
                                 goto fail;
                         }
-                        n++;
                 }
                 r = errno > 0 ? -errno : 0;
                 closedir(dir);
@@ -154,13 +179,30 @@ int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
                         goto fail;
         }
 
+        /* One sort instead of comparing every name with every earlier one:
+         * a generator run with thousands of VMs stays linear-ish. */
         if (n > 0)
-                qsort(files, n, sizeof *files, cmp_files);
+                qsort(cand, n, sizeof *cand, cmp_candidates);
+        files = calloc(MAX(n, 1u), sizeof *files);
+        if (!files) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (n_files > 0 && streq(files[n_files - 1].name, cand[i].file.name)) {
+                        /* an earlier directory wins */
+                        free(cand[i].file.name);
+                        free(cand[i].file.path);
+                        continue;
+                }
+                files[n_files++] = cand[i].file;
+        }
+        free(cand);
         *ret = files;
-        *ret_n = n;
+        *ret_n = n_files;
         return 0;
 fail:
-        vm_config_files_free(files, n);
+        candidates_free(cand, n);
         return r;
 }
 

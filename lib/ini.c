@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <iniparser/iniparser.h>
 
@@ -326,6 +328,15 @@ static int silent_error_callback(const char *format, ...) {
         return 0;
 }
 
+#if !HAVE_INIPARSER_LOAD_FILE
+static int scratch_fd = -EBADF;
+static bool scratch_atfork = false;
+
+static void scratch_forget(void) {
+        scratch_fd = safe_close(scratch_fd);
+}
+#endif
+
 static dictionary *iniparser_load_bytes(const char *data, size_t size) {
 #if HAVE_INIPARSER_LOAD_FILE
         _cleanup_fclose_ FILE *f = fmemopen((void *) data, size, "r");
@@ -337,17 +348,25 @@ static dictionary *iniparser_load_bytes(const char *data, size_t size) {
          * anonymous memory file, so what it parses is exactly what we read.
          * One memory file serves every parse of the process (a generator
          * parses thousands of files): rewritten, then cut to the new size. */
-        static int fd = -EBADF;
         char path[64];
         size_t done = 0;
 
-        if (fd < 0) {
-                fd = memfd_create("microvm-config", MFD_CLOEXEC);
+        if (scratch_fd < 0) {
+                int fd = memfd_create("microvm-config", MFD_CLOEXEC);
                 if (fd < 0)
                         return NULL;
+                /* A forked child (the generator's workers) must not write
+                 * into its parent's memory file: it gets its own. */
+                if (!scratch_atfork && pthread_atfork(NULL, NULL, scratch_forget) != 0) {
+                        close(fd);
+                        errno = ENOMEM;
+                        return NULL;
+                }
+                scratch_atfork = true;
+                scratch_fd = fd;
         }
         while (done < size) {
-                ssize_t k = pwrite(fd, data + done, size - done, (off_t) done);
+                ssize_t k = pwrite(scratch_fd, data + done, size - done, (off_t) done);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -355,10 +374,10 @@ static dictionary *iniparser_load_bytes(const char *data, size_t size) {
                 }
                 done += (size_t) k;
         }
-        if (ftruncate(fd, (off_t) size) < 0)
+        if (ftruncate(scratch_fd, (off_t) size) < 0)
                 return NULL;
         /* A new open file description, reading from offset 0. */
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        snprintf(path, sizeof path, "/proc/self/fd/%d", scratch_fd);
         return iniparser_load(path);
 #endif
 }
@@ -392,32 +411,32 @@ int ini_parse(const char *file, const char *data, size_t size, IniDoc *ret, Prob
         if (nsec < 0 || (size_t) nsec != doc.n_sections)
                 agree = false;
         for (size_t i = 0; agree && i < doc.n_sections; i++) {
-                IniSection *s = &doc.sections[i];
+                const IniSection *s = &doc.sections[i];
                 int nkeys = iniparser_getsecnkeys(d, s->name);
                 if (nkeys < 0 || (size_t) nkeys != s->n_entries) {
                         agree = false;
                         break;
                 }
                 for (size_t j = 0; j < s->n_entries; j++) {
-                        _cleanup_free_ char *k = NULL;
+                        /* iniparser's key is "section:key"; both parts are
+                         * short (the scanner bounds lines), so no allocation. */
+                        char k[INI_LINE_MAX * 2 + 2];
+                        size_t ns = strlen(s->name), nk = strlen(s->entries[j].key);
                         const char *v;
-                        if (asprintf(&k, "%s:%s", s->name, s->entries[j].key) < 0) {
-                                iniparser_freedict(d);
-                                return -ENOMEM;
+
+                        if (ns + nk + 2 > sizeof k) {
+                                agree = false;
+                                break;
                         }
+                        memcpy(k, s->name, ns);
+                        k[ns] = ':';
+                        memcpy(k + ns + 1, s->entries[j].key, nk + 1);
+                        /* Equal strings: the scanner's copy is iniparser's value. */
                         v = iniparser_getstring(d, k, NULL);
                         if (!v || !streq(v, s->entries[j].value)) {
                                 agree = false;
                                 break;
                         }
-                        /* iniparser's copy is the value of record. */
-                        char *c = strdup(v);
-                        if (!c) {
-                                iniparser_freedict(d);
-                                return -ENOMEM;
-                        }
-                        free(s->entries[j].value);
-                        s->entries[j].value = c;
                 }
         }
         iniparser_freedict(d);

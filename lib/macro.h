@@ -27,6 +27,7 @@
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CMP(a, b) (((a) > (b)) - ((a) < (b)))
 #define STRLEN(s) (sizeof(s) - 1)
 
 /* Hand out ownership of a pointer or fd: returns the value and resets the
