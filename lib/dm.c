@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "dlopen-util.h"
 #include "util.h"
 #include "dm.h"
 #include "plan.h"
@@ -23,6 +24,42 @@
 #define DM_LOG_ERR 3
 
 #define UDEV_CONTROL_SOCKET "/run/udev/control"
+
+/* libdevmapper, loaded on first use (lib/dlopen-util.h). */
+#define LIBDEVMAPPER_SONAME "libdevmapper.so.1.02.1"
+static void *libdevmapper;
+static char *libdevmapper_error;
+DLSYM_PROTOTYPE(dm_get_next_target);
+DLSYM_PROTOTYPE(dm_lib_release);
+DLSYM_PROTOTYPE(dm_log_with_errno_init);
+DLSYM_PROTOTYPE(dm_mknodes);
+DLSYM_PROTOTYPE(dm_task_add_target);
+DLSYM_PROTOTYPE(dm_task_create);
+DLSYM_PROTOTYPE(dm_task_destroy);
+DLSYM_PROTOTYPE(dm_task_get_deps);
+DLSYM_PROTOTYPE(dm_task_get_errno);
+DLSYM_PROTOTYPE(dm_task_get_info);
+DLSYM_PROTOTYPE(dm_task_get_message_response);
+DLSYM_PROTOTYPE(dm_task_get_name);
+DLSYM_PROTOTYPE(dm_task_get_names);
+DLSYM_PROTOTYPE(dm_task_get_uuid);
+DLSYM_PROTOTYPE(dm_task_get_versions);
+DLSYM_PROTOTYPE(dm_task_retry_remove);
+DLSYM_PROTOTYPE(dm_task_run);
+DLSYM_PROTOTYPE(dm_task_set_cookie);
+DLSYM_PROTOTYPE(dm_task_set_message);
+DLSYM_PROTOTYPE(dm_task_set_name);
+DLSYM_PROTOTYPE(dm_task_set_ro);
+DLSYM_PROTOTYPE(dm_task_set_sector);
+DLSYM_PROTOTYPE(dm_task_set_uuid);
+DLSYM_PROTOTYPE(dm_udev_complete);
+DLSYM_PROTOTYPE(dm_udev_get_sync_support);
+DLSYM_PROTOTYPE(dm_udev_set_sync_support);
+DLSYM_PROTOTYPE(dm_udev_wait);
+DLSYM_PROTOTYPE(dm_udev_wait_immediate);
+#if HAVE_DM_TASK_DEFERRED_REMOVE
+DLSYM_PROTOTYPE(dm_task_deferred_remove);
+#endif
 
 static bool dm_initialized;
 static DmUdevMode dm_udev_mode = DM_UDEV_AUTO;
@@ -39,7 +76,7 @@ static int dm_log_errno;
 
 static inline void dm_task_destroyp(struct dm_task **t) {
         if (*t)
-                dm_task_destroy(*t);
+                sym_dm_task_destroy(*t);
 }
 #define _cleanup_dm_task_ _cleanup_(dm_task_destroyp)
 
@@ -125,21 +162,73 @@ static bool udev_running(void) {
         return udev_rules_installed();
 }
 
-static void dm_init(void) {
+static int dm_load(void) {
+        if (libdevmapper)
+                return 0;
+        free(libdevmapper_error);
+        libdevmapper_error = NULL;
+        return dlopen_many(&libdevmapper, LIBDEVMAPPER_SONAME, &libdevmapper_error,
+                           DLSYM_ARG(dm_get_next_target),
+                           DLSYM_ARG(dm_lib_release),
+                           DLSYM_ARG(dm_log_with_errno_init),
+                           DLSYM_ARG(dm_mknodes),
+                           DLSYM_ARG(dm_task_add_target),
+                           DLSYM_ARG(dm_task_create),
+                           DLSYM_ARG(dm_task_destroy),
+                           DLSYM_ARG(dm_task_get_deps),
+                           DLSYM_ARG(dm_task_get_errno),
+                           DLSYM_ARG(dm_task_get_info),
+                           DLSYM_ARG(dm_task_get_message_response),
+                           DLSYM_ARG(dm_task_get_name),
+                           DLSYM_ARG(dm_task_get_names),
+                           DLSYM_ARG(dm_task_get_uuid),
+                           DLSYM_ARG(dm_task_get_versions),
+                           DLSYM_ARG(dm_task_retry_remove),
+                           DLSYM_ARG(dm_task_run),
+                           DLSYM_ARG(dm_task_set_cookie),
+                           DLSYM_ARG(dm_task_set_message),
+                           DLSYM_ARG(dm_task_set_name),
+                           DLSYM_ARG(dm_task_set_ro),
+                           DLSYM_ARG(dm_task_set_sector),
+                           DLSYM_ARG(dm_task_set_uuid),
+                           DLSYM_ARG(dm_udev_complete),
+                           DLSYM_ARG(dm_udev_get_sync_support),
+                           DLSYM_ARG(dm_udev_set_sync_support),
+                           DLSYM_ARG(dm_udev_wait),
+                           DLSYM_ARG(dm_udev_wait_immediate),
+#if HAVE_DM_TASK_DEFERRED_REMOVE
+                           DLSYM_ARG(dm_task_deferred_remove),
+#endif
+                           NULL);
+}
+
+/* Loads libdevmapper and sets it up; -ELIBACC/-ELIBBAD when it cannot be
+ * loaded (dm_load_error() says why). */
+static int dm_init(void) {
+        int r;
+
         if (dm_initialized)
-                return;
+                return 0;
+        r = dm_load();
+        if (r < 0)
+                return r;
         dm_initialized = true;
-        dm_log_with_errno_init(dm_log_capture);
+        sym_dm_log_with_errno_init(dm_log_capture);
         if (dm_udev_mode == DM_UDEV_AUTO)
                 dm_udev_mode = udev_running() ? DM_UDEV_SYNC : DM_UDEV_NONE;
-        dm_udev_set_sync_support(dm_udev_mode == DM_UDEV_SYNC);
+        sym_dm_udev_set_sync_support(dm_udev_mode == DM_UDEV_SYNC);
         /* libdevmapper has its own conditions (built with udev sync, SysV
          * semaphores, its view of udev): if it will not synchronise, we must
          * not tell it to leave the nodes to udev either. */
-        if (dm_udev_mode == DM_UDEV_SYNC && !dm_udev_get_sync_support()) {
+        if (dm_udev_mode == DM_UDEV_SYNC && !sym_dm_udev_get_sync_support()) {
                 dm_udev_mode = DM_UDEV_NONE;
-                dm_udev_set_sync_support(0);
+                sym_dm_udev_set_sync_support(0);
         }
+        return 0;
+}
+
+const char *dm_load_error(void) {
+        return libdevmapper_error;
 }
 
 void dm_set_udev_mode(DmUdevMode m) {
@@ -147,12 +236,12 @@ void dm_set_udev_mode(DmUdevMode m) {
         if (dm_initialized) {
                 if (m == DM_UDEV_AUTO)
                         dm_udev_mode = udev_running() ? DM_UDEV_SYNC : DM_UDEV_NONE;
-                dm_udev_set_sync_support(dm_udev_mode == DM_UDEV_SYNC);
+                sym_dm_udev_set_sync_support(dm_udev_mode == DM_UDEV_SYNC);
         }
 }
 
 DmUdevMode dm_get_udev_mode(void) {
-        dm_init();
+        (void) dm_init(); /* unloaded: still "auto" */
         return dm_udev_mode;
 }
 
@@ -178,7 +267,7 @@ static int task_set_cookie(struct dm_task *t, uint32_t *cookie, uint16_t flags) 
          * would race it); without, the library does. */
         if (dm_udev_mode == DM_UDEV_SYNC)
                 flags |= DM_UDEV_DISABLE_LIBRARY_FALLBACK;
-        if (!dm_task_set_cookie(t, cookie, flags))
+        if (!sym_dm_task_set_cookie(t, cookie, flags))
                 return -EIO;
         return 0;
 }
@@ -233,12 +322,12 @@ static void wait_cookie(uint32_t cookie, const char *name) {
 
         if (dm_udev_mode != DM_UDEV_SYNC || cookie == 0) {
                 /* Runs libdevmapper's pending node operations. */
-                (void) dm_udev_wait(cookie);
+                (void) sym_dm_udev_wait(cookie);
                 return;
         }
         deadline = now_usec(CLOCK_MONOTONIC) + DM_UDEV_WAIT_TIMEOUT;
         for (unsigned attempt = 0;; attempt++) {
-                if (!dm_udev_wait_immediate(cookie, &ready) || ready)
+                if (!sym_dm_udev_wait_immediate(cookie, &ready) || ready)
                         return;
                 if (now_usec(CLOCK_MONOTONIC) >= deadline)
                         break;
@@ -246,13 +335,13 @@ static void wait_cookie(uint32_t cookie, const char *name) {
         }
         /* udev did not answer: complete the cookie ourselves (so that the
          * semaphore goes away) and stop waiting for udev from now on. */
-        (void) dm_udev_complete(cookie);
-        (void) dm_udev_wait(cookie);
+        (void) sym_dm_udev_complete(cookie);
+        (void) sym_dm_udev_wait(cookie);
         snprintf(dm_udev_notice_buf, sizeof dm_udev_notice_buf,
                  "udev did not confirm device-mapper device %s within %u s; continuing without udev synchronisation (is systemd-udevd processing events? are the dm udev rules installed?)",
                  name, (unsigned) (DM_UDEV_WAIT_TIMEOUT / USEC_PER_SEC));
         dm_udev_mode = DM_UDEV_NONE;
-        dm_udev_set_sync_support(0);
+        sym_dm_udev_set_sync_support(0);
 }
 
 static int task_run(struct dm_task *t) {
@@ -261,11 +350,11 @@ static int task_run(struct dm_task *t) {
 
         dm_log_reset();
         errno = 0;
-        ok = dm_task_run(t);
+        ok = sym_dm_task_run(t);
         dm_ioctl_usec_total += now_usec(CLOCK_MONOTONIC) - t0;
         if (ok)
                 return 0;
-        e = dm_task_get_errno(t);
+        e = sym_dm_task_get_errno(t);
         if (e <= 0)
                 e = dm_log_errno;
         return e > 0 ? -e : -EIO;
@@ -277,7 +366,7 @@ usec_t dm_kernel_usec(void) {
 
 void dm_release(void) {
         if (dm_initialized)
-                dm_lib_release();
+                sym_dm_lib_release();
 }
 
 /* ---- availability --------------------------------------------------------- */
@@ -296,14 +385,16 @@ int dm_list_targets(char ***ret, size_t *ret_n) {
         size_t n = 0;
         int r;
 
-        dm_init();
-        t = dm_task_create(DM_DEVICE_LIST_VERSIONS);
+        r = dm_init();
+        if (r < 0)
+                return r;
+        t = sym_dm_task_create(DM_DEVICE_LIST_VERSIONS);
         if (!t)
                 return -ENOMEM;
         r = task_run(t);
         if (r < 0)
                 return r;
-        v = dm_task_get_versions(t);
+        v = sym_dm_task_get_versions(t);
         if (v)
                 do {
                         last = v;
@@ -359,14 +450,16 @@ int dm_create(const char *name, const char *uuid, const DmTarget *targets, size_
         char buf[1200];
         int r;
 
-        dm_init();
-        t = dm_task_create(DM_DEVICE_CREATE);
-        if (!t || !dm_task_set_name(t, name) || (uuid && !dm_task_set_uuid(t, uuid)))
+        r = dm_init();
+        if (r < 0)
+                return error_setf(ret_error, -r, "%s", strna(dm_load_error()));
+        t = sym_dm_task_create(DM_DEVICE_CREATE);
+        if (!t || !sym_dm_task_set_name(t, name) || (uuid && !sym_dm_task_set_uuid(t, uuid)))
                 return error_setf(ret_error, ENOMEM, "Failed to prepare the creation of device-mapper device %s", name);
-        if ((flags & DM_CREATE_READ_ONLY) && !dm_task_set_ro(t))
+        if ((flags & DM_CREATE_READ_ONLY) && !sym_dm_task_set_ro(t))
                 return error_setf(ret_error, ENOMEM, "Failed to prepare the creation of device-mapper device %s", name);
         for (size_t i = 0; i < n_targets; i++)
-                if (!dm_task_add_target(t, targets[i].start, targets[i].length, targets[i].type, targets[i].params))
+                if (!sym_dm_task_add_target(t, targets[i].start, targets[i].length, targets[i].type, targets[i].params))
                         return error_setf(ret_error, ENOMEM, "Failed to add a %s target to device-mapper device %s",
                                          targets[i].type, name);
         r = task_set_cookie(t, &cookie,
@@ -374,7 +467,7 @@ int dm_create(const char *name, const char *uuid, const DmTarget *targets, size_
         if (r < 0)
                 return error_setf(ret_error, r, "Failed to set up a udev cookie for device-mapper device %s", name);
         r = task_run(t);
-        if (r >= 0 && (!dm_task_get_info(t, &info) || !info.exists))
+        if (r >= 0 && (!sym_dm_task_get_info(t, &info) || !info.exists))
                 r = -ENXIO;
         /* Also after a failure: libdevmapper completed the cookie itself,
          * and the wait releases its semaphore. */
@@ -428,9 +521,9 @@ static void info_from_task(struct dm_task *t, const struct dm_info *i, DmInfo *r
                 .live_table = i->live_table,
                 .deferred_remove = i->deferred_remove,
         };
-        s = dm_task_get_name(t);
+        s = sym_dm_task_get_name(t);
         snprintf(ret->name, sizeof ret->name, "%s", strempty(s));
-        s = dm_task_get_uuid(t);
+        s = sym_dm_task_get_uuid(t);
         snprintf(ret->uuid, sizeof ret->uuid, "%s", strempty(s));
 }
 
@@ -441,14 +534,16 @@ int dm_get_info(const char *name, const char *uuid, DmInfo *ret) {
 
         if (!!name == !!uuid)
                 return -EINVAL;
-        dm_init();
-        t = dm_task_create(DM_DEVICE_INFO);
-        if (!t || (name && !dm_task_set_name(t, name)) || (uuid && !dm_task_set_uuid(t, uuid)))
+        r = dm_init();
+        if (r < 0)
+                return r;
+        t = sym_dm_task_create(DM_DEVICE_INFO);
+        if (!t || (name && !sym_dm_task_set_name(t, name)) || (uuid && !sym_dm_task_set_uuid(t, uuid)))
                 return -ENOMEM;
         r = task_run(t);
         if (r < 0)
                 return r;
-        if (!dm_task_get_info(t, &i))
+        if (!sym_dm_task_get_info(t, &i))
                 return -EIO;
         if (!i.exists) {
                 *ret = (DmInfo) {};
@@ -467,16 +562,18 @@ static int get_single_target(int type, const char *name, char **ret_type, char *
         void *next;
         int r;
 
-        dm_init();
-        t = dm_task_create(type);
-        if (!t || !dm_task_set_name(t, name))
+        r = dm_init();
+        if (r < 0)
+                return r;
+        t = sym_dm_task_create(type);
+        if (!t || !sym_dm_task_set_name(t, name))
                 return -ENOMEM;
         r = task_run(t);
         if (r < 0)
                 return r;
-        if (!dm_task_get_info(t, &i) || !i.exists)
+        if (!sym_dm_task_get_info(t, &i) || !i.exists)
                 return -ENXIO;
-        next = dm_get_next_target(t, NULL, &start, &length, &target_type, &params);
+        next = sym_dm_get_next_target(t, NULL, &start, &length, &target_type, &params);
         if (!target_type)
                 return -ENODATA;        /* no live table */
         if (next)
@@ -508,16 +605,18 @@ int dm_message(const char *name, const char *message, char **ret_response, char 
         const char *resp;
         int r;
 
-        dm_init();
-        t = dm_task_create(DM_DEVICE_TARGET_MSG);
-        if (!t || !dm_task_set_name(t, name) || !dm_task_set_sector(t, 0) || !dm_task_set_message(t, message))
+        r = dm_init();
+        if (r < 0)
+                return error_setf(ret_error, -r, "%s", strna(dm_load_error()));
+        t = sym_dm_task_create(DM_DEVICE_TARGET_MSG);
+        if (!t || !sym_dm_task_set_name(t, name) || !sym_dm_task_set_sector(t, 0) || !sym_dm_task_set_message(t, message))
                 return error_setf(ret_error, ENOMEM, "Failed to prepare message \"%s\" to %s", message, name);
         r = task_run(t);
         if (r < 0)
                 return error_setf(ret_error, r, "Message \"%s\" to device-mapper device %s failed: %m%s", message, name,
                                  dm_log_suffix(buf, sizeof buf));
         if (ret_response) {
-                resp = dm_task_get_message_response(t);
+                resp = sym_dm_task_get_message_response(t);
                 *ret_response = strdup(strempty(resp));
                 if (!*ret_response)
                         return -ENOMEM;
@@ -570,16 +669,16 @@ static int remove_task(const char *uuid, const char *name, bool deferred, bool r
         uint32_t cookie = 0;
         int r;
 
-        t = dm_task_create(DM_DEVICE_REMOVE);
-        if (!t || !dm_task_set_uuid(t, uuid))
+        t = sym_dm_task_create(DM_DEVICE_REMOVE);
+        if (!t || !sym_dm_task_set_uuid(t, uuid))
                 return -ENOMEM;
         /* Retries EBUSY for a while (udev's blkid and the like open new
          * devices briefly): 25 × 200 ms inside libdevmapper. */
-        if (retry && !dm_task_retry_remove(t))
+        if (retry && !sym_dm_task_retry_remove(t))
                 return -ENOMEM;
         if (deferred) {
 #if HAVE_DM_TASK_DEFERRED_REMOVE
-                if (!dm_task_deferred_remove(t))
+                if (!sym_dm_task_deferred_remove(t))
                         return -ENOMEM;
 #else
                 return -EOPNOTSUPP;
@@ -595,7 +694,7 @@ static int remove_task(const char *uuid, const char *name, bool deferred, bool r
          * the stale node with a MKNODES of the name (it removes the node of
          * a device that no longer exists). With udev, udev removes it. */
         if (r >= 0 && !deferred && dm_udev_mode == DM_UDEV_NONE && name)
-                (void) dm_mknodes(name);
+                (void) sym_dm_mknodes(name);
         return r;
 }
 
@@ -614,7 +713,9 @@ int dm_remove(const char *uuid, DmRemoveFlags flags, char **ret_message) {
         char buf[1200];
         int r;
 
-        dm_init();
+        r = dm_init();
+        if (r < 0)
+                return error_setf(ret_message, -r, "%s", strna(dm_load_error()));
         r = dm_get_info(NULL, uuid, &i);
         if (r < 0)
                 return error_setf(ret_message, r, "Failed to look up device-mapper device with UUID %s: %m", uuid);
@@ -708,15 +809,15 @@ static int fill_device(const char *name, const char *uuid_prefix, DmDevice *ret)
         const char *uuid;
         int r;
 
-        t = dm_task_create(DM_DEVICE_DEPS);
-        if (!t || !dm_task_set_name(t, name))
+        t = sym_dm_task_create(DM_DEVICE_DEPS);
+        if (!t || !sym_dm_task_set_name(t, name))
                 return -ENOMEM;
         r = task_run(t);
         if (r < 0)
                 return r;
-        if (!dm_task_get_info(t, &i) || !i.exists)
+        if (!sym_dm_task_get_info(t, &i) || !i.exists)
                 return -ENXIO;
-        uuid = strempty(dm_task_get_uuid(t));
+        uuid = strempty(sym_dm_task_get_uuid(t));
         if (uuid_prefix && !startswith(uuid, uuid_prefix))
                 return 0;
         *ret = (DmDevice) {
@@ -728,7 +829,7 @@ static int fill_device(const char *name, const char *uuid_prefix, DmDevice *ret)
         };
         if (!ret->name || !ret->uuid)
                 return -ENOMEM;
-        deps = dm_task_get_deps(t);
+        deps = sym_dm_task_get_deps(t);
         if (deps && deps->count > 0) {
                 ret->deps = calloc(deps->count, sizeof(dev_t));
                 if (!ret->deps)
@@ -750,14 +851,16 @@ int dm_list(const char *uuid_prefix, DmDevice **ret, size_t *ret_n) {
         unsigned next = 0;
         int r;
 
-        dm_init();
-        t = dm_task_create(DM_DEVICE_LIST);
+        r = dm_init();
+        if (r < 0)
+                return r;
+        t = sym_dm_task_create(DM_DEVICE_LIST);
         if (!t)
                 return -ENOMEM;
         r = task_run(t);
         if (r < 0)
                 return r;
-        names = dm_task_get_names(t);
+        names = sym_dm_task_get_names(t);
         if (names && names->dev)
                 do {
                         DmDevice d = {}, *grown;

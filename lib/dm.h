@@ -66,6 +66,10 @@ const char *dm_udev_notice(void);
 /* 0 if the kernel has device-mapper (/dev/mapper/control or the misc
  * device in sysfs), else -ENODEV with a message naming the module. */
 int dm_check_available(char **ret_error);
+/* libdevmapper is loaded on the first call that needs it; when it cannot
+ * be, those calls fail with -ELIBACC (not installed) or -ELIBBAD (too old)
+ * and this says why, naming the library. NULL before or after success. */
+const char *dm_load_error(void);
 
 /* Names of the targets the kernel has loaded (DM_DEVICE_LIST_VERSIONS). */
 int dm_list_targets(char ***ret, size_t *ret_n);

@@ -319,6 +319,179 @@ int uid_record_read(int state_fd, const char *id, uid_t *ret) {
         return uid_record_parse(data, size, ret);
 }
 
+/* ---- the uid index ------------------------------------------------------------ */
+
+/* <state_dir>/.uids/<uid> is a symlink (never followed, only read) whose
+ * target is the id of the VM whose record names that uid. It lets a restart
+ * check one entry instead of reading every other VM's record (about 12 µs
+ * per VM, so 12 ms with a thousand VMs, all under the exclusive lock that
+ * concurrent starts queue on), and an allocation list the taken uids with
+ * one directory read.
+ *
+ * The records stay the truth; the index follows them, under the lock: an
+ * entry is created before a record names its uid and removed after the
+ * record is gone, so every recorded uid has its entry. An entry is checked
+ * against its VM's record wherever a conflict would be reported; one whose
+ * VM no longer records that uid (state removed by hand) is replaced when
+ * that uid is asked for, and otherwise only keeps the uid from being handed
+ * out. A missing entry (a record written by hand) sends the restart back to
+ * reading every record. The index is built from the records when it does
+ * not exist (first run after an upgrade, or removed): into .uids.new,
+ * renamed into place once complete. */
+#define UID_INDEX_DIR ".uids"
+#define UID_INDEX_NEW ".uids.new"
+
+static int index_owner(int index_fd, uid_t uid, char owner[static VM_ID_MAX + 1]) {
+        char name[16], target[VM_ID_MAX + 2];
+        ssize_t n;
+
+        snprintf(name, sizeof name, "%u", (unsigned) uid);
+        n = readlinkat(index_fd, name, target, sizeof target);
+        if (n < 0)
+                return errno == EINVAL ? -EBADMSG : -errno; /* EINVAL: not a symlink */
+        if ((size_t) n >= sizeof target)
+                return -EBADMSG;
+        target[n] = '\0';
+        if (!vm_id_valid(target))
+                return -EBADMSG;
+        strcpy(owner, target);
+        return 0;
+}
+
+/* Whether VM owner's record still names uid. */
+static bool record_names(int state_fd, const char *owner, uid_t uid) {
+        uid_t u;
+
+        return uid_record_read(state_fd, owner, &u) >= 0 && u == uid;
+}
+
+/* uid -> id. -EEXIST when the entry names another VM. */
+static int index_add(int index_fd, uid_t uid, const char *id) {
+        char name[16], owner[VM_ID_MAX + 1];
+        int r;
+
+        snprintf(name, sizeof name, "%u", (unsigned) uid);
+        if (symlinkat(id, index_fd, name) >= 0)
+                return 0;
+        if (errno != EEXIST)
+                return -errno;
+        r = index_owner(index_fd, uid, owner);
+        if (r < 0)
+                return r;
+        return streq(owner, id) ? 0 : -EEXIST;
+}
+
+/* Replaces an entry that names another VM (only after record_names() said
+ * that VM no longer records the uid). */
+static int index_replace(int index_fd, uid_t uid, const char *id) {
+        char name[16];
+
+        snprintf(name, sizeof name, "%u", (unsigned) uid);
+        if (unlinkat(index_fd, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return index_add(index_fd, uid, id);
+}
+
+/* Removes uid's entry if it names id. */
+static int index_remove(int index_fd, uid_t uid, const char *id) {
+        char name[16], owner[VM_ID_MAX + 1];
+        int r;
+
+        r = index_owner(index_fd, uid, owner);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!streq(owner, id))
+                return 0;
+        snprintf(name, sizeof name, "%u", (unsigned) uid);
+        if (unlinkat(index_fd, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *ret_n, char **ret_error);
+
+/* Opens the index, building it from the records first if it does not
+ * exist. Under the lock. */
+static int index_open(int state_fd, int *ret_fd, char **ret_error) {
+        _cleanup_free_ UidOwner *all = NULL;
+        _cleanup_close_ int nfd = -EBADF;
+        size_t n = 0;
+        int r;
+
+        r = safe_open_dir_at(state_fd, UID_INDEX_DIR, ret_fd);
+        if (r != -ENOENT)
+                return r < 0 ? error_setf(ret_error, r, "Cannot open the uid index %s in the state directory: %s",
+                                          UID_INDEX_DIR, strerror(-r))
+                             : 0;
+
+        r = scan_records(state_fd, "", &all, &n, ret_error);
+        if (r < 0)
+                return r;
+        r = safe_rm_rf_at(state_fd, UID_INDEX_NEW, 0, NULL, NULL);
+        if (r < 0 && r != -ENOENT)
+                return error_setf(ret_error, r, "Cannot remove the unfinished uid index %s: %s", UID_INDEX_NEW,
+                                  strerror(-r));
+        r = safe_mkdir_at(state_fd, UID_INDEX_NEW, 0700, 0, 0, 0, &nfd);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot create the uid index %s: %s", UID_INDEX_NEW, strerror(-r));
+        for (size_t i = 0; i < n; i++) {
+                /* Two records naming one uid: the first gets the entry; the
+                 * other VM's start finds the conflict (record_names()). */
+                r = index_add(nfd, all[i].uid, all[i].id);
+                if (r < 0 && r != -EEXIST)
+                        return error_setf(ret_error, r, "Cannot write the uid index: %s", strerror(-r));
+        }
+        if (renameat(state_fd, UID_INDEX_NEW, state_fd, UID_INDEX_DIR) < 0)
+                return error_setf(ret_error, -errno, "Cannot put the uid index %s in place: %m", UID_INDEX_DIR);
+        r = safe_open_dir_at(state_fd, UID_INDEX_DIR, ret_fd);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot open the uid index %s in the state directory: %s",
+                                  UID_INDEX_DIR, strerror(-r));
+        return 0;
+}
+
+/* Every uid in the index, sorted (ids left empty: filled in by the caller
+ * for the one it reports). */
+static int index_list(int index_fd, UidOwner **ret, size_t *ret_n, char **ret_error) {
+        _cleanup_free_ UidOwner *v = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        size_t n = 0, allocated = 0;
+        struct dirent *de;
+        int fd;
+
+        fd = openat(index_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return error_setf(ret_error, -errno, "Cannot read the uid index: %m");
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return error_setf(ret_error, -errno, "Cannot read the uid index: %m");
+        }
+        while ((errno = 0, de = readdir(d))) {
+                uint32_t u;
+
+                if (de->d_name[0] == '.' || parse_u32(de->d_name, &u) < 0 || u == 0 || u == UID_INVALID)
+                        continue;
+                if (n == allocated) {
+                        size_t na = allocated ? allocated * 2 : 64;
+                        UidOwner *nv = reallocarray(v, na, sizeof *v);
+                        if (!nv)
+                                return -ENOMEM;
+                        v = nv;
+                        allocated = na;
+                }
+                v[n++] = (UidOwner) { .uid = (uid_t) u };
+        }
+        if (errno > 0)
+                return error_setf(ret_error, -errno, "Cannot read the uid index: %m");
+        (void) uid_owners_sort(v, n);
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
 /* Every other VM's recorded uid. A directory without a record is not a VM
  * (or not yet); a record we cannot read is an error: its uid might be
  * handed out twice otherwise. */
@@ -412,12 +585,61 @@ static int nss_fail(char **ret_error, const InUseCtx *c, uid_t uid) {
                           (unsigned) uid, strerror(c->nss_error ?: EIO));
 }
 
+/* The restart path: VM id keeps its recorded uid cur if no other VM
+ * records it (one index entry, or every record when the entry is missing)
+ * and nobody else (NSS, subordinate ranges) has it. */
+static int keep_recorded(int state_fd, int index_fd, const char *id, uid_t cur, InUseCtx *ctx, char **ret_error) {
+        char owner[VM_ID_MAX + 1];
+        int r;
+
+        r = index_owner(index_fd, cur, owner);
+        if (r == 0 && !streq(owner, id)) {
+                if (record_names(state_fd, owner, cur))
+                        return error_setf(ret_error, -EBUSY,
+                                          "uid %u of VM %s is also recorded for VM %s: two VMs must never share a "
+                                          "uid; remove the state of one of them",
+                                          (unsigned) cur, id, owner);
+                r = index_replace(index_fd, cur, id); /* stale: that VM moved on */
+        } else if (r == -ENOENT || r == -EBADMSG) {
+                /* Not indexed (a record written by hand?): read them all. */
+                _cleanup_free_ UidOwner *taken = NULL;
+                const UidOwner *o;
+                size_t n = 0;
+
+                r = scan_records(state_fd, id, &taken, &n, ret_error);
+                if (r < 0)
+                        return r;
+                (void) uid_owners_sort(taken, n);
+                o = find_owner(taken, n, cur);
+                if (o)
+                        return error_setf(ret_error, -EBUSY,
+                                          "uid %u of VM %s is also recorded for VM %s: two VMs must never share a "
+                                          "uid; remove the state of one of them",
+                                          (unsigned) cur, id, o->id);
+                r = index_replace(index_fd, cur, id);
+        }
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id, strerror(-r));
+
+        r = cur == UID_NOBODY || cur == UID_INVALID16 ? 1 : uid_in_use(cur, ctx);
+        if (r == -EIO)
+                return nss_fail(ret_error, ctx, cur);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return error_setf(ret_error, -EEXIST,
+                                  "uid %u recorded for VM %s %s: it would not be isolated; remove that "
+                                  "user/range or the VM's state",
+                                  (unsigned) cur, id, in_use_reason(ctx, cur));
+        return 0;
+}
+
 int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid_t wanted, UidAllocation *ret,
                  char **ret_error) {
-        _cleanup_close_ int lock = -EBADF;
+        _cleanup_close_ int lock = -EBADF, index_fd = -EBADF;
         _cleanup_free_ UidOwner *taken = NULL;
         _cleanup_free_ SubidRange *subuid = NULL, *subgid = NULL;
-        const UidOwner *owner = NULL;
+        const UidOwner *holder = NULL;
         InUseCtx ctx = {};
         uid_t cur = UID_INVALID, pick = UID_INVALID;
         size_t n_taken = 0;
@@ -455,10 +677,9 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                                   "(%s): fix or remove it",
                                   id, STATE_UID_FILE, id, strerror(-r));
 
-        r = scan_records(state_fd, id, &taken, &n_taken, ret_error);
+        r = index_open(state_fd, &index_fd, ret_error);
         if (r < 0)
                 return r;
-        (void) uid_owners_sort(taken, n_taken);
 
         if (cur != UID_INVALID && (wanted == UID_INVALID || wanted == cur)) {
                 /* A restart: keep the uid, but only if it is still ours
@@ -469,22 +690,9 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                                           "VM %s has uid %u recorded, outside the host's uid_range %u-%u: restore "
                                           "the range, or remove the VM's state to get a new uid",
                                           id, (unsigned) cur, (unsigned) uid_min, (unsigned) uid_max);
-                owner = find_owner(taken, n_taken, cur);
-                if (owner)
-                        return error_setf(ret_error, -EBUSY,
-                                          "uid %u of VM %s is also recorded for VM %s: two VMs must never share a "
-                                          "uid; remove the state of one of them",
-                                          (unsigned) cur, id, owner->id);
-                r = cur == UID_NOBODY || cur == UID_INVALID16 ? 1 : uid_in_use(cur, &ctx);
-                if (r == -EIO)
-                        return nss_fail(ret_error, &ctx, cur);
+                r = keep_recorded(state_fd, index_fd, id, cur, &ctx, ret_error);
                 if (r < 0)
                         return r;
-                if (r > 0)
-                        return error_setf(ret_error, -EEXIST,
-                                          "uid %u recorded for VM %s %s: it would not be isolated; remove that "
-                                          "user/range or the VM's state",
-                                          (unsigned) cur, id, in_use_reason(&ctx, cur));
                 *ret = (UidAllocation) {
                         .uid = cur,
                         .gid = (gid_t) cur,
@@ -494,13 +702,60 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                 return 0;
         }
 
-        r = uid_pick(uid_min, uid_max, taken, n_taken, wanted, uid_in_use, &ctx, &pick, &owner);
+        /* A uid asked for by number whose entry is stale is free again. */
+        if (wanted != UID_INVALID) {
+                char owner[VM_ID_MAX + 1];
+
+                if (index_owner(index_fd, wanted, owner) == 0 && !streq(owner, id) &&
+                    !record_names(state_fd, owner, wanted)) {
+                        r = index_replace(index_fd, wanted, id);
+                        if (r < 0)
+                                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id,
+                                                  strerror(-r));
+                }
+        }
+
+        /* A new uid is rare (a VM's first start, or uid = N changed): every
+         * record is read, as if there were no index, so that a corrupt one
+         * fails the allocation (its uid is unknown) and a record without an
+         * entry (written by hand) gets one before the taken uids are listed. */
+        {
+                _cleanup_free_ UidOwner *records = NULL;
+                size_t n_records = 0;
+
+                r = scan_records(state_fd, id, &records, &n_records, ret_error);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n_records; i++) {
+                        r = index_add(index_fd, records[i].uid, records[i].id);
+                        if (r < 0 && r != -EEXIST)
+                                return error_setf(ret_error, r, "Cannot update the uid index: %s", strerror(-r));
+                }
+        }
+        r = index_list(index_fd, &taken, &n_taken, ret_error);
+        if (r < 0)
+                return r;
+        /* Our own entry (a stale one, or just replaced) does not count. */
+        for (size_t i = 0; i < n_taken; i++) {
+                char owner[VM_ID_MAX + 1];
+
+                if ((taken[i].uid == wanted || taken[i].uid == cur) && index_owner(index_fd, taken[i].uid, owner) == 0) {
+                        if (streq(owner, id)) {
+                                memmove(taken + i, taken + i + 1, (n_taken - i - 1) * sizeof *taken);
+                                n_taken--;
+                                i--;
+                        } else
+                                strcpy(taken[i].id, owner);
+                }
+        }
+
+        r = uid_pick(uid_min, uid_max, taken, n_taken, wanted, uid_in_use, &ctx, &pick, &holder);
         switch (r) {
         case 0:
                 break;
         case -EBUSY:
                 return error_setf(ret_error, r, "VM %s: uid = %u is already the uid of VM %s", id, (unsigned) wanted,
-                                  owner ? owner->id : "?");
+                                  holder && holder->id[0] ? holder->id : "?");
         case -EEXIST:
                 return error_setf(ret_error, r, "VM %s: uid = %u %s; choose another uid", id, (unsigned) wanted,
                                   in_use_reason(&ctx, wanted));
@@ -515,9 +770,15 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                 return error_setf(ret_error, r, "VM %s: cannot allocate a uid: %s", id, strerror(-r));
         }
 
+        /* The entry first: every recorded uid has one. */
+        r = index_add(index_fd, pick, id);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id, strerror(-r));
         r = write_record(state_fd, id, pick, ret_error);
         if (r < 0)
                 return r;
+        if (cur != UID_INVALID && cur != pick)
+                (void) index_remove(index_fd, cur, id); /* left behind, it only wastes cur */
         *ret = (UidAllocation) {
                 .uid = pick,
                 .gid = (gid_t) pick,
@@ -533,10 +794,19 @@ int uid_allocate_for_vm(int state_fd, const HostConfig *h, const VmConfig *c, Ui
                             ret_error);
 }
 
+/* After a record is gone: its index entry (if any) goes too. */
+static void index_forget(int state_fd, uid_t uid, const char *id) {
+        _cleanup_close_ int index_fd = -EBADF;
+
+        if (uid != UID_INVALID && safe_open_dir_at(state_fd, UID_INDEX_DIR, &index_fd) >= 0)
+                (void) index_remove(index_fd, uid, id); /* left behind, it only wastes the uid */
+}
+
 int uid_release(int state_fd, const char *id) {
         _cleanup_close_ int lock = -EBADF, pfd = -EBADF;
         char path[VM_ID_MAX + 2 + sizeof(STATE_UID_FILE)];
         const char *name;
+        uid_t uid;
         int r;
 
         if (!vm_id_valid(id))
@@ -544,6 +814,8 @@ int uid_release(int state_fd, const char *id) {
         r = uid_alloc_lock(state_fd, &lock);
         if (r < 0)
                 return r;
+        if (uid_record_read(state_fd, id, &uid) < 0)
+                uid = UID_INVALID;
         record_path(id, path);
         r = safe_open_parent_at(state_fd, path, &pfd, &name);
         if (r == -ENOENT)
@@ -552,6 +824,7 @@ int uid_release(int state_fd, const char *id) {
                 return r;
         if (unlinkat(pfd, name, 0) < 0)
                 return errno == ENOENT ? 0 : -errno;
+        index_forget(state_fd, uid, id);
         return 1;
 }
 
@@ -559,6 +832,7 @@ int vm_state_remove(int state_fd, const char *id, SafeRmReport *report) {
         _cleanup_close_ int lock = -EBADF, dfd = -EBADF;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
+        uid_t uid;
         DIR *d;
         int r, first = 0;
 
@@ -626,8 +900,11 @@ int vm_state_remove(int state_fd, const char *id, SafeRmReport *report) {
         if (first < 0)
                 return first;
 
+        if (uid_record_read(state_fd, id, &uid) < 0)
+                uid = UID_INVALID;
         if (unlinkat(dfd, STATE_UID_FILE, 0) < 0 && errno != ENOENT)
                 return -errno;
+        index_forget(state_fd, uid, id);
         if (unlinkat(state_fd, id, AT_REMOVEDIR) < 0)
                 return errno == ENOENT ? 1 : -errno;
         return 1;

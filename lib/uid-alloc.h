@@ -6,9 +6,12 @@
  *
  * Scheme (this is what microvm.conf(5) documents):
  *  - The record of a VM's uid is <state_dir>/<id>/uid ("1000042\n",
- *    root-owned, written atomically). It is the only source of truth: no
- *    index, no counter. A uid is taken exactly while some VM's record names
- *    it.
+ *    root-owned, written atomically). It is the source of truth: a uid is
+ *    taken exactly while some VM's record names it.
+ *  - <state_dir>/.uids/<uid> (a symlink to the id, only read) indexes the
+ *    records, so that a restart checks one entry instead of reading every
+ *    VM's record (uid-alloc.c says how it is kept in step; a new uid still
+ *    reads every record, failing closed on a corrupt one).
  *  - All allocation happens under an exclusive flock(2) on
  *    <state_dir>/.lock, opened through the trusted state dir fd, so
  *    concurrent stages never hand out one uid twice.

@@ -18,6 +18,15 @@ typedef enum UnitRunning {
  * looked at. ret_how (optional) says what the answer is based on. */
 int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRunning *ret, const char **ret_how);
 
+/* The system bus, with libsystemd loaded on first use (only runs that ask
+ * the manager pay for loading it): 0, or -errno with the reason (no
+ * library, no bus) in *ret_error (optional). */
+int unit_bus_open(sd_bus **ret, char **ret_error);
+sd_bus *unit_bus_close(sd_bus *bus);
+static inline void unit_bus_closep(sd_bus **bus) {
+        *bus = unit_bus_close(*bus);
+}
+
 /* Pure: does an ActiveState value mean "leave it alone"? */
 bool active_state_is_running(const char *state);
 

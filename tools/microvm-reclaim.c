@@ -263,7 +263,8 @@ int main(int argc, char **argv) {
                 {}
         };
         _cleanup_host_config_ HostConfig *host = NULL;
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(unit_bus_closep) sd_bus *bus = NULL;
+        _cleanup_free_ char *bus_error = NULL;
         _cleanup_close_ int run_fd = -EBADF;
         Candidates cands = {};
         int c, r, ret = 0;
@@ -308,9 +309,9 @@ int main(int argc, char **argv) {
                 scan_storage(host, &cands);
         }
 
-        r = sd_bus_open_system(&bus);
+        r = unit_bus_open(&bus, &bus_error);
         if (r < 0) {
-                log_notice_errno(r, "No system bus (%m): judging VMs by their cgroups.");
+                log_notice("No system bus (%s): judging VMs by their cgroups.", strna(bus_error));
                 bus = NULL;
         }
         r = safe_root_open(host->run_dir, 0, 0, &run_fd, NULL);

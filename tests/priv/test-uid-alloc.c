@@ -337,9 +337,12 @@ Test(uid, fail_closed_on_bad_records, .init = setup, .timeout = 60) {
         write_at("broken/uid", "3000000001 oops\n");
         cr_assert_eq(uid_record_read(state_fd, "broken", &u), -EBADMSG);
         alloc_fail("new", R0, R0 + 9, UID_INVALID, -EBADMSG, "broken/uid");
-        /* ... but a restart of a VM with a good record is not blocked by it? It is:
-         * its uid might be the broken one's. Fail closed. */
-        alloc_fail("good", R0, R0 + 9, UID_INVALID, -EBADMSG, "broken/uid");
+        /* ... and the broken VM itself cannot start. A restart of a VM with
+         * a good record is not blocked by it: the uid index says good's uid
+         * is good's alone (whatever broken's record says, broken cannot run
+         * with it), so a restart reads no other VM's record. */
+        alloc_fail("broken", R0, R0 + 9, UID_INVALID, -EBADMSG, "broken/uid");
+        cr_assert_eq(alloc_ok("good", R0, R0 + 9, UID_INVALID, NULL), R0);
         cr_assert_eq(unlink(pathf_join(S, "broken/uid")), 0);
 
         /* a record that is a symlink is refused, not followed */
@@ -356,9 +359,23 @@ Test(uid, fail_closed_on_bad_records, .init = setup, .timeout = 60) {
         write_at("Not_An_Id/uid", "garbage");
         cr_assert_eq(alloc_ok("new", R0, R0 + 9, UID_INVALID, NULL), R0 + 1);
 
-        /* two VMs recorded with one uid (hand-edited): a restart refuses */
+        /* two VMs recorded with one uid (broken's record hand-edited to
+         * good's): broken's start refuses, naming good; good keeps it */
         write_at("broken/uid", "3000000000\n");
-        alloc_fail("good", R0, R0 + 9, UID_INVALID, -EBUSY, "broken");
+        alloc_fail("broken", R0, R0 + 9, UID_INVALID, -EBUSY, "also recorded for VM good");
+        cr_assert_eq(alloc_ok("good", R0, R0 + 9, UID_INVALID, NULL), R0);
+        /* ... and with the index gone too (rebuilt from the records: the
+         * first record read gets the entry, the other start refuses) */
+        cr_assert_eq(safe_rm_rf_at(state_fd, ".uids", 0, NULL, NULL), 1);
+        {
+                _cleanup_free_ char *e1 = NULL, *e2 = NULL;
+                UidAllocation a1 = {}, a2 = {};
+                int r1 = uid_allocate(state_fd, "good", R0, R0 + 9, UID_INVALID, &a1, &e1);
+                int r2 = uid_allocate(state_fd, "broken", R0, R0 + 9, UID_INVALID, &a2, &e2);
+                cr_assert((r1 == 0) != (r2 == 0), "exactly one of two VMs sharing a uid starts (%d %s, %d %s)", r1,
+                          strna(e1), r2, strna(e2));
+                cr_assert(r1 == -EBUSY || r2 == -EBUSY);
+        }
 
         /* a symlinked own state dir: the allocation refuses to write through it */
         cr_assert_eq(symlink(T, pathf_join(S, "evil")), 0);
@@ -392,3 +409,74 @@ Test(uid, untrusted_state_dir, .init = setup, .timeout = 60) {
 }
 
 PRIV_TEST_MAIN
+
+/* The uid index (<state_dir>/.uids/<uid> -> id) follows the records: built
+ * from them when missing, an entry per allocation, gone with the record;
+ * stale entries are replaced when their uid is asked for, and a record
+ * without an entry is noticed. */
+static bool index_names(uid_t u, const char *id) {
+        char name[PATH_MAX], target[128];
+        ssize_t n;
+
+        snprintf(name, sizeof name, "%s/.uids/%u", S, (unsigned) u);
+        n = readlink(name, target, sizeof target - 1);
+        if (n < 0)
+                return false;
+        target[n] = '\0';
+        return streq(target, id);
+}
+
+Test(uid, index_follows_records, .init = setup, .timeout = 60) {
+        uid_t u;
+
+        cr_assert_eq(alloc_ok("a", R0, R0 + 9, UID_INVALID, NULL), R0);
+        cr_assert_eq(alloc_ok("b", R0, R0 + 9, UID_INVALID, NULL), R0 + 1);
+        cr_assert(index_names(R0, "a") && index_names(R0 + 1, "b"));
+
+        /* uid = N moves the entry */
+        cr_assert_eq(alloc_ok("b", R0, R0 + 9, R0 + 5, NULL), R0 + 5);
+        cr_assert(index_names(R0 + 5, "b") && !index_names(R0 + 1, "b"));
+
+        /* an index that is gone is rebuilt from the records */
+        cr_assert_eq(safe_rm_rf_at(state_fd, ".uids", 0, NULL, NULL), 1);
+        cr_assert_eq(alloc_ok("a", R0, R0 + 9, UID_INVALID, NULL), R0);
+        cr_assert(index_names(R0, "a") && index_names(R0 + 5, "b"));
+        /* ... and so is an unfinished one left by a crash */
+        cr_assert_eq(rename(pathf_join(S, ".uids"), pathf_join(S, ".uids.new")), 0);
+        cr_assert_eq(alloc_ok("c", R0, R0 + 9, UID_INVALID, NULL), R0 + 1);
+        cr_assert(index_names(R0, "a") && index_names(R0 + 5, "b") && index_names(R0 + 1, "c"));
+        cr_assert_eq(access(pathf_join(S, ".uids.new"), F_OK), -1);
+
+        /* a record written by hand, without an entry: its VM starts (all
+         * records read), gets its entry, and nobody else gets its uid */
+        cr_assert_eq(mkdir(pathf_join(S, "hand"), 0700), 0);
+        write_file(pathf_join(S, "hand/uid"), "3000000002\n", 0644, 0);
+        cr_assert_eq(alloc_ok("hand", R0, R0 + 9, UID_INVALID, NULL), R0 + 2);
+        cr_assert(index_names(R0 + 2, "hand"));
+        cr_assert_eq(mkdir(pathf_join(S, "hand2"), 0700), 0);
+        write_file(pathf_join(S, "hand2/uid"), "3000000003\n", 0644, 0);
+        cr_assert_eq(alloc_ok("d", R0, R0 + 9, UID_INVALID, NULL), R0 + 4, "a new uid skips hand2's unindexed record");
+
+        /* state removed by hand: its entry is stale; asked for by number, the
+         * uid is free again; otherwise it is only not handed out */
+        cr_assert_eq(safe_rm_rf_at(state_fd, "c", 0, NULL, NULL), 1);
+        cr_assert(index_names(R0 + 1, "c"));
+        cr_assert_eq(alloc_ok("e", R0, R0 + 9, UID_INVALID, NULL), R0 + 6);
+        cr_assert_eq(alloc_ok("f", R0, R0 + 9, R0 + 1, NULL), R0 + 1);
+        cr_assert(index_names(R0 + 1, "f"));
+
+        /* a stale entry naming another VM under a restart's uid is replaced */
+        cr_assert_eq(unlink(pathf_join(S, ".uids/3000000000")), 0);
+        cr_assert_eq(symlink("gone", pathf_join(S, ".uids/3000000000")), 0);
+        cr_assert_eq(alloc_ok("a", R0, R0 + 9, UID_INVALID, NULL), R0);
+        cr_assert(index_names(R0, "a"));
+
+        /* the entry goes with the record */
+        cr_assert_eq(vm_state_remove(state_fd, "a", NULL), 1);
+        cr_assert(!index_names(R0, "a"));
+        cr_assert_eq(access(pathf_join(S, ".uids/3000000000"), F_OK), -1);
+        cr_assert_eq(uid_release(state_fd, "e"), 1);
+        cr_assert_eq(access(pathf_join(S, ".uids/3000000006"), F_OK), -1);
+        cr_assert_eq(uid_record_read(state_fd, "b", &u), 0);
+        cr_assert(index_names(u, "b"));
+}
