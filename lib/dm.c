@@ -360,6 +360,18 @@ static int task_run(struct dm_task *t) {
         return e > 0 ? -e : -EIO;
 }
 
+/* A listing task (no device named), run: *ret to destroy either way. */
+static int task_list(int type, struct dm_task **ret) {
+        int r = dm_init();
+
+        if (r < 0)
+                return r;
+        *ret = sym_dm_task_create(type);
+        if (!*ret)
+                return -ENOMEM;
+        return task_run(*ret);
+}
+
 usec_t dm_kernel_usec(void) {
         return dm_ioctl_usec_total;
 }
@@ -385,13 +397,7 @@ int dm_list_targets(char ***ret, size_t *ret_n) {
         size_t n = 0;
         int r;
 
-        r = dm_init();
-        if (r < 0)
-                return r;
-        t = sym_dm_task_create(DM_DEVICE_LIST_VERSIONS);
-        if (!t)
-                return -ENOMEM;
-        r = task_run(t);
+        r = task_list(DM_DEVICE_LIST_VERSIONS, &t);
         if (r < 0)
                 return r;
         v = sym_dm_task_get_versions(t);
@@ -851,13 +857,7 @@ int dm_list(const char *uuid_prefix, DmDevice **ret, size_t *ret_n) {
         unsigned next = 0;
         int r;
 
-        r = dm_init();
-        if (r < 0)
-                return r;
-        t = sym_dm_task_create(DM_DEVICE_LIST);
-        if (!t)
-                return -ENOMEM;
-        r = task_run(t);
+        r = task_list(DM_DEVICE_LIST, &t);
         if (r < 0)
                 return r;
         names = sym_dm_task_get_names(t);
