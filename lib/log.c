@@ -95,9 +95,16 @@ static LogTarget effective_target(void) {
         return LOG_TARGET_CONSOLE;
 }
 
+/* Opened once: a confined process (the generator) may open nothing for
+ * writing later, and a container often has no /dev/kmsg at all (nspawn):
+ * then the log goes to stderr, as systemd's own programs do. */
+static bool kmsg_tried = false;
+
 void log_open(void) {
-        if (effective_target() == LOG_TARGET_KMSG && kmsg_fd < 0)
+        if (effective_target() == LOG_TARGET_KMSG && kmsg_fd < 0 && !kmsg_tried) {
+                kmsg_tried = true;
                 kmsg_fd = open("/dev/kmsg", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        }
 }
 
 static void write_all_iov(int fd, struct iovec *iov, int n) {
