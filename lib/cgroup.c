@@ -9,19 +9,6 @@
 #include "cgroup.h"
 #include "util.h"
 
-static int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
-        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        ssize_t n;
-
-        if (fd < 0)
-                return -errno;
-        n = read(fd, buf, size - 1);
-        if (n < 0)
-                return -errno;
-        buf[n] = '\0';
-        return (int) n;
-}
-
 static int write_file_at(int dir_fd, const char *name, const char *value) {
         _cleanup_close_ int fd = openat(dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         size_t len = strlen(value);
@@ -172,7 +159,7 @@ int cgroup_enter(int cg_fd) {
 int cgroup_is_populated(int cg_fd) {
         char buf[512];
         const char *p;
-        int r = read_small_file_at(cg_fd, "cgroup.events", buf, sizeof buf);
+        int r = read_small_file_at(cg_fd, "cgroup.events", O_NOFOLLOW, buf, sizeof buf);
 
         if (r < 0)
                 return r;
@@ -198,7 +185,7 @@ int cgroup_kill(int cg_fd) {
         r = write_file_at(cg_fd, "cgroup.freeze", "1");
         if (r < 0 && r != -ENOENT)
                 return r;
-        r = read_small_file_at(cg_fd, "cgroup.procs", buf, sizeof buf);
+        r = read_small_file_at(cg_fd, "cgroup.procs", O_NOFOLLOW, buf, sizeof buf);
         if (r >= 0)
                 for (char *p = buf, *e; *p; p = e) {
                         long pid = strtol(p, &e, 10);

@@ -95,33 +95,19 @@ void vm_config_files_free(VmConfigFile *f, size_t n) {
         free(f);
 }
 
-/* Entries of all directories, sorted by name and, for one name, by the
- * directory's place in the search path: the first of each name wins. */
-typedef struct Candidate {
-        VmConfigFile file;
-        size_t dir;
-} Candidate;
-
-static int cmp_candidates(const void *a, const void *b) {
-        const Candidate *x = a, *y = b;
-        int c = strcmp(x->file.name, y->file.name);
+/* By name and, for one name, by the directory's place in the search path:
+ * after sorting, the first of each name is the one that wins. */
+static int cmp_files(const void *a, const void *b) {
+        const VmConfigFile *x = a, *y = b;
+        int c = strcmp(x->name, y->name);
 
         return c != 0 ? c : CMP(x->dir, y->dir);
 }
 
-static void candidates_free(Candidate *c, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(c[i].file.name);
-                free(c[i].file.path);
-        }
-        free(c);
-}
-
 int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
         _cleanup_strv_free_ char **dirs = NULL;
-        Candidate *cand = NULL;
         VmConfigFile *files = NULL;
-        size_t n = 0, alloc = 0, n_files = 0;
+        size_t n = 0, allocated = 0, kept = 0;
         int r;
 
         r = config_search_path(&dirs);
@@ -145,29 +131,21 @@ int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
                                 continue;
                         if (de->d_type != DT_REG && de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
                                 continue;
-                        if (n == alloc) {
-                                size_t na = alloc ? alloc * 2 : 64;
-                                Candidate *nc = reallocarray(cand, na, sizeof *cand);
-                                if (!nc) {
-                                        closedir(dir);
-                                        r = -ENOMEM;
-                                        goto fail;
-                                }
-                                cand = nc;
-                                alloc = na;
+                        if (greedy_realloc((void **) &files, &allocated, n + 1, sizeof *files) < 0) {
+                                closedir(dir);
+                                r = -ENOMEM;
+                                goto fail;
                         }
-                        cand[n] = (Candidate) {
-                                .file = {
-                                        .name = strndup(de->d_name, (size_t) (suffix - de->d_name)),
-                                        /* only a symlink can mask: spare regular files the stat */
-                                        .masked = de->d_type != DT_REG && is_masked(dirfd(dir), de->d_name),
-                                },
+                        files[n] = (VmConfigFile) {
+                                .name = strndup(de->d_name, (size_t) (suffix - de->d_name)),
+                                /* only a symlink can mask: spare regular files the stat */
+                                .masked = de->d_type != DT_REG && is_masked(dirfd(dir), de->d_name),
                                 .dir = d,
                         };
                         n++;
-                        if (!cand[n - 1].file.name ||
-                            asprintf(&cand[n - 1].file.path, "%s/%s", dirs[d], de->d_name) < 0) {
-                                cand[n - 1].file.path = NULL;
+                        if (!files[n - 1].name ||
+                            asprintf(&files[n - 1].path, "%s/%s", dirs[d], de->d_name) < 0) {
+                                files[n - 1].path = NULL;
                                 closedir(dir);
                                 r = -ENOMEM;
                                 goto fail;
@@ -180,29 +158,23 @@ int vm_config_enumerate(VmConfigFile **ret, size_t *ret_n) {
         }
 
         /* One sort instead of comparing every name with every earlier one:
-         * a generator run with thousands of VMs stays linear-ish. */
+         * a generator run with thousands of VMs stays linear-ish. Then the
+         * later directories' files of a name go. */
         if (n > 0)
-                qsort(cand, n, sizeof *cand, cmp_candidates);
-        files = calloc(MAX(n, 1u), sizeof *files);
-        if (!files) {
-                r = -ENOMEM;
-                goto fail;
-        }
+                qsort(files, n, sizeof *files, cmp_files);
         for (size_t i = 0; i < n; i++) {
-                if (n_files > 0 && streq(files[n_files - 1].name, cand[i].file.name)) {
-                        /* an earlier directory wins */
-                        free(cand[i].file.name);
-                        free(cand[i].file.path);
+                if (kept > 0 && streq(files[kept - 1].name, files[i].name)) {
+                        free(files[i].name);
+                        free(files[i].path);
                         continue;
                 }
-                files[n_files++] = cand[i].file;
+                files[kept++] = files[i];
         }
-        free(cand);
         *ret = files;
-        *ret_n = n_files;
+        *ret_n = kept;
         return 0;
 fail:
-        candidates_free(cand, n);
+        vm_config_files_free(files, n);
         return r;
 }
 

@@ -13,6 +13,7 @@ typedef struct VmConfigFile {
         char *name;             /* file name minus ".conf": the VM id if valid */
         char *path;
         bool masked;
+        size_t dir;             /* its directory's place in the search path, 0 first */
 } VmConfigFile;
 
 /* Newly allocated NULL-terminated directory list. */

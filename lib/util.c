@@ -131,8 +131,8 @@ int read_full_fd(int fd, size_t max_size, char **ret_data, size_t *ret_size) {
         return 0;
 }
 
-int read_one_line_file(const char *path, char *buf, size_t size) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+int read_small_file_at(int dir_fd, const char *name, int flags, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | flags);
         ssize_t n;
 
         if (fd < 0)
@@ -141,8 +141,31 @@ int read_one_line_file(const char *path, char *buf, size_t size) {
         if (n < 0)
                 return -errno;
         buf[n] = '\0';
+        return (int) n;
+}
+
+int read_one_line_file(const char *path, char *buf, size_t size) {
+        int n = read_small_file_at(AT_FDCWD, path, 0, buf, size);
+
+        if (n < 0)
+                return n;
         if (n > 0 && buf[n - 1] == '\n')
                 buf[n - 1] = '\0';
+        return 0;
+}
+
+int greedy_realloc(void **p, size_t *allocated, size_t need, size_t elem_size) {
+        size_t na;
+        void *np;
+
+        if (need <= *allocated)
+                return 0;
+        na = MAX(need, *allocated ? *allocated * 2 : 64);
+        np = reallocarray(*p, na, elem_size);
+        if (!np)
+                return -ENOMEM;
+        *p = np;
+        *allocated = na;
         return 0;
 }
 

@@ -25,9 +25,18 @@ int error_setf(char **ret_error, int error, const char *format, ...) _printf_(3,
 /* Reads all of fd (from its current offset) into a NUL-terminated buffer:
  * -EFBIG when there is more than max_size. */
 int read_full_fd(int fd, size_t max_size, char **ret_data, size_t *ret_size);
-/* Reads a small file (a sysfs or procfs value) into buf, without its
- * trailing newline; what does not fit in size - 1 bytes is cut. */
+/* Reads a small file (a sysfs, procfs or cgroupfs value) into buf, NUL-
+ * terminated, with one read(); what does not fit in size - 1 bytes is cut.
+ * flags are added to O_RDONLY|O_CLOEXEC|O_NOCTTY (e.g. O_NOFOLLOW).
+ * Returns the length. */
+int read_small_file_at(int dir_fd, const char *name, int flags, char *buf, size_t size);
+/* The same for a path, without the trailing newline; 0 on success. */
 int read_one_line_file(const char *path, char *buf, size_t size);
+
+/* Makes room for need elements of elem_size in the array *p of *allocated
+ * elements, at least doubling it (64 at first). -ENOMEM leaves *p as it
+ * was. */
+int greedy_realloc(void **p, size_t *allocated, size_t need, size_t elem_size);
 
 static inline void closedirp(DIR **d) {
         if (*d)
