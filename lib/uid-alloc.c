@@ -134,14 +134,8 @@ int subid_ranges_parse(const char *text, SubidRange **ret, size_t *ret_n) {
                                 *count++ = '\0';
                                 if (buf[0] != '\0' && parse_u64(first, &f) >= 0 && parse_u64(count, &c) >= 0 &&
                                     c > 0) {
-                                        if (n == allocated) {
-                                                size_t na = allocated ? allocated * 2 : 8;
-                                                SubidRange *nv = realloc(v, na * sizeof *v);
-                                                if (!nv)
-                                                        return -ENOMEM;
-                                                v = nv;
-                                                allocated = na;
-                                        }
+                                        if (greedy_realloc((void **) &v, &allocated, n + 1, sizeof *v) < 0)
+                                                return -ENOMEM;
                                         v[n++] = (SubidRange) { .first = f, .count = c };
                                 }
                         }
@@ -341,12 +335,23 @@ int uid_record_read(int state_fd, const char *id, uid_t *ret) {
 #define UID_INDEX_DIR ".uids"
 #define UID_INDEX_NEW ".uids.new"
 
+/* An entry's name: the uid in decimal. */
+typedef struct IndexName {
+        char s[16];
+} IndexName;
+
+static IndexName index_name(uid_t uid) {
+        IndexName n;
+
+        snprintf(n.s, sizeof n.s, "%u", (unsigned) uid);
+        return n;
+}
+
 static int index_owner(int index_fd, uid_t uid, char owner[static VM_ID_MAX + 1]) {
-        char name[16], target[VM_ID_MAX + 2];
+        char target[VM_ID_MAX + 2];
         ssize_t n;
 
-        snprintf(name, sizeof name, "%u", (unsigned) uid);
-        n = readlinkat(index_fd, name, target, sizeof target);
+        n = readlinkat(index_fd, index_name(uid).s, target, sizeof target);
         if (n < 0)
                 return errno == EINVAL ? -EBADMSG : -errno; /* EINVAL: not a symlink */
         if ((size_t) n >= sizeof target)
@@ -367,11 +372,10 @@ static bool record_names(int state_fd, const char *owner, uid_t uid) {
 
 /* uid -> id. -EEXIST when the entry names another VM. */
 static int index_add(int index_fd, uid_t uid, const char *id) {
-        char name[16], owner[VM_ID_MAX + 1];
+        char owner[VM_ID_MAX + 1];
         int r;
 
-        snprintf(name, sizeof name, "%u", (unsigned) uid);
-        if (symlinkat(id, index_fd, name) >= 0)
+        if (symlinkat(id, index_fd, index_name(uid).s) >= 0)
                 return 0;
         if (errno != EEXIST)
                 return -errno;
@@ -381,20 +385,23 @@ static int index_add(int index_fd, uid_t uid, const char *id) {
         return streq(owner, id) ? 0 : -EEXIST;
 }
 
+static int index_unlink(int index_fd, uid_t uid) {
+        if (unlinkat(index_fd, index_name(uid).s, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
 /* Replaces an entry that names another VM (only after record_names() said
  * that VM no longer records the uid). */
 static int index_replace(int index_fd, uid_t uid, const char *id) {
-        char name[16];
+        int r = index_unlink(index_fd, uid);
 
-        snprintf(name, sizeof name, "%u", (unsigned) uid);
-        if (unlinkat(index_fd, name, 0) < 0 && errno != ENOENT)
-                return -errno;
-        return index_add(index_fd, uid, id);
+        return r < 0 ? r : index_add(index_fd, uid, id);
 }
 
 /* Removes uid's entry if it names id. */
 static int index_remove(int index_fd, uid_t uid, const char *id) {
-        char name[16], owner[VM_ID_MAX + 1];
+        char owner[VM_ID_MAX + 1];
         int r;
 
         r = index_owner(index_fd, uid, owner);
@@ -402,29 +409,18 @@ static int index_remove(int index_fd, uid_t uid, const char *id) {
                 return 0;
         if (r < 0)
                 return r;
-        if (!streq(owner, id))
-                return 0;
-        snprintf(name, sizeof name, "%u", (unsigned) uid);
-        if (unlinkat(index_fd, name, 0) < 0 && errno != ENOENT)
-                return -errno;
-        return 0;
+        return streq(owner, id) ? index_unlink(index_fd, uid) : 0;
 }
 
 static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *ret_n, char **ret_error);
 
-/* Opens the index, building it from the records first if it does not
- * exist. Under the lock. */
-static int index_open(int state_fd, int *ret_fd, char **ret_error) {
+/* Builds the index from every record, into UID_INDEX_NEW, renamed into
+ * place once complete. Under the lock. */
+static int index_build(int state_fd, char **ret_error) {
         _cleanup_free_ UidOwner *all = NULL;
         _cleanup_close_ int nfd = -EBADF;
         size_t n = 0;
         int r;
-
-        r = safe_open_dir_at(state_fd, UID_INDEX_DIR, ret_fd);
-        if (r != -ENOENT)
-                return r < 0 ? error_setf(ret_error, r, "Cannot open the uid index %s in the state directory: %s",
-                                          UID_INDEX_DIR, strerror(-r))
-                             : 0;
 
         r = scan_records(state_fd, "", &all, &n, ret_error);
         if (r < 0)
@@ -445,7 +441,20 @@ static int index_open(int state_fd, int *ret_fd, char **ret_error) {
         }
         if (renameat(state_fd, UID_INDEX_NEW, state_fd, UID_INDEX_DIR) < 0)
                 return error_setf(ret_error, -errno, "Cannot put the uid index %s in place: %m", UID_INDEX_DIR);
+        return 0;
+}
+
+/* Opens the index, building it first if it does not exist. Under the lock. */
+static int index_open(int state_fd, int *ret_fd, char **ret_error) {
+        int r;
+
         r = safe_open_dir_at(state_fd, UID_INDEX_DIR, ret_fd);
+        if (r == -ENOENT) {
+                r = index_build(state_fd, ret_error);
+                if (r < 0)
+                        return r;
+                r = safe_open_dir_at(state_fd, UID_INDEX_DIR, ret_fd);
+        }
         if (r < 0)
                 return error_setf(ret_error, r, "Cannot open the uid index %s in the state directory: %s",
                                   UID_INDEX_DIR, strerror(-r));
@@ -474,14 +483,8 @@ static int index_list(int index_fd, UidOwner **ret, size_t *ret_n, char **ret_er
 
                 if (de->d_name[0] == '.' || parse_u32(de->d_name, &u) < 0 || u == 0 || u == UID_INVALID)
                         continue;
-                if (n == allocated) {
-                        size_t na = allocated ? allocated * 2 : 64;
-                        UidOwner *nv = reallocarray(v, na, sizeof *v);
-                        if (!nv)
-                                return -ENOMEM;
-                        v = nv;
-                        allocated = na;
-                }
+                if (greedy_realloc((void **) &v, &allocated, n + 1, sizeof *v) < 0)
+                        return -ENOMEM;
                 v[n++] = (UidOwner) { .uid = (uid_t) u };
         }
         if (errno > 0)
@@ -539,15 +542,9 @@ static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *
                                        de->d_name, STATE_UID_FILE, de->d_name, strerror(-r));
                         break;
                 }
-                if (n == allocated) {
-                        size_t na = allocated ? allocated * 2 : 64;
-                        UidOwner *nv = realloc(v, na * sizeof *v);
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                        allocated = na;
+                if (greedy_realloc((void **) &v, &allocated, n + 1, sizeof *v) < 0) {
+                        r = -ENOMEM;
+                        break;
                 }
                 v[n].uid = u;
                 /* vm_id_valid(): at most VM_ID_MAX bytes */
@@ -589,20 +586,19 @@ static int nss_fail(char **ret_error, const InUseCtx *c, uid_t uid) {
  * records it (one index entry, or every record when the entry is missing)
  * and nobody else (NSS, subordinate ranges) has it. */
 static int keep_recorded(int state_fd, int index_fd, const char *id, uid_t cur, InUseCtx *ctx, char **ret_error) {
+        _cleanup_free_ UidOwner *taken = NULL;
         char owner[VM_ID_MAX + 1];
+        const char *other = NULL;
         int r;
 
         r = index_owner(index_fd, cur, owner);
-        if (r == 0 && !streq(owner, id)) {
-                if (record_names(state_fd, owner, cur))
-                        return error_setf(ret_error, -EBUSY,
-                                          "uid %u of VM %s is also recorded for VM %s: two VMs must never share a "
-                                          "uid; remove the state of one of them",
-                                          (unsigned) cur, id, owner);
-                r = index_replace(index_fd, cur, id); /* stale: that VM moved on */
-        } else if (r == -ENOENT || r == -EBADMSG) {
+        if (r == 0 && streq(owner, id))
+                other = NULL; /* ours alone: every recorded uid has its entry */
+        else if (r == 0)
+                /* another VM's entry: a conflict, or stale (that VM moved on) */
+                other = record_names(state_fd, owner, cur) ? owner : NULL;
+        else if (r == -ENOENT || r == -EBADMSG) {
                 /* Not indexed (a record written by hand?): read them all. */
-                _cleanup_free_ UidOwner *taken = NULL;
                 const UidOwner *o;
                 size_t n = 0;
 
@@ -611,15 +607,22 @@ static int keep_recorded(int state_fd, int index_fd, const char *id, uid_t cur, 
                         return r;
                 (void) uid_owners_sort(taken, n);
                 o = find_owner(taken, n, cur);
-                if (o)
-                        return error_setf(ret_error, -EBUSY,
-                                          "uid %u of VM %s is also recorded for VM %s: two VMs must never share a "
-                                          "uid; remove the state of one of them",
-                                          (unsigned) cur, id, o->id);
+                other = o ? o->id : NULL;
+                strcpy(owner, ""); /* the entry is to be made */
+        } else
+                return error_setf(ret_error, r, "Cannot read the uid index for VM %s: %s", id, strerror(-r));
+
+        if (other)
+                return error_setf(ret_error, -EBUSY,
+                                  "uid %u of VM %s is also recorded for VM %s: two VMs must never share a uid; "
+                                  "remove the state of one of them",
+                                  (unsigned) cur, id, other);
+        if (!streq(owner, id)) {
                 r = index_replace(index_fd, cur, id);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id,
+                                          strerror(-r));
         }
-        if (r < 0)
-                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id, strerror(-r));
 
         r = cur == UID_NOBODY || cur == UID_INVALID16 ? 1 : uid_in_use(cur, ctx);
         if (r == -EIO)
@@ -639,7 +642,6 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
         _cleanup_close_ int lock = -EBADF, index_fd = -EBADF;
         _cleanup_free_ UidOwner *taken = NULL;
         _cleanup_free_ SubidRange *subuid = NULL, *subgid = NULL;
-        const UidOwner *holder = NULL;
         InUseCtx ctx = {};
         uid_t cur = UID_INVALID, pick = UID_INVALID;
         size_t n_taken = 0;
@@ -702,19 +704,6 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                 return 0;
         }
 
-        /* A uid asked for by number whose entry is stale is free again. */
-        if (wanted != UID_INVALID) {
-                char owner[VM_ID_MAX + 1];
-
-                if (index_owner(index_fd, wanted, owner) == 0 && !streq(owner, id) &&
-                    !record_names(state_fd, owner, wanted)) {
-                        r = index_replace(index_fd, wanted, id);
-                        if (r < 0)
-                                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id,
-                                                  strerror(-r));
-                }
-        }
-
         /* A new uid is rare (a VM's first start, or uid = N changed): every
          * record is read, as if there were no index, so that a corrupt one
          * fails the allocation (its uid is unknown) and a record without an
@@ -732,30 +721,41 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                                 return error_setf(ret_error, r, "Cannot update the uid index: %s", strerror(-r));
                 }
         }
-        r = index_list(index_fd, &taken, &n_taken, ret_error);
-        if (r < 0)
-                return r;
-        /* Our own entry (a stale one, or just replaced) does not count. */
-        for (size_t i = 0; i < n_taken; i++) {
+
+        /* uid = N: another VM's entry for it is a conflict, or stale (that
+         * VM moved on) and replaced; after that, an entry for N is ours (a
+         * corrupt one makes index_add() below fail). */
+        if (wanted != UID_INVALID) {
                 char owner[VM_ID_MAX + 1];
 
-                if ((taken[i].uid == wanted || taken[i].uid == cur) && index_owner(index_fd, taken[i].uid, owner) == 0) {
-                        if (streq(owner, id)) {
-                                memmove(taken + i, taken + i + 1, (n_taken - i - 1) * sizeof *taken);
-                                n_taken--;
-                                i--;
-                        } else
-                                strcpy(taken[i].id, owner);
+                if (index_owner(index_fd, wanted, owner) == 0 && !streq(owner, id)) {
+                        if (record_names(state_fd, owner, wanted))
+                                return error_setf(ret_error, -EBUSY, "VM %s: uid = %u is already the uid of VM %s",
+                                                  id, (unsigned) wanted, owner);
+                        r = index_replace(index_fd, wanted, id);
+                        if (r < 0)
+                                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id,
+                                                  strerror(-r));
                 }
         }
 
-        r = uid_pick(uid_min, uid_max, taken, n_taken, wanted, uid_in_use, &ctx, &pick, &holder);
+        r = index_list(index_fd, &taken, &n_taken, ret_error);
+        if (r < 0)
+                return r;
+        if (wanted != UID_INVALID) {
+                const UidOwner *o = find_owner(taken, n_taken, wanted);
+
+                if (o) { /* ours (see above): not taken */
+                        size_t i = (size_t) (o - taken);
+                        memmove(taken + i, taken + i + 1, (n_taken - i - 1) * sizeof *taken);
+                        n_taken--;
+                }
+        }
+
+        r = uid_pick(uid_min, uid_max, taken, n_taken, wanted, uid_in_use, &ctx, &pick, NULL);
         switch (r) {
         case 0:
                 break;
-        case -EBUSY:
-                return error_setf(ret_error, r, "VM %s: uid = %u is already the uid of VM %s", id, (unsigned) wanted,
-                                  holder && holder->id[0] ? holder->id : "?");
         case -EEXIST:
                 return error_setf(ret_error, r, "VM %s: uid = %u %s; choose another uid", id, (unsigned) wanted,
                                   in_use_reason(&ctx, wanted));
