@@ -360,14 +360,15 @@ static int task_run(struct dm_task *t) {
         return e > 0 ? -e : -EIO;
 }
 
-/* A listing task (no device named), run: *ret to destroy either way. */
-static int task_list(int type, struct dm_task **ret) {
+/* A task of type on device name (NULL: none, a listing), run: *ret to
+ * destroy either way. */
+static int task_new_run(int type, const char *name, struct dm_task **ret) {
         int r = dm_init();
 
         if (r < 0)
                 return r;
         *ret = sym_dm_task_create(type);
-        if (!*ret)
+        if (!*ret || (name && !sym_dm_task_set_name(*ret, name)))
                 return -ENOMEM;
         return task_run(*ret);
 }
@@ -397,7 +398,7 @@ int dm_list_targets(char ***ret, size_t *ret_n) {
         size_t n = 0;
         int r;
 
-        r = task_list(DM_DEVICE_LIST_VERSIONS, &t);
+        r = task_new_run(DM_DEVICE_LIST_VERSIONS, NULL, &t);
         if (r < 0)
                 return r;
         v = sym_dm_task_get_versions(t);
@@ -568,13 +569,7 @@ static int get_single_target(int type, const char *name, char **ret_type, char *
         void *next;
         int r;
 
-        r = dm_init();
-        if (r < 0)
-                return r;
-        t = sym_dm_task_create(type);
-        if (!t || !sym_dm_task_set_name(t, name))
-                return -ENOMEM;
-        r = task_run(t);
+        r = task_new_run(type, name, &t);
         if (r < 0)
                 return r;
         if (!sym_dm_task_get_info(t, &i) || !i.exists)
@@ -815,10 +810,7 @@ static int fill_device(const char *name, const char *uuid_prefix, DmDevice *ret)
         const char *uuid;
         int r;
 
-        t = sym_dm_task_create(DM_DEVICE_DEPS);
-        if (!t || !sym_dm_task_set_name(t, name))
-                return -ENOMEM;
-        r = task_run(t);
+        r = task_new_run(DM_DEVICE_DEPS, name, &t);
         if (r < 0)
                 return r;
         if (!sym_dm_task_get_info(t, &i) || !i.exists)
@@ -857,7 +849,7 @@ int dm_list(const char *uuid_prefix, DmDevice **ret, size_t *ret_n) {
         unsigned next = 0;
         int r;
 
-        r = task_list(DM_DEVICE_LIST, &t);
+        r = task_new_run(DM_DEVICE_LIST, NULL, &t);
         if (r < 0)
                 return r;
         names = sym_dm_task_get_names(t);

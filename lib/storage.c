@@ -1366,6 +1366,25 @@ static int pool_lock(int dir_fd, const char *what, char **ret_error) {
         return 0;
 }
 
+/* Opens the directory of the pool's metadata file, takes the pool lock on
+ * it (one activation or deactivation at a time), then looks the pool up by
+ * name. *ret_mdir holds the lock. */
+static int pool_lock_and_look_up(const ThinPoolConfig *t, int *ret_mdir, const char **ret_mname, DmInfo *ret,
+                                 char **ret_error) {
+        int r;
+
+        r = open_parent_dir(t->metadata, ret_mdir, ret_mname, ret_error);
+        if (r < 0)
+                return r;
+        r = pool_lock(*ret_mdir, t->metadata, ret_error);
+        if (r < 0)
+                return r;
+        r = dm_get_info(t->name, NULL, ret);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
+        return 0;
+}
+
 int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_error) {
         _cleanup_close_ int mdir = -EBADF, ddir = -EBADF, mfd = -EBADF, dfd = -EBADF, lock_fd = -EBADF;
         _cleanup_(loop_device_done) LoopDevice mloop = LOOP_DEVICE_NULL, dloop = LOOP_DEVICE_NULL;
@@ -1401,20 +1420,12 @@ int thin_pool_activate(const HostConfig *h, ThinPoolInfo *ret_info, char **ret_e
         }
 
         block_sectors = (uint32_t) ((t->block_size ?: DEFAULT_THIN_BLOCK_SIZE) / SECTOR_SIZE);
-        r = open_parent_dir(t->metadata, &mdir, &mname, ret_error);
+        r = pool_lock_and_look_up(t, &mdir, &mname, &i, ret_error);
         if (r < 0)
                 return r;
         r = open_parent_dir(t->data, &ddir, &dname, ret_error);
         if (r < 0)
                 return r;
-        /* One activation (or deactivation) at a time. */
-        r = pool_lock(mdir, t->metadata, ret_error);
-        if (r < 0)
-                return r;
-
-        r = dm_get_info(t->name, NULL, &i);
-        if (r < 0)
-                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
         if (i.exists) {
                 if (!streq(i.uuid, uuid))
                         return error_setf(ret_error, EEXIST,
@@ -1580,15 +1591,9 @@ int thin_pool_deactivate(const HostConfig *h, char **ret_error) {
         if (dm_check_available(NULL) < 0)
                 return 0;
         snprintf(uuid, sizeof uuid, DM_POOL_UUID_PREFIX "%s", t->name);
-        r = open_parent_dir(t->metadata, &mdir, &mname, ret_error);
+        r = pool_lock_and_look_up(t, &mdir, &mname, &i, ret_error);
         if (r < 0)
                 return r;
-        r = pool_lock(mdir, t->metadata, ret_error);
-        if (r < 0)
-                return r;
-        r = dm_get_info(t->name, NULL, &i);
-        if (r < 0)
-                return error_setf(ret_error, r, "Cannot look up thin pool %s: %m", t->name);
         if (i.exists && !streq(i.uuid, uuid))
                 return error_setf(ret_error, EPERM,
                                  "Device-mapper device %s was not created by microvm (UUID \"%s\"): not deactivating it",
