@@ -421,11 +421,13 @@ static unsigned arg_workers = 0; /* 0: decide from CPUs and config count */
 static unsigned arg_cpus = 1;    /* CPUs we may run on, asked before confinement */
 
 static unsigned workers_for(size_t n_files) {
-        unsigned k = arg_workers;
+        size_t k = arg_workers;
 
-        if (k == 0)
-                k = MIN(arg_cpus, (unsigned) MIN(n_files / WORKER_FILES_MIN, (size_t) WORKERS_MAX));
-        return MAX(MIN(k, (unsigned) MAX(n_files, (size_t) 1)), 1u);
+        if (k == 0) /* one per CPU, each with enough configs to pay for its fork */
+                k = MIN((size_t) arg_cpus, n_files / WORKER_FILES_MIN);
+        k = MIN(k, (size_t) WORKERS_MAX);
+        k = MIN(k, n_files); /* no idle workers */
+        return (unsigned) MAX(k, (size_t) 1);
 }
 
 static int generate_share(int outfd, const char *dest, const HostConfig *host, const VmConfigFile *files,
