@@ -14,119 +14,27 @@
 
 #include <fcntl.h>
 #include <getopt.h>
-#include <linux/limits.h>
 #include <sched.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
+#if ENABLE_TEST_HOOKS
 #include <sys/ptrace.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
+#endif
 
 #include "config-files.h"
 #include "generator-core.h"
+#include "generator-output.h"
 #include "log.h"
 #include "names.h"
 #include "parse-util.h"
-#include "seccomp-util.h"
+#include "seccomp-generator.h"
 #include "unit-escape.h"
 
 #ifndef SYSTEM_UNIT_DIR
 #error "SYSTEM_UNIT_DIR must name the directory microvm@.service is installed to"
 #endif
-
-/* How glibc's fork() calls clone(): a new process, never a thread or a
- * new namespace. (s390 swaps clone's first two arguments.) */
-#define FORK_CLONE_FLAGS (CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD)
-#if defined(__s390__) || defined(__s390x__)
-#define FORK_CLONE_FLAGS_ARG 1
-#else
-#define FORK_CLONE_FLAGS_ARG 0
-#endif
-
-/* Everything the generator does after confinement: read configs (iniparser
- * 4.1 reads through a memfd opened via /proc/self/fd), allocate, create
- * directories, new files and symlinks below the output directory, log. */
-static const SeccompAllow generator_syscalls[] = {
-        /* Opening: read-only, or a new file (O_CREAT|O_EXCL never follows
-         * or truncates anything that exists). */
-        SECCOMP_ALLOW_MASKED("openat", 2, O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY),
-        SECCOMP_ALLOW_MASKED("openat", 2, O_CREAT | O_EXCL, O_CREAT | O_EXCL),
-        SECCOMP_ALLOW_MASKED("open", 1, O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY),
-        SECCOMP_ALLOW_MASKED("open", 1, O_CREAT | O_EXCL, O_CREAT | O_EXCL),
-        SECCOMP_ALLOW("close"),
-        SECCOMP_ALLOW("read"),
-        SECCOMP_ALLOW("pread64"),
-        SECCOMP_ALLOW("readv"),
-        SECCOMP_ALLOW("lseek"),
-        SECCOMP_ALLOW("_llseek"),
-        SECCOMP_ALLOW("getdents64"),
-        SECCOMP_ALLOW("getdents"),
-        SECCOMP_ALLOW("fstat"),
-        SECCOMP_ALLOW("fstat64"),
-        SECCOMP_ALLOW("newfstatat"),
-        SECCOMP_ALLOW("fstatat64"),
-        SECCOMP_ALLOW("stat"),
-        SECCOMP_ALLOW("stat64"),
-        SECCOMP_ALLOW("lstat"),
-        SECCOMP_ALLOW("lstat64"),
-        SECCOMP_ALLOW("statx"),
-        SECCOMP_ALLOW("fcntl"),
-        SECCOMP_ALLOW("fcntl64"),
-        /* isatty() from stdio, nothing else */
-        SECCOMP_ALLOW_EQ("ioctl", 1, TCGETS),
-        /* iniparser input, our output files, the log */
-        SECCOMP_ALLOW("memfd_create"),
-        SECCOMP_ALLOW("write"),
-        SECCOMP_ALLOW("writev"),
-        /* lib/ini.c rewrites one memory file for every config it parses */
-        SECCOMP_ALLOW("pwrite64"),
-        SECCOMP_ALLOW("ftruncate"),
-        SECCOMP_ALLOW("mkdirat"),
-        SECCOMP_ALLOW("mkdir"),
-        SECCOMP_ALLOW("symlinkat"),
-        SECCOMP_ALLOW("symlink"),
-        /* memory, never executable */
-        SECCOMP_ALLOW("brk"),
-        SECCOMP_ALLOW_MASKED("mmap", 2, PROT_EXEC, 0),
-        SECCOMP_ALLOW_MASKED("mmap2", 2, PROT_EXEC, 0),
-        SECCOMP_ALLOW_MASKED("mprotect", 2, PROT_EXEC, 0),
-        SECCOMP_ALLOW("munmap"),
-        SECCOMP_ALLOW("mremap"),
-        SECCOMP_ALLOW("madvise"),
-        /* process basics; abort() signals only ourselves (arg 0 filled in) */
-        SECCOMP_ALLOW("exit"),
-        SECCOMP_ALLOW("exit_group"),
-        SECCOMP_ALLOW("rt_sigreturn"),
-        SECCOMP_ALLOW("rt_sigprocmask"),
-        SECCOMP_ALLOW("rt_sigaction"),
-        SECCOMP_ALLOW("getpid"),
-        SECCOMP_ALLOW("gettid"),
-        SECCOMP_ALLOW("getuid"),
-        SECCOMP_ALLOW("geteuid"),
-        SECCOMP_ALLOW("getgid"),
-        SECCOMP_ALLOW("getegid"),
-        SECCOMP_ALLOW_EQ("tgkill", 0, 0),
-        SECCOMP_ALLOW("clock_gettime"),
-        SECCOMP_ALLOW("clock_gettime64"),
-        SECCOMP_ALLOW("gettimeofday"),
-        SECCOMP_ALLOW("time"),
-        SECCOMP_ALLOW("getrandom"),
-        SECCOMP_ALLOW("futex"),
-        /* worker processes (fork(), never threads: iniparser 4.1 keeps
-         * static buffers), and waiting for them */
-        SECCOMP_ALLOW_EQ("clone", FORK_CLONE_FLAGS_ARG, FORK_CLONE_FLAGS),
-        SECCOMP_ALLOW("wait4"),
-        SECCOMP_ALLOW("set_robust_list"), /* glibc, in a new child */
-        /* a worker dies with the generator (a manager's timeout kills only that) */
-        SECCOMP_ALLOW_EQ("prctl", 0, PR_SET_PDEATHSIG),
-        SECCOMP_ALLOW("getppid"),
-        /* glibc's qsort() asks for the physical memory size before sorting
-         * more than 1 KiB (vm_config_enumerate(), from ~43 VMs on) */
-        SECCOMP_ALLOW("sysinfo"),
-};
 
 static bool arg_as_manager = false;
 
@@ -179,7 +87,9 @@ static int parse_argv(int argc, char *argv[], const char **ret_dest) {
 /* Test-only (tests/generator/test-seccomp.sh): try something the filter
  * forbids, right after confinement. Every action is harmless even without
  * a filter (a shell that exits 0, a socket, a new file in our own output
- * dir), so that the test sees clearly when the filter did not stop it. */
+ * dir), so that the test sees clearly when the filter did not stop it.
+ * Compiled only with -Dtest-hooks=true. */
+#if ENABLE_TEST_HOOKS
 static void test_violation(int outfd) {
         const char *what = getenv("MICROVM_GENERATOR_TEST_VIOLATION");
 
@@ -214,136 +124,16 @@ static void test_violation(int outfd) {
                 log_error("Test: unknown violation \"%s\".", what);
         _exit(EXIT_FAILURE);
 }
-
-static int confine(void) {
-        _cleanup_free_ SeccompAllow *allow = NULL;
-        size_t n = ELEMENTSOF(generator_syscalls);
-
-        allow = malloc(sizeof(SeccompAllow) * (n + seccomp_allow_sanitizer_runtime_n));
-        if (!allow)
-                return -ENOMEM;
-        memcpy(allow, generator_syscalls, sizeof generator_syscalls);
-        /* tgkill(getpid(), ...) only: abort() may signal ourselves. */
-        for (size_t i = 0; i < n; i++)
-                if (streq(allow[i].name, "tgkill") && allow[i].arg == 0)
-                        allow[i].value = (uint64_t) getpid();
-        /* ASan/UBSan builds (tests only, never installed) need more. */
-        if (MICROVM_SANITIZER_BUILD) {
-                memcpy(allow + n, seccomp_allow_sanitizer_runtime,
-                       sizeof(SeccompAllow) * seccomp_allow_sanitizer_runtime_n);
-                n += seccomp_allow_sanitizer_runtime_n;
-        }
-        return seccomp_install_allowlist(allow, n, SECCOMP_VIOLATION_TRAP);
+#else
+static void test_violation(int outfd) {
 }
-
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
-/* Directories created (or found) recently, least recently used replaced
- * first: every autostart VM links into the same microvms.target.wants/,
- * between VMs' own drop-in directories, and one mkdirat() per VM that
- * fails with EEXIST is measurable at a thousand VMs. */
-typedef struct DirCache {
-        char dirs[4][PATH_MAX];
-        uint64_t used[4];
-        uint64_t clock;
-} DirCache;
-
-static bool dir_cache_has(DirCache *c, const char *dir) {
-        for (size_t i = 0; i < ELEMENTSOF(c->dirs); i++)
-                if (c->used[i] > 0 && streq(c->dirs[i], dir)) {
-                        c->used[i] = ++c->clock;
-                        return true;
-                }
-        return false;
-}
-
-static void dir_cache_add(DirCache *c, const char *dir) {
-        size_t lru = 0;
-
-        for (size_t i = 1; i < ELEMENTSOF(c->dirs); i++)
-                if (c->used[i] < c->used[lru])
-                        lru = i;
-        strcpy(c->dirs[lru], dir);
-        c->used[lru] = ++c->clock;
-}
-
-/* Creates one generated file below outfd: its directory (one level, ours
- * alone or shared with other VMs), then the file with O_EXCL, or the
- * symlink. Nothing existing is ever replaced. */
-static int write_generated(int outfd, DirCache *cache, const GeneratedFile *f) {
-        _cleanup_close_ int fd = -EBADF;
-        const char *slash = strrchr(f->path, '/');
-        int r;
-
-        if (slash) {
-                char dir[PATH_MAX];
-                size_t n = (size_t) (slash - f->path);
-
-                if (n == 0 || n >= sizeof dir)
-                        return -EINVAL;
-                memcpy(dir, f->path, n);
-                dir[n] = '\0';
-                if (!dir_cache_has(cache, dir)) {
-                        if (mkdirat(outfd, dir, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        dir_cache_add(cache, dir);
-                }
-        }
-
-        if (f->symlink)
-                return RET_NERRNO(symlinkat(f->content, outfd, f->path));
-
-        fd = openat(outfd, f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
-        if (fd < 0)
-                return -errno;
-        r = write_all(fd, f->content, strlen(f->content));
-        if (r < 0)
-                return r;
-        return RET_NERRNO(close(TAKE_FD(fd)));
-}
-
-/* For the log: control characters and bytes that are not UTF-8 as \xNN,
- * everything else (non-ASCII names included) as it is. A file name must
- * not be able to start a new, forged line in the kernel log. */
-static char *escape_for_log(const char *s) {
-        char *r = malloc(strlen(s) * 4 + 1), *t = r;
-
-        if (!r)
-                return NULL;
-        for (const char *p = s; *p;) {
-                unsigned char c = (unsigned char) *p;
-                size_t l = utf8_char_length(p, SIZE_MAX);
-
-                if (l == 0 || c < ' ' || c == 0x7f) {
-                        t += sprintf(t, "\\x%02x", c);
-                        p++;
-                        continue;
-                }
-                memcpy(t, p, l);
-                t += l;
-                p += l;
-        }
-        *t = '\0';
-        return r;
-}
+#endif
 
 static void log_problems(const Problems *p) {
         for (size_t i = 0; i < p->n; i++) {
                 _cleanup_free_ char *m = problem_format(&p->items[i]), *e = NULL;
                 if (m)
-                        e = escape_for_log(m);
+                        e = utf8_escape_for_log(m);
                 if (e)
                         log_error("%s", e);
                 else
@@ -363,7 +153,7 @@ static int generate_one(int outfd, DirCache *cache, const char *dest, const Host
         size_t size;
         int r, ret = 0;
 
-        path = escape_for_log(file->path);
+        path = utf8_escape_for_log(file->path);
         if (!path)
                 return log_oom();
 
@@ -396,7 +186,7 @@ static int generate_one(int outfd, DirCache *cache, const char *dest, const Host
                                        path, strna(what));
 
         for (size_t i = 0; i < out.n; i++) {
-                r = write_generated(outfd, cache, &out.items[i]);
+                r = generated_file_write(outfd, cache, &out.items[i]);
                 if (r < 0 && ret == 0)
                         ret = log_error_errno(r, "Failed to create %s/%s: %m", dest, out.items[i].path);
         }
@@ -477,7 +267,7 @@ static int generate(int outfd, const char *dest) {
                 log_problems(&problems);
                 if (r == -ENOMEM)
                         return log_oom();
-                _cleanup_free_ char *path = escape_for_log(host_config_path());
+                _cleanup_free_ char *path = utf8_escape_for_log(host_config_path());
                 return log_error_errno(r, "Not generating any microVM units: the host config %s is invalid. "
                                        "Fix it and run \"systemctl daemon-reload\".", strna(path));
         }
@@ -543,7 +333,7 @@ int main(int argc, char *argv[]) {
                 uint32_t k;
 
                 if (parse_u32(e, &k) < 0 || k < 1 || k > WORKERS_MAX) {
-                        _cleanup_free_ char *esc = escape_for_log(e);
+                        _cleanup_free_ char *esc = utf8_escape_for_log(e);
                         log_warning("Ignoring MICROVM_GENERATOR_WORKERS=%s: not a number from 1 to %u.",
                                     strna(esc), WORKERS_MAX);
                 } else
@@ -559,7 +349,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
 
-        r = confine();
+        r = seccomp_confine_generator(MICROVM_SANITIZER_BUILD);
         if (r < 0)
                 /* Without seccomp support in the kernel, still generate: a
                  * boot without VMs is worse than an unconfined generator. */

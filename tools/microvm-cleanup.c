@@ -20,7 +20,7 @@
 #include "names.h"
 #include "seccomp-util.h"
 #include "tool.h"
-#include "unit-state.h"
+#include "vm-unit.h"
 #include "vm-teardown.h"
 
 int main(int argc, char **argv) {

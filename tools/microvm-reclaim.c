@@ -23,7 +23,7 @@
 #include "dm.h"
 #include "storage.h"
 #include "tool.h"
-#include "unit-state.h"
+#include "vm-unit.h"
 #include "vm-teardown.h"
 
 static bool arg_dry_run = false;

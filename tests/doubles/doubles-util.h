@@ -6,7 +6,7 @@
  * its Display and Debug forms, because both real programs print their errors
  * through Rust's formatting machinery and our tools and users see that text.
  *
- * Only header-only parts of lib/macro.h are used: the firecracker double is
+ * Only header-only parts of lib/basic/macro.h are used: the firecracker double is
  * linked statically without libmicrovm (it runs in an empty jail). */
 
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* lib/loop on real loop devices (root, /dev/loop-control): attach with
+/* lib/storage/loop on real loop devices (root, /dev/loop-control): attach with
  * LOOP_CONFIGURE and with the legacy LOOP_SET_FD path, read-only, marker,
  * autoclear, shared base lookup, reclaim of stale loops of ours (and never
  * a foreign one), the lock, and concurrent attaches with and without our

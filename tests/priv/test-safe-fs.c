@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The attack suite for lib/safe-fs, as root on a real tmpfs in a private
+/* The attack suite for lib/jail/safe-fs, as root on a real tmpfs in a private
  * mount namespace. A jail is laid out as microvm-stage makes it
  * (<base>/firecracker/vm1/root, root owned by the VM's uid), then populated
  * the way a compromised firecracker would: as the VM's uid (fork +

@@ -242,6 +242,11 @@ void tool_sandbox(void) {
 }
 
 void tools_use_fallback(bool fallback) {
+#if !ENABLE_TEST_HOOKS
+        /* Without the hook the tools would quietly run openat2 again. */
+        if (fallback)
+                cr_skip_test("the tools' component-walk run needs a build with -Dtest-hooks=true (MICROVM_SAFE_FS_FALLBACK)");
+#endif
         if (fallback)
                 cr_assert_eq(setenv("MICROVM_SAFE_FS_FALLBACK", "1", 1), 0);
         else

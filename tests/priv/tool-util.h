@@ -53,7 +53,9 @@ const char *pf(const char *fmt, ...) _printf_(1, 2);
  * the tools read (MICROVM_HOST_CONFIG, MICROVM_CONFIG_PATH). */
 void tool_sandbox(void);
 /* MICROVM_SAFE_FS_FALLBACK=1 for the tools run from now on: they then use
- * the component walk instead of openat2() (both are tested). */
+ * the component walk instead of openat2() (both are tested). The hook is
+ * compiled only with -Dtest-hooks=true; without it a fallback run is
+ * skipped, with that reason. */
 void tools_use_fallback(bool fallback);
 
 /* Rewrites the host config with these chroot base, state and run dirs. */

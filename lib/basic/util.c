@@ -199,3 +199,19 @@ uint64_t random_u64(void) {
                 return v;
         return now_usec(CLOCK_MONOTONIC) * UINT64_C(6364136223846793005) + (uint64_t) getpid();
 }
+
+int loop_write(int fd, const void *data, size_t size) {
+        const uint8_t *p = data;
+
+        while (size > 0) {
+                ssize_t k = write(fd, p, size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                size -= (size_t) k;
+        }
+        return 0;
+}

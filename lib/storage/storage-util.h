@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The pure half of the storage code (lib/loop, lib/dm, lib/storage): dm
+/* The pure half of the storage code (lib/storage/loop, lib/storage/dm, lib/storage/storage): dm
  * table strings, status parsers, the thin-pool metadata superblock check,
  * default sizes, the on-disk records of snapshot and thin drives, thin
  * device id picking, dm target → kernel module names, leaf-first ordering

@@ -17,7 +17,6 @@
  * /dev/mapper nodes itself: nothing ever waits for a udev that is not
  * there. We never need those nodes: devices are opened as /dev/dm-N from
  * the major:minor the kernel reports, and checked by st_rdev.
- * MICROVM_DM_UDEV=0|1 in the environment forces the decision (tests);
  * libdevmapper's own DM_DISABLE_UDEV=1 is honoured as "no udev".
  *
  * Logging. libdevmapper's log goes into a buffer, never to stderr; error
@@ -76,7 +75,7 @@ int dm_list_targets(char ***ret, size_t *ret_n);
 /* -EOPNOTSUPP with a message naming each missing target's module
  * (dm_targets_missing()) if any of want[] (NULL-terminated) is not
  * loaded. Note that the kernel can also load a target module on demand
- * when a table uses it; lib/storage therefore reports a missing target
+ * when a table uses it; lib/storage/storage therefore reports a missing target
  * only when the table load itself fails. */
 int dm_targets_check(const char *const *want, char **ret_error);
 

@@ -16,7 +16,6 @@
 #include "dlopen-util.h"
 #include "util.h"
 #include "dm.h"
-#include "plan.h"
 #include "storage-util.h"
 
 /* libdevmapper's log levels (lib/log/log.h in lvm2). */
@@ -25,7 +24,7 @@
 
 #define UDEV_CONTROL_SOCKET "/run/udev/control"
 
-/* libdevmapper, loaded on first use (lib/dlopen-util.h). */
+/* libdevmapper, loaded on first use (lib/basic/dlopen-util.h). */
 #define LIBDEVMAPPER_SONAME "libdevmapper.so.1.02.1"
 static void *libdevmapper;
 static char *libdevmapper_error;
@@ -143,9 +142,6 @@ static bool udev_running(void) {
         const char *e;
         struct stat st;
 
-        e = getenv("MICROVM_DM_UDEV");
-        if (e && *e)
-                return streq(e, "1") || streq(e, "yes");
         e = getenv("DM_DISABLE_UDEV");
         if (e && *e)
                 return false;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The pure half of lib/safe-fs: lexical checks on the paths and names that
+/* The pure half of lib/jail/safe-fs: lexical checks on the paths and names that
  * safe-fs accepts, and the verdict on a stat of a directory we are asked to
  * trust. Nothing here touches the filesystem, so all of it is unit-tested
  * (tests/unit/test-safe-path.c) and fuzzable. Lexical checks are no

@@ -3,14 +3,14 @@
 
 /* Block storage of snapshot, thin and block drives, and the host's thin
  * pool: what microvm-stage, microvm-cleanup, microvm-reclaim and
- * microvm-pool call. Built on lib/loop and lib/dm; no programs are run.
+ * microvm-pool call. Built on lib/storage/loop and lib/storage/dm; no programs are run.
  *
  * ---- What a drive becomes ------------------------------------------------
  *
  * snapshot  dm device microvm-<id>-<drive> (UUID MICROVM-<id>-<drive>),
  *           table "snapshot <base loop> <cow loop> P|N 8" (4 KiB chunks):
  *             base  the image `path`, on a read-only loop shared by every
- *                   VM using it (lib/loop: loop_attach_shared);
+ *                   VM using it (lib/storage/loop: loop_attach_shared);
  *             cow   <state_dir>/<id>/drives/<drive>.cow (persistent = yes:
  *                   kept across restarts, exception store on disk, "P") or
  *                   <drive>.cow-tmp (persistent = no: recreated empty on

@@ -64,3 +64,8 @@ size_t utf8_char_length(const char *s, size_t n);
 
 /* Copies s with C-style escaping of non-printable bytes, for messages. */
 char *cescape(const char *s);
+
+/* For a log line: control characters and bytes that are not UTF-8 as \xNN,
+ * everything else (non-ASCII names included) as it is, so that a file name
+ * cannot start a new, forged line in the kernel log. Newly allocated. */
+char *utf8_escape_for_log(const char *s);

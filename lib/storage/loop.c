@@ -15,7 +15,6 @@
 #include "util.h"
 #include "loop.h"
 #include "parse-util.h"
-#include "plan.h"
 #include "storage-util.h"
 
 #if !HAVE_LOOP_CONFIGURE

@@ -48,7 +48,7 @@
  * loop cannot be cleared under us, because we are one of its openers. The
  * caller must keep holding the lock and LoopDevice.fd until the dm device
  * that uses the loop exists (dm then holds it), and dm devices sitting on
- * shared loops must be removed under the same lock — lib/storage does
+ * shared loops must be removed under the same lock — lib/storage/storage does
  * both — so that a lookup never races the last user's removal.
  *
  * All functions return 0 (or a positive value) on success and -errno on

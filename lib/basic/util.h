@@ -52,3 +52,6 @@ size_t dir_count_entries(const char *path, char *first, size_t first_size);
 void sleep_usec(usec_t u);
 /* 64 random bits for jitter (not for secrets). */
 uint64_t random_u64(void);
+
+/* Writes all of data to fd, retrying on EINTR and short writes: 0 or -errno. */
+int loop_write(int fd, const void *data, size_t size);

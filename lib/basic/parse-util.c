@@ -401,3 +401,25 @@ char *cescape(const char *s) {
         *o = '\0';
         return r;
 }
+
+char *utf8_escape_for_log(const char *s) {
+        char *r = malloc(strlen(s) * 4 + 1), *t = r;
+
+        if (!r)
+                return NULL;
+        for (const char *p = s; *p;) {
+                unsigned char c = (unsigned char) *p;
+                size_t l = utf8_char_length(p, SIZE_MAX);
+
+                if (l == 0 || c < ' ' || c == 0x7f) {
+                        t += sprintf(t, "\\x%02x", c);
+                        p++;
+                        continue;
+                }
+                memcpy(t, p, l);
+                t += l;
+                p += l;
+        }
+        *t = '\0';
+        return r;
+}

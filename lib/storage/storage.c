@@ -14,7 +14,6 @@
 #include "loop.h"
 #include "names.h"
 #include "parse-util.h"
-#include "plan.h"
 #include "safe-fs.h"
 #include "storage.h"
 #include "uid-alloc.h"

@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Whether a VM's unit is running, for microvm-reclaim: asked of systemd
- * over the system bus, with the cgroup's population as the fallback when
- * there is no bus (early boot, a container without one). */
+/* Whether a VM's unit is running, for microvm-reclaim and the tools run by
+ * hand: asked of systemd over the system bus, with the cgroup's population
+ * as the fallback when there is no bus (early boot, a container without
+ * one). */
 
-#include <systemd/sd-bus.h>
-
-#include "macro.h"
+#include "unit-state.h"
 
 typedef enum UnitRunning {
         UNIT_NOT_RUNNING,       /* inactive, failed, or not loaded */
@@ -17,18 +16,6 @@ typedef enum UnitRunning {
 /* bus may be NULL: then only the cgroup (relative to the cgroup2 mount) is
  * looked at. ret_how (optional) says what the answer is based on. */
 int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRunning *ret, const char **ret_how);
-
-/* The system bus, with libsystemd loaded on first use (only runs that ask
- * the manager pay for loading it): 0, or -errno with the reason (no
- * library, no bus) in *ret_error (optional). */
-int unit_bus_open(sd_bus **ret, char **ret_error);
-sd_bus *unit_bus_close(sd_bus *bus);
-static inline void unit_bus_closep(sd_bus **bus) {
-        *bus = unit_bus_close(*bus);
-}
-
-/* Pure: does an ActiveState value mean "leave it alone"? */
-bool active_state_is_running(const char *state);
 
 /* For a tool run by hand (not as a control process of the VM's unit):
  * refuses (-EBUSY) when microvm@<id>.service is running, so that nobody

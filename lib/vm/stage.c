@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "fc-config.h"
+#include "names.h"
+#include "parse-util.h"
+#include "stage.h"
+#include "storage.h"
+#include "tap.h"
+#include "util.h"
+
+/* Opens an administrator's file (kernel, initrd, template image) named in
+ * the config. Paths in the config are the administrator's, so symlinks are
+ * fine there; what we open must be a regular file. */
+static int open_admin_file(const char *path, const char *what, int *ret_fd, struct stat *ret_st, char **ret_error) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+
+        if (fd < 0)
+                return error_setf(ret_error, errno, "Cannot open the %s %s: %m", what, path);
+        if (fstat(fd, &st) < 0)
+                return error_setf(ret_error, errno, "Cannot stat the %s %s: %m", what, path);
+        if (!S_ISREG(st.st_mode))
+                return error_setf(ret_error, EBADFD, "The %s %s is not a regular file.", what, path);
+        *ret_fd = TAKE_FD(fd);
+        *ret_st = st;
+        return 0;
+}
+
+static int check_space(int dir_fd, const struct stat *src, const char *what, const char *path, char **ret_error) {
+        struct statvfs sv;
+        uint64_t need = (uint64_t) src->st_blocks * 512, have;
+        char a[32], b[32];
+
+        if (fstatvfs(dir_fd, &sv) < 0)
+                return 0;
+        have = (uint64_t) sv.f_bavail * sv.f_frsize;
+        if (need > have)
+                return error_setf(ret_error, ENOSPC, "Not enough space for a copy of the %s %s: it needs %s, %s is free.",
+                                  what, path, format_size(need, a, sizeof a), format_size(have, b, sizeof b));
+        return 0;
+}
+
+int stage_readonly_file(const StageTarget *t, const char *path, const char *what, const char *name,
+                        SafeCopyMethod *ret_method, char **ret_error) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        bool readable;
+        char sz[32];
+        int r;
+
+        r = open_admin_file(path, what, &fd, &st, ret_error);
+        if (r < 0)
+                return r;
+        /* firecracker runs as the VM's uid, in no group of the owner's. */
+        readable = (st.st_mode & S_IROTH) || st.st_uid == t->uid;
+        if (readable) {
+                r = safe_link_at(fd, t->jail_fd, name);
+                if (r >= 0)
+                        return 0;
+                if (r != -EXDEV)
+                        return error_setf(ret_error, r, "Failed to link the %s %s into the jail: %m", what, path);
+        }
+        if ((uint64_t) st.st_size > COPY_ACROSS_FS_MAX) {
+                format_size((uint64_t) st.st_size, sz, sizeof sz);
+                if (!readable)
+                        return error_setf(ret_error, EACCES,
+                                          "The %s %s is not readable by the VM's uid %u (mode %04o, owner %u), and "
+                                          "at %s it is too big to copy on every start: make it world-readable "
+                                          "(chmod o+r).",
+                                          what, path, (unsigned) t->uid, (unsigned) (st.st_mode & 07777),
+                                          (unsigned) st.st_uid, sz);
+                return error_setf(ret_error, EXDEV,
+                                  "The %s %s is on another filesystem than %s, so it cannot be hardlinked into "
+                                  "the jail, and at %s copying it on every start would be huge: put images on "
+                                  "the chroot base's filesystem.",
+                                  what, path, t->host->chroot_base, sz);
+        }
+        r = check_space(t->jail_fd, &st, what, path, ret_error);
+        if (r < 0)
+                return r;
+        r = safe_copy_file_at(fd, t->jail_fd, name, 0400, t->uid, t->gid, 0, ret_method, NULL);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to copy the %s %s into the jail: %m", what, path);
+        return 1;
+}
+
+/* Ours from an earlier start: owned by the VM's uid (or by its previous
+ * uid, after uid = N changed, and then given to the new one). */
+static int adopt_drive_copy(const StageTarget *t, int fd) {
+        int r = safe_fd_verify(fd, S_IFREG, t->uid);
+
+        if (r == -EPERM && t->previous_uid != (uid_t) -1 && safe_fd_verify(fd, S_IFREG, t->previous_uid) >= 0)
+                r = safe_fd_chown(fd, t->uid, t->gid);
+        return r;
+}
+
+int stage_file_drive(const StageTarget *t, const DriveConfig *d, const char *jail_name,
+                     SafeCopyMethod *ret_method, char **ret_error) {
+        _cleanup_close_ int tfd = -EBADF, cfd = -EBADF;
+        _cleanup_free_ char *rel = NULL;
+        bool copied = false;
+        struct stat st;
+        int r;
+
+        if (asprintf(&rel, STATE_DRIVES_DIR "/%s.img", d->name) < 0)
+                return -ENOMEM;
+        r = safe_mkdir_at(t->vm_state_fd, STATE_DRIVES_DIR, 0700, 0, 0, SAFE_MKDIR_EXIST_OK, NULL);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to create %s/" STATE_DRIVES_DIR ": %m", t->state_dir);
+
+        r = safe_open_at(t->vm_state_fd, rel, O_RDONLY, S_IFREG, &cfd);
+        if (r == -ENOENT) {
+                r = open_admin_file(d->path, "drive image", &tfd, &st, ret_error);
+                if (r < 0)
+                        return r;
+                r = check_space(t->vm_state_fd, &st, "drive image", d->path, ret_error);
+                if (r < 0)
+                        return r;
+                r = safe_copy_file_at(tfd, t->vm_state_fd, rel, 0600, t->uid, t->gid, 0, ret_method, &cfd);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Failed to copy the drive image %s to %s/%s: %m", d->path,
+                                          t->state_dir, rel);
+                copied = true;
+        } else if (r < 0)
+                return error_setf(ret_error, r, "Cannot use the VM's copy %s/%s of drive %s: %m", t->state_dir, rel,
+                                  d->name);
+        else {
+                r = adopt_drive_copy(t, cfd);
+                if (r < 0)
+                        return error_setf(ret_error, r, "The VM's copy %s/%s of drive %s is not what we made "
+                                          "(owner, type or link count changed): %m", t->state_dir, rel, d->name);
+        }
+
+        r = safe_link_at(cfd, t->jail_fd, jail_name);
+        if (r == -EXDEV)
+                return error_setf(ret_error, r, "%s and %s are on different filesystems: writable file drives are "
+                                  "hardlinked from the state directory into the jail, so both must be on one "
+                                  "filesystem (or use mode = snapshot).",
+                                  t->host->state_dir, t->host->chroot_base);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to link drive %s into the jail: %m", d->name);
+        return copied;
+}
+
+int stage_block_drive(const StageTarget *t, const DriveConfig *d, const char *jail_name, char **ret_error) {
+        _cleanup_close_ int dev_fd = -EBADF;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = storage_prepare_drive(t->host, t->vm, d, t->state_fd, t->uid, &dev_fd, NULL, &error);
+        if (r < 0)
+                return error_setf(ret_error, r, "Drive %s: %s", d->name, error ?: strerror(-r));
+        r = safe_mknod_at(t->jail_fd, jail_name, dev_fd, 0600, t->uid, t->gid);
+        if (r < 0)
+                return error_setf(ret_error, r, "Drive %s: failed to create its device node in the jail: %m", d->name);
+        return 0;
+}
+
+int stage_taps(const StageTarget *t, char *const *taps, char **ret_error) {
+        for (size_t i = 0; i < t->vm->n_nics; i++) {
+                const NicConfig *n = &t->vm->nics[i];
+                int r = tap_create(taps[i], t->uid, t->gid, n->mtu, n->bridge);
+                if (r == -EEXIST)
+                        return error_setf(ret_error, r, "NIC %s: the interface %s exists and is not this VM's tap "
+                                          "(another VM's, or the host's): choose another tap name.",
+                                          n->name, taps[i]);
+                if (r == -ENODEV && n->bridge)
+                        return error_setf(ret_error, r, "NIC %s: bridge %s does not exist.", n->name, n->bridge);
+                if (r < 0)
+                        return error_setf(ret_error, r, "NIC %s: failed to create tap %s%s%s: %m", n->name, taps[i],
+                                          n->bridge ? " on bridge " : "", strempty(n->bridge));
+        }
+        return 0;
+}
+
+int stage_console_fifo(const StageTarget *t, char **ret_error) {
+        _cleanup_free_ char *rel = NULL;
+        int r;
+
+        if (asprintf(&rel, "%s/" RUN_CONSOLE_FIFO, t->id) < 0)
+                return -ENOMEM;
+        r = safe_mkfifo_at(t->run_fd, rel, 0600, 0, 0);
+        if (r == -EEXIST)
+                return 0;
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to create the serial input FIFO %s/%s: %m",
+                                  t->host->run_dir, rel);
+        return 0;
+}
+
+int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error) {
+        _cleanup_free_ char *text = plan_serialize(plan), *rel = NULL;
+        int r;
+
+        if (!text)
+                return -ENOMEM;
+        r = safe_mkdir_at(t->run_fd, t->id, 0700, 0, 0, SAFE_MKDIR_EXIST_OK, NULL);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to create %s/%s: %m", t->host->run_dir, t->id);
+        if (asprintf(&rel, "%s/" RUN_PLAN_FILE, t->id) < 0)
+                return -ENOMEM;
+        r = safe_write_file_at(t->run_fd, rel, text, strlen(text), 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to write the launch plan %s/%s: %m", t->host->run_dir, rel);
+        return 0;
+}
+
+int stage_check_chroot_base(const HostConfig *host, char **ret_error) {
+        static const char *const ro[] = { "/usr", "/etc", "/boot", "/efi" };
+
+        for (size_t i = 0; i < ELEMENTSOF(ro); i++) {
+                const char *rest = startswith(host->chroot_base, ro[i]);
+                if (rest && (*rest == '/' || *rest == '\0'))
+                        return error_setf(ret_error, EROFS, "chroot_base %s lies below %s, which microvm@.service "
+                                          "keeps read-only (ProtectSystem=full): move it, e.g. to /srv/jailer.",
+                                          host->chroot_base, ro[i]);
+        }
+        return 0;
+}
+
+int stage_jail_run_dir_and_config(const StageTarget *t, const StageNetwork *net, char **ret_error) {
+        _cleanup_free_ char *json = NULL;
+        int r;
+
+        r = safe_mkdir_at(t->jail_fd, "run", 0700, t->uid, t->gid, 0, NULL);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to create %s/run: %m", t->jail_root);
+
+        FcRuntime rt = {
+                .taps = (const char *const *) net->taps,
+                .macs = (const uint8_t(*)[6]) net->macs,
+                .vsock_cid = t->vm->vsock_cid_auto ? (uint32_t) t->uid : t->vm->vsock_cid,
+        };
+        json = fc_config_render(t->vm, &rt);
+        if (!json)
+                return -ENOMEM;
+        /* Root-owned and read-only for the VM: firecracker only reads it. */
+        r = safe_write_file_at(t->jail_fd, JAIL_CONFIG_FILE, json, strlen(json), 0444, 0, 0, 0);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to write %s/" JAIL_CONFIG_FILE ": %m", t->jail_root);
+        return 0;
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The steps of microvm-stage that create things: the files it puts into a
+ * jail (kernel, initrd, drives), device nodes, taps, the launch plan and
+ * the console FIFO. The administrator's files (paths from the config, symlinks allowed
+ * there) are opened, checked to be regular files and never chowned or
+ * chmodded; everything below the jail and the state directory is made
+ * fd-relative through lib/jail/safe-fs. Errors: -errno and a message
+ * naming the file and the cause in *ret_error (optional). */
+
+#include <sys/types.h>
+
+#include "config.h"
+#include "plan.h"
+#include "stage-plan.h"
+#include "safe-fs.h"
+
+/* Kernels, initrds and read-only images on another filesystem than the
+ * chroot base are copied up to this size; beyond it, copying on every start
+ * would be slow and huge, and we say so instead. */
+#define COPY_ACROSS_FS_MAX (256ULL << 20)
+
+typedef struct StageTarget {
+        const char *id;
+        const HostConfig *host;
+        const VmConfig *vm;
+        int state_fd;                   /* <state_dir> */
+        int run_fd;                     /* <run_dir> */
+        int jail_fd;                    /* <chroot_base>/<exec>/<id>/root */
+        int vm_state_fd;                /* <state_dir>/<id> */
+        const char *state_dir;          /* <state_dir>/<id>, for messages */
+        const char *jail_root;          /* the jail's path, for messages */
+        uid_t uid;                      /* the VM's uid and gid */
+        gid_t gid;
+        uid_t previous_uid;             /* the uid before a uid = N change, else (uid_t) -1 */
+} StageTarget;
+
+/* A file firecracker only reads (kernel, initrd, read-only drive), as
+ * <name> in the jail: a hardlink of the administrator's file when the VM's
+ * uid can read it and it is on the jail's filesystem; else a VM-owned copy
+ * (0400), when small enough. Returns 0 for a hardlink, 1 for a copy
+ * (*ret_method, optional, says how it was made). */
+int stage_readonly_file(const StageTarget *t, const char *path, const char *what, const char *name,
+                        SafeCopyMethod *ret_method, char **ret_error);
+
+/* A writable file drive: the VM's own copy in <state_dir>/<id>/drives/,
+ * made on the first start (returns 1, *ret_method says how), kept across
+ * restarts (returns 0), hardlinked into the jail as <jail_name>. */
+int stage_file_drive(const StageTarget *t, const DriveConfig *d, const char *jail_name,
+                     SafeCopyMethod *ret_method, char **ret_error);
+
+/* A snapshot, thin or block drive: the block device lib/storage/storage
+ * makes, entering the jail as <jail_name>, a node made from the fd of the
+ * device it opened (never from a name or a number), owned by the VM's uid,
+ * 0600. */
+int stage_block_drive(const StageTarget *t, const DriveConfig *d, const char *jail_name, char **ret_error);
+
+/* One tap per NIC (names from the plan), owned by the VM's uid. */
+int stage_taps(const StageTarget *t, char *const *taps, char **ret_error);
+
+/* <run_dir>/<id>/console.in, the serial input FIFO; an existing one is
+ * kept (microvm-launch may hold it open across a restart). */
+int stage_console_fifo(const StageTarget *t, char **ret_error);
+
+/* <run_dir>/<id>/plan, replaced atomically. */
+int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error);
+
+/* systemd's ProtectSystem=full keeps /usr, /etc, /boot and /efi read-only
+ * for the jailer, which must create <chroot_base>/<exec>/<id>/root/dev and
+ * friends: -EROFS, naming the directory, when chroot_base lies below one. */
+int stage_check_chroot_base(const HostConfig *host, char **ret_error);
+
+/* In the jail: run/ (where firecracker binds its sockets, owned by the
+ * VM's uid) and firecracker's --config-file (root-owned, read-only for the
+ * VM, which only reads it). */
+int stage_jail_run_dir_and_config(const StageTarget *t, const StageNetwork *net, char **ret_error);
