@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* bench-storage: per-VM create + remove of a snapshot drive and of a thin
- * drive through lib/storage (libdevmapper and loop ioctls, in process),
+ * drive through lib/storage/storage (libdevmapper and loop ioctls, in process),
  * and the same device operations done the traditional way, by running
  * losetup and dmsetup — in the same run, on the same kernel. Needs root
  * and dm-snapshot/dm-thin-pool: bench/storage runs it in the dmvm guest.
