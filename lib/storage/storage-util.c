@@ -48,11 +48,18 @@ int dm_table_snapshot(dev_t origin, dev_t cow, bool persistent, uint32_t chunk_s
         return 0;
 }
 
+/* What dm-thin accepts, for the tables we render and the ones we read back
+ * alike: block sizes of 64 KiB .. 1 GiB, a multiple of 64 KiB (128
+ * sectors), and real devices. */
+static bool thin_pool_table_valid(dev_t metadata, dev_t data, uint32_t block_sectors) {
+        return block_sectors >= 128 && block_sectors <= (1U << 21) && block_sectors % 128 == 0 && metadata != 0 &&
+               data != 0;
+}
+
 int dm_table_thin_pool(dev_t metadata, dev_t data, uint32_t block_sectors, uint64_t low_water_blocks, char **ret) {
         char m[DEVNUM_STR_MAX], d[DEVNUM_STR_MAX];
 
-        /* dm-thin: 64 KiB .. 1 GiB, a multiple of 64 KiB (128 sectors). */
-        if (block_sectors < 128 || block_sectors > (1U << 21) || block_sectors % 128 != 0 || metadata == 0 || data == 0)
+        if (!thin_pool_table_valid(metadata, data, block_sectors))
                 return -EINVAL;
         if (asprintf(ret, "%s %s %" PRIu32 " %" PRIu64 " 0", format_devnum(metadata, m), format_devnum(data, d),
                      block_sectors, low_water_blocks) < 0)
@@ -104,7 +111,8 @@ int dm_table_thin_pool_parse(const char *params, dev_t *ret_metadata, dev_t *ret
 
         if (n == SIZE_MAX || n < 4)
                 return -EINVAL;
-        if (parse_devnum(w[0], &m) < 0 || parse_devnum(w[1], &d) < 0 || parse_u32(w[2], &bs) < 0)
+        if (parse_devnum(w[0], &m) < 0 || parse_devnum(w[1], &d) < 0 || parse_u32(w[2], &bs) < 0 ||
+            !thin_pool_table_valid(m, d, bs))
                 return -EINVAL;
         if (ret_metadata)
                 *ret_metadata = m;
@@ -123,7 +131,7 @@ int dm_table_thin_parse(const char *params, dev_t *ret_pool, uint32_t *ret_thin_
 
         if (n == SIZE_MAX || n < 2 || n > 3)
                 return -EINVAL;
-        if (parse_devnum(w[0], &p) < 0 || parse_u32(w[1], &id) < 0 || id > THIN_ID_MAX)
+        if (parse_devnum(w[0], &p) < 0 || p == 0 || parse_u32(w[1], &id) < 0 || id > THIN_ID_MAX)
                 return -EINVAL;
         if (n == 3 && parse_devnum(w[2], &o) < 0)
                 return -EINVAL;

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* libFuzzer harness: launch plan text (what microvm-launch, -stop and
+ * -cleanup read from /run) → plan_parse() → the jailer's argv.
+ * Invariants: a plan that parses serializes to text that parses to the
+ * same serialization (round trip); jailer_argv() either refuses with a
+ * message or yields an argv whose every option value passes the jailer's
+ * own rules, with the plan's id and exec file. */
+
+#include "fuzz-util.h"
+#include "jailer-argv.h"
+#include "plan.h"
+
+static void check_argv(const Plan *p, char **argv) {
+        bool have_id = false, have_exec = false;
+
+        fuzz_check(argv && argv[0] && streq(argv[0], p->jailer), "argv[0] is not the plan's jailer");
+        size_t i;
+
+        for (i = 1; argv[i] && !streq(argv[i], "--"); i++) {
+                const char *o = argv[i], *v = argv[i + 1];
+                fuzz_check(startswith(o, "--"), "argv[%zu] \"%s\" is not an option", i, o);
+                if (streq(o, "--daemonize") || streq(o, "--new-pid-ns"))
+                        continue;
+                fuzz_check(v, "option %s has no value", o);
+                if (streq(o, "--id")) {
+                        fuzz_check(jailer_id_valid(v) && streq(v, p->id), "--id %s", v);
+                        have_id = true;
+                } else if (streq(o, "--exec-file")) {
+                        fuzz_check(streq(v, p->exec_file), "--exec-file %s", v);
+                        have_exec = true;
+                } else if (streq(o, "--cgroup"))
+                        fuzz_check(jailer_cgroup_value_valid(v), "--cgroup %s", v);
+                else if (streq(o, "--resource-limit"))
+                        fuzz_check(jailer_rlimit_valid(v), "--resource-limit %s", v);
+                else if (streq(o, "--parent-cgroup"))
+                        fuzz_check(jailer_parent_cgroup_valid(v), "--parent-cgroup %s", v);
+                i++;
+        }
+        fuzz_check(have_id && have_exec, "no --id or --exec-file");
+        /* firecracker's own arguments, after "--": exactly the plan's. */
+        fuzz_check(argv[i] && argv[i + 1] && streq(argv[i + 1], "--config-file") && argv[i + 2] &&
+                   streq(argv[i + 2], p->config_file) && argv[i + 3] && streq(argv[i + 3], "--api-sock") &&
+                   argv[i + 4] && streq(argv[i + 4], p->api_socket) && !argv[i + 5],
+                   "firecracker's arguments are not the plan's");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        Plan *p = NULL, *q = NULL;
+        char *error = NULL, *text, *again, **argv = NULL;
+
+        if (plan_parse((const char *) data, size, &p, &error) < 0) {
+                fuzz_check(error, "plan_parse() refused without a message");
+                free(error);
+                return 0;
+        }
+        text = plan_serialize(p);
+        fuzz_check(text, "plan_serialize() failed");
+        fuzz_check(plan_parse(text, strlen(text), &q, &error) == 0, "serialized plan does not parse: %s\n%s",
+                   error ?: "?", text);
+        again = plan_serialize(q);
+        fuzz_check(again && streq(text, again), "round trip changed the plan:\n%s\n---\n%s", text, again);
+
+        if (jailer_argv(p, "microvm.slice/microvm@fuzz.service", &argv, &error) < 0)
+                fuzz_check(error, "jailer_argv() refused without a message");
+        else
+                check_argv(p, argv);
+
+        strv_free(argv);
+        free(error);
+        free(again);
+        free(text);
+        plan_free(q);
+        plan_free(p);
+        return 0;
+}
