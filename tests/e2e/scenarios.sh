@@ -63,6 +63,12 @@ scenario() {
                         exit $rc
                 }
         ) >"$out" 2>&1 || rc=$?
+        # Whatever the scenario did, nothing of a VM that is not running may
+        # be left (tests/leak/leak-check: jails, run and state dirs, uid
+        # index, cgroups, loops, dm, taps, machined, processes).
+        if [ $rc = 0 ] && ! leak_check >>"$out" 2>&1; then
+                rc=1
+        fi
         dt=$(( $(now_ms) - t0 ))
         case $rc in
         0) echo "ok $T - $name (${dt} ms)" ;;
@@ -79,6 +85,24 @@ scenario() {
 }
 
 # ---------------------------------------------------------------- helpers
+
+# The leak checker, with every VM whose unit is up named as running. What a
+# unit's stop leaves for systemd to prune (its empty cgroup) is given a
+# moment, as assert_no_debris does.
+leak_check_once() {
+        local ids
+        ids=$(systemctl list-units --no-legend --plain --all 'microvm@*' |
+                awk '$3 != "inactive" && $3 != "failed" { sub(/^microvm@/, "", $1); sub(/\.service$/, "", $1); print "--running=" $1 }')
+        # shellcheck disable=SC2086
+        "$E2E_LIBDIR/leak-check" $ids
+}
+leak_check() {
+        leak_check_once >/dev/null 2>&1 && return 0
+        wait_until 5 "no leftovers" leak_check_once >/dev/null 2>&1 && return 0
+        echo "leftovers after the scenario (tests/leak/leak-check):"
+        leak_check_once 2>&1 | sed 's/^/    /'
+        return 1
+}
 
 start_vm() { # start_vm ID...: systemctl start, which returns once active (Type=exec)
         local id units=()

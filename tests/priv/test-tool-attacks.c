@@ -46,6 +46,7 @@ static void setup(void) {
 
 static void teardown(void) {
         cgroup_sandbox_done();
+        host_leaks_check();
 }
 
 #define BOTH_MODES(suite, name, ...)                                                   \

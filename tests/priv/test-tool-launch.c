@@ -102,6 +102,7 @@ static void setup(void) {
 static void teardown(void) {
         cgroup_sandbox_done();
         restore_host_root();
+        host_leaks_check();
 }
 
 typedef struct Vm {

@@ -369,6 +369,15 @@ void tool_run_done(ToolRun *r) {
         *r = (ToolRun) {};
 }
 
+void host_leaks_check(void) {
+        /* The sandbox's files go with its tmpfs and its cgroups with
+         * cgroup_sandbox_done() (which must succeed); what would outlive
+         * it on the host is checked here. */
+        ToolRun r = tool_run("../tests/leak/leak-check", "--only=block,tap,process", NULL);
+        cr_assert_eq(r.status, 0, "left on the host after the test (tests/leak/leak-check):\n%s%s", r.out, r.err);
+        tool_run_done(&r);
+}
+
 void tool_ok(const char *tool, const char *id) {
         ToolRun r = tool_run(tool, id, NULL);
         cr_assert_eq(r.status, 0, "%s %s exited with %d:\n%s", tool, strna(id), r.status, r.err);

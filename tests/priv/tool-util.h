@@ -96,6 +96,9 @@ int wait_exit_bounded(pid_t pid, usec_t timeout);
 
 /* Asserts exit status 0 with stderr in the message. */
 void tool_ok(const char *tool, const char *id);
+/* At teardown: nothing of the sandbox's VMs (loop or dm devices, taps,
+ * processes of the VM uid range) is left on the host (tests/leak). */
+void host_leaks_check(void);
 /* Asserts that id is staged as microvm-stage leaves it: the jail with
  * exactly the objects it makes (owners, modes, hardlinks of the right
  * files; no dev/, no pid file), the plan and the FIFO. */
