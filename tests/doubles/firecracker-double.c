@@ -69,6 +69,11 @@
  *                                the real console; after N lines a report line
  *                                "fcdouble: flood of N lines done, D dropped ..."
  *                                is printed once stdout is writable again
+ *   fcdouble.long_line=N         the guest prints one line of N bytes with no
+ *                                newline, at full speed (bytes the reader cannot
+ *                                take are dropped), then, once stdout is
+ *                                writable, a newline and "fcdouble: long line of
+ *                                N bytes done, D dropped ..."
  *
  * Where it simplifies (also noted at each spot): no KVM, no guest memory, no
  * vCPU threads, no seccomp (exit 148 never happens), no periodic metrics
@@ -915,6 +920,7 @@ typedef struct Knobs {
         bool hang_guest;
         bool hang_vmm;
         int64_t flood;          /* lines; -1 forever */
+        int64_t long_line;      /* bytes of one line without a newline */
 } Knobs;
 
 static struct Vm {
@@ -952,6 +958,9 @@ static struct Vm {
         uint64_t flood_n;
         uint64_t flood_dropped;
         bool flood_report;      /* a "flood done" line waits for stdout to drain */
+        int64_t long_line_left;
+        uint64_t long_line_dropped;
+        bool long_line_report;  /* its end waits for stdout to drain */
 } vm = {
         .kernel_fd = -EBADF,
         .initrd_fd = -EBADF,
@@ -1047,6 +1056,8 @@ static void guest_login_prompt(void) {
         /* Without a console there is nothing to flood. */
         if (vm.knobs.flood != 0 && vm.console)
                 vm.flood_left = vm.knobs.flood;
+        if (vm.knobs.long_line > 0 && vm.console)
+                vm.long_line_left = vm.knobs.long_line;
 }
 
 /* Appends the virtio-mmio device parameter the real builder adds per device. */
@@ -1176,12 +1187,14 @@ static void parse_knobs(const char *cmdline) {
                         k->flood = -1;
                 else if (streq(key, "flood"))
                         k->flood = knob_ms(key, value, &e);
+                else if (streq(key, "long_line"))
+                        k->long_line = knob_ms(key, value, &e);
                 else {
                         _cleanup_sb_ StrBuf m = {};
                         sb_appendf(&m, "unknown or malformed test knob `%s` (firecracker test double; known: "
                                        "fcdouble.crash_after_ms=N, crash_signal=kill|abort, reboot_after_ms=N, "
                                        "poweroff_after_ms=N, ignore_cad=0|1, cad_delay_ms=N, boot_ms=N, "
-                                       "hang=guest|vmm, flood=N|forever)", tok);
+                                       "hang=guest|vmm, flood=N|forever, long_line=N)", tok);
                         err_build_from_json(&e, true);
                         err_wrap(&e, "BootSource", "Boot source error: ");
                         err_string(&e, "InvalidKernelCommandLine", "The kernel command line is invalid: ", sb_str(&m));
@@ -1954,6 +1967,24 @@ static void flood_step(void) {
         }
 }
 
+/* One line of long_line bytes, no newline, 64 KiB per turn of the event
+ * loop: what the non-blocking console cannot take is dropped. */
+static void long_line_step(void) {
+        static char chunk[65536];
+        size_t want = (size_t) MIN(vm.long_line_left, (int64_t) sizeof chunk);
+        ssize_t n;
+
+        if (chunk[0] == '\0')
+                memset(chunk, 'x', sizeof chunk);
+        n = write(STDOUT_FILENO, chunk, want);
+        if (n < 0)
+                n = 0;
+        vm.long_line_dropped += want - (size_t) n;
+        vm.long_line_left -= (int64_t) want;
+        if (vm.long_line_left == 0)
+                vm.long_line_report = true;
+}
+
 _noreturn_ static void event_loop(void) {
         stdin_active = vm.console && stdin_is_serial_input();
 
@@ -2008,6 +2039,10 @@ _noreturn_ static void event_loop(void) {
                         flood_step();
                         timeout = 0;
                 }
+                if (vm.long_line_left != 0 && vm.state == GUEST_RUNNING) {
+                        long_line_step();
+                        timeout = 0;
+                }
                 WAIT_FOR(vm.crash_at);
                 WAIT_FOR(vm.cad_exit_at);
                 WAIT_FOR(vm.login_at);
@@ -2017,7 +2052,7 @@ _noreturn_ static void event_loop(void) {
                 struct pollfd pfd[MAX_CONNECTIONS + 3];
                 size_t n = 0;
                 int listen_idx = -1, stdin_idx = -1, stdout_idx = -1;
-                if (vm.flood_report) {
+                if (vm.flood_report || vm.long_line_report) {
                         /* Reported once the reader has caught up, so that the
                          * report itself is not among the dropped lines. */
                         stdout_idx = (int) n;
@@ -2046,14 +2081,21 @@ _noreturn_ static void event_loop(void) {
                         serial_input();
                 if (stdout_idx >= 0 && (pfd[stdout_idx].revents & POLLOUT)) {
                         /* Retried only while the reader is merely slow (EAGAIN). */
-                        if (console(true, "fcdouble: flood of %" PRIu64 " lines done, %" PRIu64
-                                          " dropped by the non-blocking console",
-                                    vm.flood_n, vm.flood_dropped) ||
-                            console_errno != EAGAIN)
+                        if (vm.flood_report &&
+                            (console(true, "fcdouble: flood of %" PRIu64 " lines done, %" PRIu64
+                                           " dropped by the non-blocking console",
+                                     vm.flood_n, vm.flood_dropped) ||
+                             console_errno != EAGAIN))
                                 vm.flood_report = false;
+                        if (vm.long_line_report &&
+                            (console(false, "\nfcdouble: long line of %" PRId64 " bytes done, %" PRIu64
+                                            " dropped by the non-blocking console",
+                                     vm.knobs.long_line, vm.long_line_dropped) ||
+                             console_errno != EAGAIN))
+                                vm.long_line_report = false;
                 }
                 if (stdout_idx >= 0 && (pfd[stdout_idx].revents & (POLLERR | POLLHUP)))
-                        vm.flood_report = false;
+                        vm.flood_report = vm.long_line_report = false;
 
                 /* Connections, walked backwards because conn_close() swaps in the last one. */
                 for (size_t i = n_conns; i-- > 0;) {

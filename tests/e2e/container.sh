@@ -487,6 +487,20 @@ ct_loops_on_our_devs() {
         done
 }
 
+# ct_wait_pidns_empty MS: until no process of the container's pid namespace
+# is left, at most MS milliseconds.
+ct_wait_pidns_empty() {
+        local deadline=$(( $(ct_now_ms) + $1 )) p left
+        while :; do
+                left=
+                for p in /proc/[0-9]*; do
+                        [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$CT_PIDNS" ] && left=1 && break
+                done
+                [ -n "$left" ] && [ "$(ct_now_ms)" -lt "$deadline" ] || return 0
+                sleep 0.01
+        done
+}
+
 # Nothing of the instance left on the host: mounts, cgroups in any
 # hierarchy, processes of its pid namespace, nspawn's files, directories,
 # loop devices on its file systems.
@@ -503,6 +517,9 @@ ct_verify_clean() {
                 fi
         done
         if [ -n "$CT_PIDNS" ]; then
+                # A killed process is in /proc until it is reaped: give the
+                # reaping a bounded moment, then whatever is left is debris.
+                ct_wait_pidns_empty 2000
                 for p in /proc/[0-9]*; do
                         if [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$CT_PIDNS" ]; then
                                 ct_log "DEBRIS: process ${p#/proc/} ($(cat "$p/comm" 2>/dev/null)) of the container's pid namespace"
