@@ -422,6 +422,32 @@ ct_kill() {
         fi
 }
 
+# A host crash: every process of the instance killed at once (no
+# shutdown, no ExecStop), its cgroups and nspawn's lock removed, the root
+# (its overlay) kept, so that ct_boot boots the same root again, as a host
+# comes back after a power cut: /run and /tmp are new tmpfs, everything
+# else is as the crash left it.
+ct_crash() {
+        local h cg lock
+        lock=/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$CT_ROOT")
+        ct_kill || return 1
+        for h in $(ct_cgroup_mounts); do
+                cg=$h/$CT_NAME
+                [ -d "$cg" ] || continue
+                find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+                if [ -d "$cg" ]; then
+                        ct_log "cannot remove cgroup $cg after the crash"
+                        return 1
+                fi
+        done
+        rm -f "$lock"
+        rm -rf --one-file-system "/run/systemd/nspawn/propagate/$CT_NAME"
+        ct_wait_pidns_empty 2000
+        CT_NSPAWN_PID=
+        CT_PID1=
+        CT_PIDNS=
+}
+
 ct_umount() {
         for _ in $(seq 100); do
                 mountpoint -q "$1" 2>/dev/null || return 0
