@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "ini.h"
+#include "kernel-cmdline.h"
 #include "parse-util.h"
 
 static const char *const drive_mode_table[_DRIVE_MODE_MAX] = {
@@ -101,8 +102,28 @@ static void key_description(const Ctx *ctx, const IniEntry *e, void *field, cons
 }
 
 static void key_cmdline(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        KernelCmdlineSplit split;
+
         if (isempty(e->value)) {
                 BAD(ctx, e, "is empty (remove the key to use the default \"%s\")", DEFAULT_CMDLINE);
+                return;
+        }
+        /* The kernel quotes from an unpaired '"' to the end of the line:
+         * the parameters we and firecracker add after it would be part of
+         * that quoted value. */
+        if (!kernel_cmdline_quotes_balanced(e->value)) {
+                BAD(ctx, e, "has an unpaired '\"' (the parameters microvm and firecracker append would end up "
+                            "inside the quotes)");
+                return;
+        }
+        /* Firecracker appends root=/dev/vda (root=PARTUUID=<partuuid> with
+         * the root drive's partuuid) after these parameters, and the kernel
+         * takes the last root=: a root= here never takes effect. */
+        kernel_cmdline_split(e->value, &split);
+        if (kernel_cmdline_has_param(split.kernel, split.kernel_len, "root")) {
+                BAD(ctx, e, "sets root=, which firecracker always overrides with root=/dev/vda of the root drive "
+                            "(remove it; for a root filesystem on a partition of the image, set partuuid = in the "
+                            "root drive's section)");
                 return;
         }
         parse_string_field(ctx, e, field, CMDLINE_MAX);
@@ -875,21 +896,10 @@ uint64_t vm_config_memory_max(const VmConfig *c, const HostConfig *h) {
         return c->memory + h->memory_overhead;
 }
 
-static bool cmdline_has_param(const char *cmdline, const char *name) {
-        size_t n = strlen(name);
-
-        for (const char *p = cmdline; *p;) {
-                while (*p == ' ')
-                        p++;
-                if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == ' ' || p[n] == '\0'))
-                        return true;
-                p = strchrnul(p, ' ');
-        }
-        return false;
-}
-
 char *vm_config_boot_args(const VmConfig *c, const char *const *unused) {
         const char *base = c->cmdline ?: DEFAULT_CMDLINE;
+        KernelCmdlineSplit split;
+        const char *sep = "";
         char *r = NULL;
         size_t len = 0;
         FILE *f;
@@ -897,25 +907,45 @@ char *vm_config_boot_args(const VmConfig *c, const char *const *unused) {
         f = open_memstream(&r, &len);
         if (!f)
                 return NULL;
-        fputs(base, f);
+        /* Ours go at the end of the kernel's parameters, before the "--"
+         * that hands the rest to init; after it they would be init's
+         * arguments. */
+        kernel_cmdline_split(base, &split);
+        if (split.kernel_len > 0) {
+                fwrite(split.kernel, 1, split.kernel_len, f);
+                sep = " ";
+        }
         /* The serial console is the journal; without console=ttyS0 firecracker's
          * default command line turns it off. reboot=k makes a guest reboot end
          * firecracker (exit 0) instead of hanging in the BIOS reboot path. */
-        if (!cmdline_has_param(base, "console"))
-                fputs(" console=ttyS0", f);
-        if (!cmdline_has_param(base, "reboot"))
-                fputs(" reboot=k", f);
+        if (!kernel_cmdline_has_param(split.kernel, split.kernel_len, "console")) {
+                fprintf(f, "%sconsole=ttyS0", sep);
+                sep = " ";
+        }
+        if (!kernel_cmdline_has_param(split.kernel, split.kernel_len, "reboot")) {
+                fprintf(f, "%sreboot=k", sep);
+                sep = " ";
+        }
         for (size_t i = 0; i < c->n_nics; i++) {
                 const NicConfig *n = &c->nics[i];
                 uint32_t a = n->address, g = n->gateway, m;
-                if (!n->has_address || cmdline_has_param(base, "ip"))
+                if (!n->has_address || kernel_cmdline_has_param(split.kernel, split.kernel_len, "ip"))
                         continue;
                 m = n->prefixlen == 0 ? 0 : UINT32_MAX << (32 - n->prefixlen);
                 /* ip=<client>::<gw>:<netmask>::<device>:off (kernel nfsroot.rst) */
-                fprintf(f, " ip=%u.%u.%u.%u::", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+                fprintf(f, "%sip=%u.%u.%u.%u::", sep, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
                 if (n->has_gateway)
                         fprintf(f, "%u.%u.%u.%u", g >> 24, (g >> 16) & 255, (g >> 8) & 255, g & 255);
                 fprintf(f, ":%u.%u.%u.%u::eth%zu:off", m >> 24, (m >> 16) & 255, (m >> 8) & 255, m & 255, i);
+                sep = " ";
+        }
+        /* The separator exactly as linux-loader's Cmdline::try_from() looks
+         * for it (" -- "), so that firecracker inserts its parameters where
+         * the kernel still reads them. An empty init part needs none
+         * (firecracker drops it too). */
+        if (split.init && split.init_len > 0) {
+                fputs(" -- ", f);
+                fwrite(split.init, 1, split.init_len, f);
         }
         if (fclose(f) != 0) {
                 free(r);

@@ -188,7 +188,10 @@ static inline void vm_config_freep(VmConfig **c) {
 const DriveConfig *vm_config_root_drive(const VmConfig *c);
 /* The kernel command line we boot with: the configured one (or the
  * default), plus console=ttyS0 / reboot=k when absent, plus ip= for a NIC
- * with a static address. Newly allocated. */
+ * with a static address, inserted at the end of the kernel's parameters,
+ * before a "--" that hands the rest to init (written " -- ", the way
+ * firecracker's linux-loader finds it; see kernel-cmdline.h). Newly
+ * allocated. */
 char *vm_config_boot_args(const VmConfig *c, const char *const *guest_ifnames);
 /* Guest memory + host overhead, the unit's MemoryMax=. */
 uint64_t vm_config_memory_max(const VmConfig *c, const HostConfig *h);
