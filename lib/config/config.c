@@ -236,6 +236,40 @@ static void key_uid(const Ctx *ctx, const IniEntry *e, void *field, const KeyDes
         c->uid = (uid_t) v;
 }
 
+/* A partition UUID as the kernel's root=PARTUUID= takes it
+ * (Documentation/admin-guide/kernel-parameters.txt, init/do_mounts.c): a
+ * GPT partition's unique GUID (8-4-4-4-12 hex digits) or, for an MBR
+ * partition table, SSSSSSSS-PP (the disk signature and the 1-based
+ * partition number, both zero-filled hex). */
+static bool partuuid_valid(const char *s) {
+        static const unsigned gpt[] = { 8, 4, 4, 4, 12 }, mbr[] = { 8, 2 };
+        const unsigned *groups = strlen(s) == 36 ? gpt : mbr;
+        size_t n = groups == gpt ? ELEMENTSOF(gpt) : ELEMENTSOF(mbr);
+        const char *p = s;
+
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0 && *p++ != '-')
+                        return false;
+                for (unsigned j = 0; j < groups[i]; j++, p++)
+                        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+                                return false;
+        }
+        if (*p)
+                return false;
+        /* MBR partitions count from 1. */
+        return groups == gpt || !(s[9] == '0' && s[10] == '0');
+}
+
+static void key_partuuid(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        if (!partuuid_valid(e->value)) {
+                BAD(ctx, e, "is not a partition UUID (a GPT partition's unique GUID such as "
+                            "8c5b8f8a-3c8e-4b6d-9d0e-2f1a6b7c8d9e, or SSSSSSSS-PP for an MBR partition: disk "
+                            "signature and partition number in hex, such as 0eaa91a0-01)");
+                return;
+        }
+        parse_string_field(ctx, e, field, SIZE_MAX);
+}
+
 static void key_cpu_quota(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
         uint32_t v;
         int r = parse_percent(e->value, &v);
@@ -445,6 +479,7 @@ static const KeyDesc drive_keys[] = {
         K("persistent", key_bool, DriveConfig, persistent, 0, 0),
         K("cache", key_drive_cache, DriveConfig, cache, 0, 0),
         K("io_engine", key_drive_io_engine, DriveConfig, io_engine, 0, 0),
+        K("partuuid", key_partuuid, DriveConfig, partuuid, 0, 0),
 };
 
 static const KeyDesc nic_keys[] = {
@@ -671,8 +706,10 @@ VmConfig *vm_config_free(VmConfig *c) {
         free(c->initrd);
         free(c->cmdline);
         free(c->allowed_cpus);
-        for (size_t i = 0; i < c->n_drives; i++)
+        for (size_t i = 0; i < c->n_drives; i++) {
                 free(c->drives[i].path);
+                free(c->drives[i].partuuid);
+        }
         free(c->drives);
         for (size_t i = 0; i < c->n_nics; i++)
                 free(c->nics[i].bridge);
@@ -694,6 +731,12 @@ static void check_drive(const Ctx *ctx, const IniSection *s, const DriveConfig *
         if (!d->path && !ini_section_find(s, "path"))
                 problems_add(ctx->problems, ctx->file, s->line, s->name, "path", NULL,
                              "missing (every drive needs the path of its image or device)");
+
+        /* Firecracker reads a drive's partuuid only for the root device. */
+        e = ini_section_find(s, "partuuid");
+        if (e && d->partuuid && !d->root)
+                BAD(ctx, e, "only applies to the root drive (root = yes): firecracker boots with "
+                            "root=PARTUUID=<partuuid> of the root drive and ignores it elsewhere");
 
         /* The checks below depend on the mode; with a bad mode (already
          * reported) they would only add noise. */

@@ -66,6 +66,7 @@ typedef struct DriveConfig {
         uint64_t size;          /* 0: unset (use the base image's size) */
         DriveCache cache;
         DriveIoEngine io_engine;
+        char *partuuid;         /* root drive only: root=PARTUUID=<partuuid>; NULL: root=/dev/vda */
 } DriveConfig;
 
 typedef struct NicConfig {

@@ -544,6 +544,35 @@ Test(config, boot_args_before_init_separator) {
         }
 }
 
+Test(config, partuuid) {
+        VmConfig *c;
+
+        expect_ok(BASE "partuuid = 0eaa91a0-01\n", &c);
+        cr_assert_str_eq(vm_config_root_drive(c)->partuuid, "0eaa91a0-01");
+        vm_config_free(c);
+        expect_ok(BASE "partuuid = 6F1E2D3C-4b5a-4978-8a9b-0c1d2e3f4a5b\n", NULL);
+        expect_ok(BASE "partuuid = ffffffff-80\n", NULL);
+        expect_ok(BASE, &c);
+        cr_assert_null(vm_config_root_drive(c)->partuuid);
+        vm_config_free(c);
+
+        static const char *const bad[] = {
+                "0eaa91a0-1", "0eaa91a0-001", "0eaa91a-01", "0eaa91a0-00", "0eaa91g0-01", "0eaa91a0_01",
+                "6f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5", "6f1e2d3c-4b5a-4978-8a9b0-c1d2e3f4a5b",
+                "6f1e2d3c4b5a49788a9b0c1d2e3f4a5b", "PARTUUID=0eaa91a0-01", "0eaa91a0-01/PARTNROFF=1",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *text = NULL, *want = NULL;
+                cr_assert(asprintf(&text, BASE "partuuid = %s\n", bad[i]) > 0);
+                cr_assert(asprintf(&want, "[drive.root] partuuid: \"%s\" is not a partition UUID (a GPT partition's "
+                                          "unique GUID", bad[i]) > 0);
+                expect_problem(text, want);
+        }
+        expect_problem(BASE "[drive.data]\npath = /d\npartuuid = 0eaa91a0-02\n",
+                       "[drive.data] partuuid: \"0eaa91a0-02\" only applies to the root drive (root = yes): "
+                       "firecracker boots with root=PARTUUID=<partuuid> of the root drive and ignores it elsewhere");
+}
+
 Test(config, cmdline_root_and_quotes_refused) {
         expect_problem("[vm]\nkernel = /k\ncmdline = \"quiet root=/dev/vdb1\"\n[drive.root]\npath = /i\nroot = yes\n",
                        "[vm] cmdline: \"quiet root=/dev/vdb1\" sets root=, which firecracker always overrides with "
