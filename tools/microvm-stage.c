@@ -27,6 +27,7 @@
 #include "binary.h"
 #include "cgroup.h"
 #include "log.h"
+#include "names.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "stage.h"
@@ -103,6 +104,10 @@ static int check_binaries(Stage *s) {
         if (!filename_valid(s->exec_name))
                 return log_error_errno(EINVAL, "The firecracker binary's file name \"%s\" cannot name a jail "
                                        "directory.", s->exec_name);
+        if (!exec_name_ok_for_old_jailers(s->exec_name))
+                log_warning("The firecracker binary %s has the file name \"%s\", without \"firecracker\": "
+                            "jailers " JAILER_EXEC_NAME_RULE_VERSIONS " refuse it, v1.13.0 and later accept it.",
+                            s->exec_file, s->exec_name);
         return 0;
 }
 
