@@ -475,10 +475,11 @@ sc_jailer_ancestor_writes() {
         before_root=$(cat $E2E_CG/cgroup.subtree_control)
         before_slice=$(cat $E2E_SLICE_CG/cgroup.subtree_control)
         install -d -m 0711 /srv/e2e-ancestors
-        # exit status 0 of "firecracker --version" after the jailer's whole run
+        # Exit status 0 of "firecracker --version" after the jailer's whole
+        # run. "echo 0": the writer itself ($$ would be systemd's to expand).
         out=$(systemd-run --wait --pipe --collect --quiet --slice=microvm.slice -p Delegate=yes \
                 --unit=e2e-ancestors.service sh -c '
-                        mkdir "'"$cg"'/leaf" && echo $$ >"'"$cg"'/leaf/cgroup.procs" &&
+                        mkdir "'"$cg"'/leaf" && echo 0 >"'"$cg"'/leaf/cgroup.procs" &&
                         exec '"$E2E_LIBDIR"'/jailer --id e2e-ancestors --exec-file '"$E2E_LIBDIR"'/firecracker \
                                 --uid 4242 --gid 4242 --chroot-base-dir /srv/e2e-ancestors --cgroup-version 2 \
                                 --parent-cgroup microvm.slice/e2e-ancestors.service --cgroup '"$file"' -- --version' 2>&1)
