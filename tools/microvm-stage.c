@@ -25,7 +25,9 @@
 #include <sys/stat.h>
 
 #include "binary.h"
+#include "cgroup.h"
 #include "log.h"
+#include "names.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "stage.h"
@@ -102,6 +104,10 @@ static int check_binaries(Stage *s) {
         if (!filename_valid(s->exec_name))
                 return log_error_errno(EINVAL, "The firecracker binary's file name \"%s\" cannot name a jail "
                                        "directory.", s->exec_name);
+        if (!exec_name_ok_for_old_jailers(s->exec_name))
+                log_warning("The firecracker binary %s has the file name \"%s\", without \"firecracker\": "
+                            "jailers " JAILER_EXEC_NAME_RULE_VERSIONS " refuse it, v1.13.0 and later accept it.",
+                            s->exec_file, s->exec_name);
         return 0;
 }
 
@@ -237,6 +243,24 @@ static int step(int r, char **error) {
         return r;
 }
 
+/* Before anything is built: the jailer's cgroup controllers must already
+ * be enabled by systemd down to the unit (see stage.h). */
+static int check_cgroup_controllers(Stage *s) {
+        _cleanup_free_ char *mount = NULL, *cg = NULL, *error = NULL;
+        bool inside = false;
+        int r;
+
+        if (!s->plan->cgroup || !s->plan->cgroup[0])
+                return 0;
+        r = cgroup2_find_mount(&mount);
+        if (r < 0)
+                return log_error_errno(r, "No cgroup2 file system is mounted (the jailer needs cgroup v2): %m");
+        r = vm_unit_cgroup(s->id, &cg, &inside, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to find the cgroup of microvm@%s.service: %m", s->id);
+        return step(stage_check_cgroup_controllers(s->vm, s->plan, mount, inside ? cg : NULL, &error), &error);
+}
+
 static int stage_readonly(Stage *s, const char *path, const char *what, const char *name) {
         StageTarget t = stage_target(s);
         _cleanup_free_ char *error = NULL;
@@ -351,6 +375,9 @@ int main(int argc, char **argv) {
                 return tool_exit(log_error_errno(r, "Failed to open %s: %m", s.paths.state_dir));
 
         r = plan_start(&s);
+        if (r < 0)
+                return tool_exit(r);
+        r = check_cgroup_controllers(&s);
         if (r < 0)
                 return tool_exit(r);
 

@@ -6,6 +6,7 @@
 #include <getopt.h>
 
 #include "config-files.h"
+#include "names.h"
 #include "log.h"
 
 static const char *arg_host_config = NULL;
@@ -40,6 +41,26 @@ static int load_host(HostConfig **ret) {
         if (r < 0 && r != -EINVAL)
                 return log_error_errno(r, "Failed to load host config %s: %m", host_config_path());
         return r;
+}
+
+/* The jailer names the jail, the default parent cgroup and the pid file
+ * after the exec file's name, the basename of its canonical path; jailers
+ * up to v1.12 also refuse a name without "firecracker". A warning: newer
+ * jailers accept any name. */
+static void warn_exec_name(const HostConfig *host) {
+        _cleanup_free_ char *canonical = realpath(host->firecracker, NULL), *resolved = NULL;
+        const char *name = exec_name_from_path(canonical ?: host->firecracker);
+
+        if (exec_name_ok_for_old_jailers(name))
+                return;
+        if (canonical && !streq(canonical, host->firecracker) &&
+            asprintf(&resolved, " (resolved to \"%s\")", canonical) < 0)
+                resolved = NULL;
+        log_warning("%s: [host] firecracker: \"%s\"%s has the file name \"%s\", without \"firecracker\": "
+                    "jailers " JAILER_EXEC_NAME_RULE_VERSIONS " refuse it (\"Invalid filename. The filename of "
+                    "`--exec-file` option must contain \"firecracker\"\"); v1.13.0 and later accept it. Rename "
+                    "the binary (e.g. firecracker-v1.16.1) to run with an older jailer.",
+                    host->source_path ?: host_config_path(), host->firecracker, strempty(resolved), name);
 }
 
 /* "web1" → the config found for it; "path/web1.conf" → that file. */
@@ -82,6 +103,7 @@ static int verb_validate(int argc, char **argv) {
         r = load_host(&host);
         if (r < 0)
                 return r;
+        warn_exec_name(host);
 
         if (argc > 0) {
                 for (int i = 0; i < argc; i++) {

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "ini.h"
+#include "kernel-cmdline.h"
 #include "parse-util.h"
 
 static const char *const drive_mode_table[_DRIVE_MODE_MAX] = {
@@ -101,8 +102,28 @@ static void key_description(const Ctx *ctx, const IniEntry *e, void *field, cons
 }
 
 static void key_cmdline(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        KernelCmdlineSplit split;
+
         if (isempty(e->value)) {
                 BAD(ctx, e, "is empty (remove the key to use the default \"%s\")", DEFAULT_CMDLINE);
+                return;
+        }
+        /* The kernel quotes from an unpaired '"' to the end of the line:
+         * the parameters we and firecracker add after it would be part of
+         * that quoted value. */
+        if (!kernel_cmdline_quotes_balanced(e->value)) {
+                BAD(ctx, e, "has an unpaired '\"' (the parameters microvm and firecracker append would end up "
+                            "inside the quotes)");
+                return;
+        }
+        /* Firecracker appends root=/dev/vda (root=PARTUUID=<partuuid> with
+         * the root drive's partuuid) after these parameters, and the kernel
+         * takes the last root=: a root= here never takes effect. */
+        kernel_cmdline_split(e->value, &split);
+        if (kernel_cmdline_has_param(split.kernel, split.kernel_len, "root")) {
+                BAD(ctx, e, "sets root=, which firecracker always overrides with root=/dev/vda of the root drive "
+                            "(remove it; for a root filesystem on a partition of the image, set partuuid = in the "
+                            "root drive's section)");
                 return;
         }
         parse_string_field(ctx, e, field, CMDLINE_MAX);
@@ -213,6 +234,40 @@ static void key_uid(const Ctx *ctx, const IniEntry *e, void *field, const KeyDes
         }
         c->uid_auto = false;
         c->uid = (uid_t) v;
+}
+
+/* A partition UUID as the kernel's root=PARTUUID= takes it
+ * (Documentation/admin-guide/kernel-parameters.txt, init/do_mounts.c): a
+ * GPT partition's unique GUID (8-4-4-4-12 hex digits) or, for an MBR
+ * partition table, SSSSSSSS-PP (the disk signature and the 1-based
+ * partition number, both zero-filled hex). */
+static bool partuuid_valid(const char *s) {
+        static const unsigned gpt[] = { 8, 4, 4, 4, 12 }, mbr[] = { 8, 2 };
+        const unsigned *groups = strlen(s) == 36 ? gpt : mbr;
+        size_t n = groups == gpt ? ELEMENTSOF(gpt) : ELEMENTSOF(mbr);
+        const char *p = s;
+
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0 && *p++ != '-')
+                        return false;
+                for (unsigned j = 0; j < groups[i]; j++, p++)
+                        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+                                return false;
+        }
+        if (*p)
+                return false;
+        /* MBR partitions count from 1. */
+        return groups == gpt || !(s[9] == '0' && s[10] == '0');
+}
+
+static void key_partuuid(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        if (!partuuid_valid(e->value)) {
+                BAD(ctx, e, "is not a partition UUID (a GPT partition's unique GUID such as "
+                            "8c5b8f8a-3c8e-4b6d-9d0e-2f1a6b7c8d9e, or SSSSSSSS-PP for an MBR partition: disk "
+                            "signature and partition number in hex, such as 0eaa91a0-01)");
+                return;
+        }
+        parse_string_field(ctx, e, field, SIZE_MAX);
 }
 
 static void key_cpu_quota(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
@@ -424,6 +479,7 @@ static const KeyDesc drive_keys[] = {
         K("persistent", key_bool, DriveConfig, persistent, 0, 0),
         K("cache", key_drive_cache, DriveConfig, cache, 0, 0),
         K("io_engine", key_drive_io_engine, DriveConfig, io_engine, 0, 0),
+        K("partuuid", key_partuuid, DriveConfig, partuuid, 0, 0),
 };
 
 static const KeyDesc nic_keys[] = {
@@ -650,8 +706,10 @@ VmConfig *vm_config_free(VmConfig *c) {
         free(c->initrd);
         free(c->cmdline);
         free(c->allowed_cpus);
-        for (size_t i = 0; i < c->n_drives; i++)
+        for (size_t i = 0; i < c->n_drives; i++) {
                 free(c->drives[i].path);
+                free(c->drives[i].partuuid);
+        }
         free(c->drives);
         for (size_t i = 0; i < c->n_nics; i++)
                 free(c->nics[i].bridge);
@@ -673,6 +731,12 @@ static void check_drive(const Ctx *ctx, const IniSection *s, const DriveConfig *
         if (!d->path && !ini_section_find(s, "path"))
                 problems_add(ctx->problems, ctx->file, s->line, s->name, "path", NULL,
                              "missing (every drive needs the path of its image or device)");
+
+        /* Firecracker reads a drive's partuuid only for the root device. */
+        e = ini_section_find(s, "partuuid");
+        if (e && d->partuuid && !d->root)
+                BAD(ctx, e, "only applies to the root drive (root = yes): firecracker boots with "
+                            "root=PARTUUID=<partuuid> of the root drive and ignores it elsewhere");
 
         /* The checks below depend on the mode; with a bad mode (already
          * reported) they would only add noise. */
@@ -875,21 +939,10 @@ uint64_t vm_config_memory_max(const VmConfig *c, const HostConfig *h) {
         return c->memory + h->memory_overhead;
 }
 
-static bool cmdline_has_param(const char *cmdline, const char *name) {
-        size_t n = strlen(name);
-
-        for (const char *p = cmdline; *p;) {
-                while (*p == ' ')
-                        p++;
-                if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == ' ' || p[n] == '\0'))
-                        return true;
-                p = strchrnul(p, ' ');
-        }
-        return false;
-}
-
 char *vm_config_boot_args(const VmConfig *c, const char *const *unused) {
         const char *base = c->cmdline ?: DEFAULT_CMDLINE;
+        KernelCmdlineSplit split;
+        const char *sep = "";
         char *r = NULL;
         size_t len = 0;
         FILE *f;
@@ -897,25 +950,45 @@ char *vm_config_boot_args(const VmConfig *c, const char *const *unused) {
         f = open_memstream(&r, &len);
         if (!f)
                 return NULL;
-        fputs(base, f);
+        /* Ours go at the end of the kernel's parameters, before the "--"
+         * that hands the rest to init; after it they would be init's
+         * arguments. */
+        kernel_cmdline_split(base, &split);
+        if (split.kernel_len > 0) {
+                fwrite(split.kernel, 1, split.kernel_len, f);
+                sep = " ";
+        }
         /* The serial console is the journal; without console=ttyS0 firecracker's
          * default command line turns it off. reboot=k makes a guest reboot end
          * firecracker (exit 0) instead of hanging in the BIOS reboot path. */
-        if (!cmdline_has_param(base, "console"))
-                fputs(" console=ttyS0", f);
-        if (!cmdline_has_param(base, "reboot"))
-                fputs(" reboot=k", f);
+        if (!kernel_cmdline_has_param(split.kernel, split.kernel_len, "console")) {
+                fprintf(f, "%sconsole=ttyS0", sep);
+                sep = " ";
+        }
+        if (!kernel_cmdline_has_param(split.kernel, split.kernel_len, "reboot")) {
+                fprintf(f, "%sreboot=k", sep);
+                sep = " ";
+        }
         for (size_t i = 0; i < c->n_nics; i++) {
                 const NicConfig *n = &c->nics[i];
                 uint32_t a = n->address, g = n->gateway, m;
-                if (!n->has_address || cmdline_has_param(base, "ip"))
+                if (!n->has_address || kernel_cmdline_has_param(split.kernel, split.kernel_len, "ip"))
                         continue;
                 m = n->prefixlen == 0 ? 0 : UINT32_MAX << (32 - n->prefixlen);
                 /* ip=<client>::<gw>:<netmask>::<device>:off (kernel nfsroot.rst) */
-                fprintf(f, " ip=%u.%u.%u.%u::", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+                fprintf(f, "%sip=%u.%u.%u.%u::", sep, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
                 if (n->has_gateway)
                         fprintf(f, "%u.%u.%u.%u", g >> 24, (g >> 16) & 255, (g >> 8) & 255, g & 255);
                 fprintf(f, ":%u.%u.%u.%u::eth%zu:off", m >> 24, (m >> 16) & 255, (m >> 8) & 255, m & 255, i);
+                sep = " ";
+        }
+        /* The separator exactly as linux-loader's Cmdline::try_from() looks
+         * for it (" -- "), so that firecracker inserts its parameters where
+         * the kernel still reads them. An empty init part needs none
+         * (firecracker drops it too). */
+        if (split.init && split.init_len > 0) {
+                fputs(" -- ", f);
+                fwrite(split.init, 1, split.init_len, f);
         }
         if (fclose(f) != 0) {
                 free(r);

@@ -66,6 +66,7 @@ typedef struct DriveConfig {
         uint64_t size;          /* 0: unset (use the base image's size) */
         DriveCache cache;
         DriveIoEngine io_engine;
+        char *partuuid;         /* root drive only: root=PARTUUID=<partuuid>; NULL: root=/dev/vda */
 } DriveConfig;
 
 typedef struct NicConfig {
@@ -188,7 +189,10 @@ static inline void vm_config_freep(VmConfig **c) {
 const DriveConfig *vm_config_root_drive(const VmConfig *c);
 /* The kernel command line we boot with: the configured one (or the
  * default), plus console=ttyS0 / reboot=k when absent, plus ip= for a NIC
- * with a static address. Newly allocated. */
+ * with a static address, inserted at the end of the kernel's parameters,
+ * before a "--" that hands the rest to init (written " -- ", the way
+ * firecracker's linux-loader finds it; see kernel-cmdline.h). Newly
+ * allocated. */
 char *vm_config_boot_args(const VmConfig *c, const char *const *guest_ifnames);
 /* Guest memory + host overhead, the unit's MemoryMax=. */
 uint64_t vm_config_memory_max(const VmConfig *c, const HostConfig *h);

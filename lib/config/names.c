@@ -120,6 +120,10 @@ const char *exec_name_from_path(const char *canonical_path) {
         return slash ? slash + 1 : canonical_path;
 }
 
+bool exec_name_ok_for_old_jailers(const char *exec_name) {
+        return strstr(exec_name, "firecracker");
+}
+
 char *unit_name_for(const char *id) {
         char *r;
         if (asprintf(&r, UNIT_PREFIX "%s.service", id) < 0)

@@ -65,6 +65,13 @@ void mac_auto(const uint8_t machine_id[16], const char *id, const char *nic, uin
 /* Basename of a canonical path ("exec name" as the jailer computes it). */
 const char *exec_name_from_path(const char *canonical_path);
 
+/* Jailers v1.2.0 to v1.12.x refuse an --exec-file whose exec name does not
+ * contain "firecracker" (src/jailer/src/env.rs validate_exec_file(),
+ * JailerError::ExecFileName); v1.13.0 dropped the rule (CHANGELOG #5282).
+ * False when an old jailer would refuse the name. */
+#define JAILER_EXEC_NAME_RULE_VERSIONS "v1.2.0 to v1.12.x"
+bool exec_name_ok_for_old_jailers(const char *exec_name);
+
 /* "microvm@<id>.service"; ids need no escaping (ids are valid unit instance
  * names by construction), arbitrary strings go through unit_name_escape(). */
 char *unit_name_for(const char *id);

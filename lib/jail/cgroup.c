@@ -137,6 +137,38 @@ int cgroup_open(const char *mount, const char *path, int *ret_fd) {
         return 0;
 }
 
+bool cgroup_controller_listed(const char *list, const char *controller) {
+        size_t n = strlen(controller);
+
+        for (const char *p = list; *p;) {
+                size_t w;
+                p += strspn(p, " \n");
+                w = strcspn(p, " \n");
+                if (w == n && n > 0 && strncmp(p, controller, n) == 0)
+                        return true;
+                p += w;
+        }
+        return false;
+}
+
+int cgroup_has_controller(const char *mount, const char *path, const char *controller, char **ret_list) {
+        _cleanup_free_ char *file = NULL, *text = NULL;
+        bool found;
+        int r;
+
+        if (asprintf(&file, "%s%s/cgroup.controllers", mount, streq(path, "/") ? "" : path) < 0)
+                return -ENOMEM;
+        r = read_whole_file(file, &text);
+        if (r < 0)
+                return r;
+        found = cgroup_controller_listed(text, controller);
+        if (ret_list) {
+                text[strcspn(text, "\n")] = '\0';
+                *ret_list = TAKE_PTR(text);
+        }
+        return found;
+}
+
 int cgroup_open_child(int dir_fd, const char *name, bool create, int *ret_fd) {
         int fd;
 

@@ -28,6 +28,14 @@ int cgroup_path_from_proc(const char *text, char **ret);
 
 /* Opens <mount><path> as an O_DIRECTORY fd. */
 int cgroup_open(const char *mount, const char *path, int *ret_fd);
+
+/* Whether the controller is in <mount><path>/cgroup.controllers, the
+ * controllers the parent enabled for this cgroup (which it can only do
+ * when its own parent did, up to the root). 1 yes, 0 no, -errno; *ret_list
+ * (optional) gets the file's text, without the newline. */
+int cgroup_has_controller(const char *mount, const char *path, const char *controller, char **ret_list);
+/* Pure part of the above: is the word in a space-separated list? */
+bool cgroup_controller_listed(const char *list, const char *controller);
 /* Creates (or opens an existing) child cgroup of dir_fd. */
 int cgroup_open_child(int dir_fd, const char *name, bool create, int *ret_fd);
 /* Moves the calling process into the cgroup. */

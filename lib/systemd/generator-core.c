@@ -177,6 +177,14 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
                 fprintf(o.f, "CPUQuota=%" PRIu32 "%%\n", c->cpu_quota);
         if (c->allowed_cpus)
                 put(&o, "AllowedCPUs", c->allowed_cpus, unit_escape_verbatim, "allowed_cpus");
+        /* numa_node is the jailer's cpuset.mems in the VM's leaf; the jailer
+         * also writes "+cpuset" into cgroup.subtree_control of every
+         * ancestor from the cgroup root down. With the unit's own cpuset
+         * setting, systemd enables cpuset down to the unit first, so those
+         * writes above the delegated subtree change nothing (microvm-stage
+         * checks that it did). */
+        if (c->numa_node >= 0)
+                fprintf(o.f, "AllowedMemoryNodes=%d\n", c->numa_node);
 
         if (fclose(o.f) != 0 && o.error >= 0)
                 o.error = -ENOMEM;

@@ -74,6 +74,12 @@ char *fc_config_render(const VmConfig *vm, const FcRuntime *rt) {
                 json_write_string(f, path);
                 fprintf(f, ",\n      \"is_root_device\": %s,\n      \"is_read_only\": %s",
                         d->root ? "true" : "false", d->read_only ? "true" : "false");
+                /* Firecracker then appends root=PARTUUID=<partuuid> instead of
+                 * root=/dev/vda to the kernel command line. */
+                if (d->partuuid) {
+                        fputs(",\n      \"partuuid\": ", f);
+                        json_write_string(f, d->partuuid);
+                }
                 fprintf(f, ",\n      \"cache_type\": \"%s\",\n      \"io_engine\": \"%s\"\n    }",
                         cache_type(d->cache), io_engine(d->io_engine));
         }

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "cgroup.h"
 #include "fc-config.h"
 #include "names.h"
 #include "parse-util.h"
@@ -241,5 +242,49 @@ int stage_jail_run_dir_and_config(const StageTarget *t, const StageNetwork *net,
         r = safe_write_file_at(t->jail_fd, JAIL_CONFIG_FILE, json, strlen(json), 0444, 0, 0, 0);
         if (r < 0)
                 return error_setf(ret_error, r, "Failed to write %s/" JAIL_CONFIG_FILE ": %m", t->jail_root);
+        return 0;
+}
+
+int stage_check_cgroup_controllers(const VmConfig *vm, const Plan *plan, const char *mount, const char *unit_cgroup,
+                                   char **ret_error) {
+        for (char **v = plan->cgroup; v && *v; v++) {
+                _cleanup_free_ char *controller = strndup(*v, strcspn(*v, ".")), *list = NULL, *why = NULL;
+                int r;
+
+                if (!controller)
+                        return -ENOMEM;
+                if (vm->numa_node >= 0 && asprintf(&why, "numa_node = %d", vm->numa_node) < 0)
+                        return -ENOMEM;
+                r = cgroup_has_controller(mount, "/", controller, &list);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Failed to read %s/cgroup.controllers: %m", mount);
+                if (r == 0)
+                        return error_setf(ret_error, -EOPNOTSUPP,
+                                          "%s of %s needs the %s controller of cgroup v2 (jailer --cgroup %s), "
+                                          "which this host does not offer: %s/cgroup.controllers lists \"%s\" "
+                                          "(a hybrid-cgroup host binds it to cgroup v1). Remove %s or boot the "
+                                          "host with the unified cgroup hierarchy.",
+                                          why ?: "A jailer cgroup value", vm->id, controller, *v, mount, list,
+                                          why ? "numa_node" : "the value");
+                if (!unit_cgroup)
+                        continue;
+                free(list);
+                list = NULL;
+                r = cgroup_has_controller(mount, unit_cgroup, controller, &list);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Failed to read %s%s/cgroup.controllers: %m", mount,
+                                          unit_cgroup);
+                if (r == 0)
+                        return error_setf(ret_error, -EPERM,
+                                          "%s of %s needs the %s controller, which systemd has not enabled for "
+                                          "the unit: %s%s/cgroup.controllers lists \"%s\". The jailer would "
+                                          "enable it itself in cgroup.subtree_control of every ancestor from "
+                                          "the cgroup root down, outside the unit's delegated subtree. The "
+                                          "generated drop-in sets AllowedMemoryNodes= for numa_node: run "
+                                          "\"systemctl daemon-reload\" (and check drop-ins for "
+                                          "DisableControllers= or Delegate=) before starting again.",
+                                          why ?: "A jailer cgroup value", vm->id, controller, mount, unit_cgroup,
+                                          list);
+        }
         return 0;
 }

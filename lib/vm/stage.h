@@ -71,6 +71,19 @@ int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error);
  * friends: -EROFS, naming the directory, when chroot_base lies below one. */
 int stage_check_chroot_base(const HostConfig *host, char **ret_error);
 
+/* The controllers the plan's jailer --cgroup values need (numa_node:
+ * cpuset) must already be enabled for the unit's cgroup by systemd (the
+ * generator renders AllowedMemoryNodes= for that): the jailer writes
+ * "+<controller>" into cgroup.subtree_control of every ancestor from the
+ * cgroup root down to its parent, and only then are the writes above the
+ * unit's delegated subtree no-ops. unit_cgroup: the unit's cgroup path
+ * (below mount), or NULL when not running in it (then only the host is
+ * checked). -EOPNOTSUPP when the host's cgroup v2 lacks the controller,
+ * -EPERM when systemd has not enabled it for the unit; the message names
+ * the controller, the file, the config key and what to do. */
+int stage_check_cgroup_controllers(const VmConfig *vm, const Plan *plan, const char *mount, const char *unit_cgroup,
+                                   char **ret_error);
+
 /* In the jail: run/ (where firecracker binds its sockets, owned by the
  * VM's uid) and firecracker's --config-file (root-owned, read-only for the
  * VM, which only reads it). */

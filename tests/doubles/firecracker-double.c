@@ -25,13 +25,22 @@
  *     (O_RDONLY or O_RDWR per is_read_only), every tap (/dev/net/tun +
  *     TUNSETIFF IFF_TAP|IFF_NO_PI|IFF_VNET_HDR), binds the vsock uds_path,
  *     and checks it may use /dev/kvm; any failure: exit 1, naming the file;
+ *   - builds the kernel command line as firecracker does: linux-loader's
+ *     Cmdline::try_from() of boot_args (split at the first " -- " outside
+ *     quotes, size checked, no character checks), then pci=off, the root
+ *     drive's root=/dev/vda or root=PARTUUID=<partuuid> and rw/ro, one
+ *     virtio_mmio.device= per device, all before the " -- ";
  *   - "boots": stdout goes O_NONBLOCK (output is dropped when the reader
- *     stalls) and, if boot_args has console=ttyS0, the guest's serial
- *     console prints kernel-like lines: the version, "Command line: ...",
- *     one line per drive ("virtio_blk virtio0: [vda] N 512-byte logical
- *     blocks") and per NIC, then a login prompt. Without console=ttyS0
- *     (e.g. no boot_args: the default disables the UART) the guest prints
- *     nothing;
+ *     stalls) and, if the kernel's parameters (before the kernel's own
+ *     "--", which may differ from linux-loader's) have console=ttyS0, the
+ *     guest's serial console prints kernel-like lines: the version,
+ *     "Command line: ...", one line per drive ("virtio_blk virtio0: [vda]
+ *     N 512-byte logical blocks") and per NIC, then a login prompt.
+ *     Without console=ttyS0 (e.g. no boot_args: the default disables the
+ *     UART) the guest prints nothing. The guest kernel mounts the last
+ *     root= of its parameters: none, /dev/vda holding a partition table
+ *     (MBR or GPT), or a PARTUUID no drive has is a kernel panic (panic=N:
+ *     reboot after N s, firecracker exits 0; else the guest hangs);
  *   - reads stdin as serial input only if it is a tty or a FIFO; the guest
  *     echoes each line; a line "reboot" or "poweroff" is obeyed;
  *   - serves the API over HTTP/1.1 (keep-alive, like micro_http: it never
@@ -890,6 +899,7 @@ typedef enum GuestState {
         GUEST_SHUTTING_DOWN,
         GUEST_HALTED,
         GUEST_HUNG,
+        GUEST_PANICKED,         /* kernel panic: only panic=N's reboot ends it */
 } GuestState;
 
 typedef struct Drive {
@@ -926,6 +936,9 @@ typedef struct Knobs {
 static struct Vm {
         const char *id;
         char *boot_args;        /* NULL: the default command line */
+        char *ll_boot;          /* linux-loader Cmdline: boot args (before " -- ") */
+        char *ll_init;          /* ... and init args, both trimmed */
+        char *cmdline;          /* what the guest kernel gets, firecracker's parameters included */
         bool console;
         unsigned vcpus;
         uint64_t mem_mib;
@@ -1060,37 +1073,350 @@ static void guest_login_prompt(void) {
                 vm.long_line_left = vm.knobs.long_line;
 }
 
-/* Appends the virtio-mmio device parameter the real builder adds per device. */
-static void cmdline_add_mmio(StrBuf *c, unsigned index) {
-        sb_appendf(c, " virtio_mmio.device=4K@0x%x:%u", 0xd0000000u + index * 0x1000u, 5 + index);
+/* ---------------------------------------------------------------------------
+ * The kernel command line: linux-loader's Cmdline (v0.13.2, which
+ * firecracker v1.16.1 links: src/cmdline/mod.rs) as firecracker builds it,
+ * and the guest kernel's view of the result (lib/cmdline.c next_arg(),
+ * kernel/params.c parse_args(), init/do_mounts.c).
+ * ------------------------------------------------------------------------- */
+
+#define LL_INIT_ARGS_SEPARATOR " -- "
+
+/* Rust's str::trim() (Unicode White_Space). Simplification: ASCII only. */
+static bool rust_whitespace(char c) {
+        return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static char *rust_trim(const char *s, size_t n) {
+        while (n > 0 && rust_whitespace(*s))
+                s++, n--;
+        while (n > 0 && rust_whitespace(s[n - 1]))
+                n--;
+        char *r = strndup(s, n);
+        if (!r)
+                abort();
+        return r;
+}
+
+static size_t ll_size(void) {
+        /* get_null_terminated_representation_size() */
+        size_t n = strlen(vm.ll_boot) + 1;
+        if (*vm.ll_init)
+                n += strlen(LL_INIT_ARGS_SEPARATOR) + strlen(vm.ll_init);
+        return n;
+}
+
+/* Cmdline::try_from(): split at the first " -- " preceded by an even number
+ * of '"', trim both halves, check the capacity. No character is checked
+ * here (only insert_str() checks its own argument). */
+static const char *ll_try_from(const char *raw) {
+        const char *sep = NULL;
+
+        for (const char *p = strstr(raw, LL_INIT_ARGS_SEPARATOR); p && !sep;
+             p = strstr(p + 1, LL_INIT_ARGS_SEPARATOR)) {
+                size_t quotes = 0;
+                for (const char *q = raw; q < p; q++)
+                        quotes += *q == '"';
+                if (quotes % 2 == 0)
+                        sep = p;
+        }
+        free(vm.ll_boot);
+        free(vm.ll_init);
+        if (sep) {
+                vm.ll_boot = rust_trim(raw, (size_t) (sep - raw));
+                const char *init = sep + strlen(LL_INIT_ARGS_SEPARATOR);
+                vm.ll_init = rust_trim(init, strlen(init));
+        } else {
+                vm.ll_boot = rust_trim(raw, strlen(raw));
+                vm.ll_init = rust_trim("", 0);
+        }
+        if (ll_size() > CMDLINE_MAX_SIZE)
+                return "Invalid cmdline capacity provided.";
+        return NULL;
+}
+
+/* Cmdline::insert_str(): the argument trimmed, printable ASCII, appended to
+ * the boot args (the part before " -- ") with one space. */
+static const char *ll_insert_str(const char *slug) {
+        _cleanup_free_ char *s = rust_trim(slug, strlen(slug));
+        size_t n = ll_size();
+
+        for (const char *p = s; *p; p++)
+                if (*p < ' ' || *p > '~')
+                        return "String contains a non-printable ASCII character.";
+        if (*vm.ll_boot)
+                n++;
+        if (n + strlen(s) > CMDLINE_MAX_SIZE)
+                return "Inserting string would make command line too long.";
+        char *b = NULL;
+        if (asprintf(&b, "%s%s%s", vm.ll_boot, *vm.ll_boot ? " " : "", s) < 0)
+                abort();
+        free(vm.ll_boot);
+        vm.ll_boot = b;
+        return NULL;
+}
+
+_noreturn_ static void fail_cmdline(const char *why) {
+        Err e = {};
+        err_build_from_json(&e, false);
+        err_string(&e, "KernelCmdline", "Invalid kernel command line: ", why);
+        fail_main(&e, FC_EXIT_GENERIC);
+}
+
+static void ll_insert_or_fail(const char *slug) {
+        const char *why = ll_insert_str(slug);
+        if (why)
+                fail_cmdline(why);
+}
+
+/* builder.rs: pci=off (PCI is off by default), then per block device
+ * root=... and ro/rw for the root device (attach_block_devices(); the root
+ * device is first, /dev/vda) and its virtio-mmio device, then the NICs'
+ * and the vsock's devices (x86: add_virtio_mmio_device()); as_cstring()
+ * joins boot and init args with " -- ". */
+static void build_kernel_cmdline(void) {
+        unsigned dev = 0;
+
+        ll_insert_or_fail("pci=off");
+        for (size_t i = 0; i < vm.n_drives; i++) {
+                _cleanup_free_ char *s = NULL;
+                if (vm.drives[i].root) {
+                        if (vm.drives[i].partuuid) {
+                                if (asprintf(&s, "root=PARTUUID=%s", vm.drives[i].partuuid) < 0)
+                                        abort();
+                                ll_insert_or_fail(s);
+                        } else
+                                ll_insert_or_fail("root=/dev/vda");
+                        ll_insert_or_fail(vm.drives[i].read_only ? "ro" : "rw");
+                }
+                free(s);
+                if (asprintf(&s, "virtio_mmio.device=4K@0x%x:%u", 0xd0000000u + dev * 0x1000u, 5 + dev) < 0)
+                        abort();
+                dev++;
+                ll_insert_or_fail(s);
+        }
+        for (size_t i = 0; i < vm.n_nics + (vm.has_vsock ? 1 : 0); i++, dev++) {
+                _cleanup_free_ char *s = NULL;
+                if (asprintf(&s, "virtio_mmio.device=4K@0x%x:%u", 0xd0000000u + dev * 0x1000u, 5 + dev) < 0)
+                        abort();
+                ll_insert_or_fail(s);
+        }
+        free(vm.cmdline);
+        if (*vm.ll_init) {
+                if (asprintf(&vm.cmdline, "%s" LL_INIT_ARGS_SEPARATOR "%s", vm.ll_boot, vm.ll_init) < 0)
+                        abort();
+        } else if (!(vm.cmdline = strdup(vm.ll_boot)))
+                abort();
+}
+
+/* The kernel's parameters (before its "--"), as parse_args() sees them:
+ * name and value, quotes stripped as next_arg() strips them. */
+typedef struct KParam {
+        char *name;
+        char *value;            /* NULL: no '=' */
+} KParam;
+
+static bool kernel_isspace(char c) {
+        /* lib/ctype.c: \t \n \v \f \r, ' ' and 0xa0 */
+        return c == ' ' || (c >= '\t' && c <= '\r') || (unsigned char) c == 0xa0;
+}
+
+static size_t kernel_params(const char *cmdline, KParam **ret) {
+        _cleanup_free_ char *copy = strdup(cmdline);
+        KParam *params = NULL;
+        size_t n = 0;
+        char *args;
+
+        if (!copy)
+                abort();
+        args = copy;
+        while (kernel_isspace(*args))
+                args++;
+        while (*args) {
+                /* next_arg() */
+                size_t i, equals = 0;
+                bool in_quote = false, quoted = false;
+                char *param, *val = NULL;
+
+                if (*args == '"') {
+                        args++;
+                        in_quote = quoted = true;
+                }
+                for (i = 0; args[i]; i++) {
+                        if (kernel_isspace(args[i]) && !in_quote)
+                                break;
+                        if (equals == 0 && args[i] == '=')
+                                equals = i;
+                        if (args[i] == '"')
+                                in_quote = !in_quote;
+                }
+                param = args;
+                if (equals) {
+                        args[equals] = 0;
+                        val = args + equals + 1;
+                        if (*val == '"') {
+                                val++;
+                                if (args[i - 1] == '"')
+                                        args[i - 1] = 0;
+                        }
+                }
+                if (quoted && i > 0 && args[i - 1] == '"')
+                        args[i - 1] = 0;
+                bool more = args[i] != 0;
+                args[i] = 0;
+                args += i + (more ? 1 : 0);
+                while (kernel_isspace(*args))
+                        args++;
+
+                /* parse_args(): "Stop at --" */
+                if (!val && streq(param, "--"))
+                        break;
+                KParam *a = realloc(params, (n + 1) * sizeof(KParam));
+                if (!a)
+                        abort();
+                params = a;
+                params[n].name = strdup(param);
+                params[n].value = val ? strdup(val) : NULL;
+                n++;
+        }
+        *ret = params;
+        return n;
+}
+
+static void kernel_params_free(KParam *p, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(p[i].name);
+                free(p[i].value);
+        }
+        free(p);
+}
+
+/* The last value of a kernel parameter (as the kernel's __setup handlers
+ * for root= and panic= keep the last one), or NULL. */
+static const char *kernel_param_last(const KParam *p, size_t n, const char *name) {
+        const char *v = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (streq(p[i].name, name) && p[i].value)
+                        v = p[i].value;
+        return v;
+}
+
+/* ---- the root device: init/do_mounts.c, block/partitions/{msdos,efi}.c ---- */
+
+static uint32_t le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p) {
+        return le32(p) | (uint64_t) le32(p + 4) << 32;
+}
+
+typedef struct Partitions {
+        size_t n;
+        char uuid[128][37];     /* PARTUUID per partition, partition number i + 1 */
+} Partitions;
+
+/* The partitions the guest kernel would find on a drive: an MBR's primary
+ * partitions (PARTUUID SSSSSSSS-PP) or a GPT's entries (the unique
+ * partition GUID). Simplification: no logical partitions. Returns false
+ * when the drive has no partition table (the double then takes the whole
+ * drive for a filesystem). */
+static bool drive_partitions(const Drive *d, Partitions *ret) {
+        uint8_t sector[1024];
+        bool mbr = false;
+
+        *ret = (Partitions) {};
+        if (pread(d->fd, sector, sizeof sector, 0) != (ssize_t) sizeof sector)
+                return false;
+        if (memcmp(sector + 512, "EFI PART", 8) == 0) {
+                uint64_t lba = le64(sector + 512 + 72);
+                uint32_t count = le32(sector + 512 + 80), size = le32(sector + 512 + 84);
+                uint8_t e[128];
+                if (size < 128 || count > ELEMENTSOF(ret->uuid))
+                        return false;
+                for (uint32_t i = 0; i < count; i++) {
+                        static const uint8_t zero[16];
+                        if (pread(d->fd, e, sizeof e, (off_t) (lba * 512 + (uint64_t) i * size)) != (ssize_t) sizeof e)
+                                return false;
+                        if (memcmp(e, zero, 16) == 0) /* unused entry: no partition i + 1 */
+                                continue;
+                        const uint8_t *g = e + 16;
+                        snprintf(ret->uuid[i], sizeof ret->uuid[i],
+                                 "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", le32(g),
+                                 (unsigned) (g[4] | g[5] << 8), (unsigned) (g[6] | g[7] << 8), g[8], g[9], g[10],
+                                 g[11], g[12], g[13], g[14], g[15]);
+                        ret->n = i + 1;
+                }
+                return true;
+        }
+        if (sector[510] != 0x55 || sector[511] != 0xaa)
+                return false;
+        for (unsigned i = 0; i < 4; i++) {
+                const uint8_t *e = sector + 446 + 16 * i;
+                if ((e[0] != 0 && e[0] != 0x80) || e[4] == 0)
+                        continue;
+                snprintf(ret->uuid[i], sizeof ret->uuid[i], "%08x-%02x", le32(sector + 440), i + 1);
+                ret->n = i + 1;
+                mbr = true;
+        }
+        return mbr;
+}
+
+/* prepare_namespace() → mount_root(): whether root= names something the
+ * guest kernel can mount, and if not, what it prints before its panic.
+ * Simplification: also with an initrd (whose init would fail on the same
+ * root= in its own way). */
+static bool guest_mount_root(const char *root, StrBuf *why) {
+        Partitions parts;
+
+        if (!root) {
+                sb_append(why, "VFS: Cannot open root device \"\" or unknown-block(0,0): error -6");
+                return false;
+        }
+        const char *uuid = startswith(root, "PARTUUID=");
+        if (uuid) {
+                for (size_t i = 0; i < vm.n_drives; i++) {
+                        if (!drive_partitions(&vm.drives[i], &parts))
+                                continue;
+                        for (size_t j = 0; j < parts.n; j++)
+                                if (*parts.uuid[j] && strcasecmp(parts.uuid[j], uuid) == 0)
+                                        return true;
+                }
+                sb_appendf(why, "VFS: Cannot open root device \"%s\" or unknown-block(0,0): error -6", root);
+                return false;
+        }
+        const char *dev = startswith(root, "/dev/vd");
+        if (dev && *dev >= 'a' && (size_t) (*dev - 'a') < vm.n_drives) {
+                const Drive *d = &vm.drives[*dev - 'a'];
+                bool partitioned = drive_partitions(d, &parts);
+                unsigned long nr = 0;
+                if (dev[1] == 0) {
+                        if (!partitioned)
+                                return true;
+                        /* A partition table where a filesystem should be. */
+                        sb_appendf(why, "No filesystem could mount root, tried:  ext4\n"
+                                        "Kernel panic - not syncing: VFS: Unable to mount root fs on \"%s\" or "
+                                        "unknown-block(254,%d)", root, 16 * (*dev - 'a'));
+                        return false;
+                }
+                char *end;
+                nr = strtoul(dev + 1, &end, 10);
+                if (*end == 0 && partitioned && nr >= 1 && nr <= parts.n && *parts.uuid[nr - 1])
+                        return true;
+        }
+        sb_appendf(why, "VFS: Cannot open root device \"%s\" or unknown-block(0,0): error -6", root);
+        return false;
 }
 
 static void guest_boot(void) {
-        _cleanup_sb_ StrBuf cmdline = {};
         unsigned dev = 0;
 
         vm.state = GUEST_BOOTING;
         vm.boot_us = now_us();
 
-        sb_append(&cmdline, vm.boot_args ?: DEFAULT_KERNEL_CMDLINE);
-        for (size_t i = 0; i < vm.n_drives; i++) {
-                if (vm.drives[i].root) {
-                        if (vm.drives[i].partuuid)
-                                sb_appendf(&cmdline, " root=PARTUUID=%s", vm.drives[i].partuuid);
-                        else
-                                sb_append(&cmdline, " root=/dev/vda");
-                        sb_append(&cmdline, vm.drives[i].read_only ? " ro" : " rw");
-                }
-                cmdline_add_mmio(&cmdline, dev++);
-        }
-        for (size_t i = 0; i < vm.n_nics; i++)
-                cmdline_add_mmio(&cmdline, dev++);
-        if (vm.has_vsock)
-                cmdline_add_mmio(&cmdline, dev++);
-
         console(true, "Linux version 6.1.102 (fcdouble@microvm) (gcc (Debian 12.2.0-14) 12.2.0) "
                       "#1 SMP PREEMPT_DYNAMIC firecracker test double");
-        console(true, "Command line: %s", sb_str(&cmdline));
+        console(true, "Command line: %s", vm.cmdline);
         if (vm.knobs.hang_guest) {
                 /* The guest stalls here: nothing more, ever. */
                 vm.state = GUEST_HUNG;
@@ -1111,6 +1437,34 @@ static void guest_boot(void) {
                         vm.nics[i].tap, vm.nics[i].mac ?: "06:00:00:00:00:00");
         if (vm.has_vsock)
                 console(true, "NET: Registered PF_VSOCK protocol family (guest cid %" PRIu32 ")", vm.vsock_cid);
+
+        /* The root filesystem, from the kernel's own parameters: the last
+         * root= before the kernel's "--" (a root= the user wrote is
+         * overridden by firecracker's, which comes later; a root= after
+         * "--" is init's). Failing that, the kernel panics; panic=N > 0
+         * reboots after N seconds (firecracker exits 0), else it hangs. */
+        {
+                KParam *params;
+                size_t n = kernel_params(vm.cmdline, &params);
+                _cleanup_sb_ StrBuf why = {};
+                const char *panic = kernel_param_last(params, n, "panic");
+                long panic_s = panic ? strtol(panic, NULL, 10) : 0;
+
+                if (!guest_mount_root(kernel_param_last(params, n, "root"), &why)) {
+                        console(true, "%s", sb_str(&why));
+                        if (!strstr(sb_str(&why), "Kernel panic"))
+                                console(true, "Kernel panic - not syncing: VFS: Unable to mount root fs on "
+                                              "unknown-block(0,0)");
+                        kernel_params_free(params, n);
+                        vm.state = GUEST_PANICKED;
+                        if (panic_s > 0) {
+                                console(true, "Rebooting in %ld seconds..", panic_s);
+                                vm.reboot_at = vm.boot_us + (uint64_t) panic_s * 1000000;
+                        }
+                        return;
+                }
+                kernel_params_free(params, n);
+        }
         console(true, "Run /sbin/init as init process");
         console(true, "systemd[1]: Hostname set to <%s>.", vm.id);
 
@@ -1144,8 +1498,7 @@ static int64_t knob_ms(const char *key, const char *value, Err *e) {
 }
 
 /* Knobs ride on the kernel command line, see the top of this file. */
-static void parse_knobs(const char *cmdline) {
-        _cleanup_free_ char *copy = strdup(cmdline);
+static void parse_knobs(const KParam *params, size_t n_params) {
         Knobs *k = &vm.knobs;
         Err e = {};
 
@@ -1156,14 +1509,15 @@ static void parse_knobs(const char *cmdline) {
                 .poweroff_after_ms = -1,
                 .cad_delay_ms = 200,
         };
-        if (!copy)
-                abort();
-        for (char *s = copy, *tok; (tok = strsep(&s, " "));) {
-                const char *name = startswith(tok, "fcdouble.");
+        for (size_t i = 0; i < n_params; i++) {
+                const char *name = startswith(params[i].name, "fcdouble.");
                 if (!name)
                         continue;
-                _cleanup_free_ char *key = strndup(name, strcspn(name, "="));
-                const char *value = name[strlen(key)] == '=' ? name + strlen(key) + 1 : "";
+                _cleanup_free_ char *key = strdup(name);
+                const char *value = params[i].value ?: "";
+                _cleanup_free_ char *tok = NULL;
+                if (asprintf(&tok, "%s%s%s", params[i].name, params[i].value ? "=" : "", value) < 0)
+                        abort();
 
                 if (streq(key, "crash_after_ms"))
                         k->crash_after_ms = knob_ms(key, value, &e);
@@ -1203,16 +1557,13 @@ static void parse_knobs(const char *cmdline) {
         }
 }
 
-static bool console_enabled(const char *cmdline) {
+static bool console_enabled(const KParam *params, size_t n) {
         bool ttys0 = false, no_uarts = false;
-        _cleanup_free_ char *copy = strdup(cmdline);
 
-        if (!copy)
-                abort();
-        for (char *s = copy, *tok; (tok = strsep(&s, " "));) {
-                if (startswith(tok, "console=ttyS0"))
+        for (size_t i = 0; i < n; i++) {
+                if (streq(params[i].name, "console") && params[i].value && startswith(params[i].value, "ttyS0"))
                         ttys0 = true;
-                if (streq(tok, "8250.nr_uarts=0"))
+                if (streq(params[i].name, "8250.nr_uarts") && params[i].value && streq(params[i].value, "0"))
                         no_uarts = true;
         }
         return ttys0 && !no_uarts;
@@ -1338,24 +1689,24 @@ static void config_boot_source(const JsonValue *bs) {
                         fail_main(&e, FC_EXIT_GENERIC);
                 }
         }
-        if (args) {
-                /* linux_loader Cmdline: printable ASCII, at most capacity - 1 bytes. */
-                const char *problem = NULL;
-                for (const char *p = args; *p; p++)
-                        if (*p < ' ' || *p > '~')
-                                problem = "String contains a non-printable ASCII character.";
-                if (!problem && strlen(args) >= CMDLINE_MAX_SIZE)
-                        problem = "Inserting string would make command line too long.";
-                if (problem) {
-                        err_build_from_json(&e, true);
-                        err_wrap(&e, "BootSource", "Boot source error: ");
-                        err_string(&e, "InvalidKernelCommandLine", "The kernel command line is invalid: ", problem);
-                        fail_main(&e, FC_EXIT_GENERIC);
-                }
-                vm.boot_args = strdup(args);
+        /* BootConfig::new() (vmm_config/boot_source.rs): Cmdline::try_from()
+         * of boot_args or the default; it checks only the size. */
+        const char *problem = ll_try_from(args ?: DEFAULT_KERNEL_CMDLINE);
+        if (problem) {
+                err_build_from_json(&e, true);
+                err_wrap(&e, "BootSource", "Boot source error: ");
+                err_string(&e, "InvalidKernelCommandLine", "The kernel command line is invalid: ", problem);
+                fail_main(&e, FC_EXIT_GENERIC);
         }
-        parse_knobs(vm.boot_args ?: DEFAULT_KERNEL_CMDLINE);
-        vm.console = console_enabled(vm.boot_args ?: DEFAULT_KERNEL_CMDLINE);
+        if (args)
+                vm.boot_args = strdup(args);
+        /* Knobs and the console are the kernel's parameters: before the
+         * kernel's "--" (firecracker's own parameters add neither). */
+        KParam *params;
+        size_t n = kernel_params(args ?: DEFAULT_KERNEL_CMDLINE, &params);
+        parse_knobs(params, n);
+        vm.console = console_enabled(params, n);
+        kernel_params_free(params, n);
 }
 
 _noreturn_ static void fail_drive(Err *e) {
@@ -1639,6 +1990,7 @@ static void build_microvm_from_json(const char *json, size_t len) {
         else if (fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) < 0)
                 log_vmm(LEVEL_ERROR, "Could not set Firecracker stdout to non-blocking.");
 
+        build_kernel_cmdline();
         guest_boot();
         log_main(LEVEL_INFO, "Successfully started microvm that was configured from one single json");
 }
@@ -1930,7 +2282,7 @@ static void serial_input(void) {
         }
         if (n < 0)
                 return;
-        if (vm.state == GUEST_HUNG || vm.state == GUEST_HALTED)
+        if (vm.state == GUEST_HUNG || vm.state == GUEST_HALTED || vm.state == GUEST_PANICKED)
                 return;
         sb_append_n(&stdin_line, buf, (size_t) n);
         for (;;) {
@@ -2029,6 +2381,8 @@ _noreturn_ static void event_loop(void) {
                                 console(true, "systemd-shutdown[1]: Rebooting.");
                                 guest_reboot_now();
                         }
+                        if (vm.state == GUEST_PANICKED)
+                                guest_reboot_now();
                 }
                 if (DUE(vm.poweroff_at)) {
                         vm.poweroff_at = 0;

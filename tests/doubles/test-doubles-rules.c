@@ -1019,11 +1019,16 @@ Test(firecracker_config, kernel_and_initrd_must_open) {
 Test(firecracker_config, boot_args_rules_and_unknown_knob) {
         Child c;
         Vm v = vm_files();
-        _cleanup_free_ char *cfg = make_vm_config(v.kernel, "console=ttyS0\a", NULL, false, NULL);
+        /* Cmdline::try_from() checks only the size (with the separator):
+         * at most CMDLINE_MAX_SIZE - 1 bytes and the NUL. */
+        char big[2048 + 1];
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        _cleanup_free_ char *cfg = make_vm_config(v.kernel, big, NULL, false, NULL);
 
         fc_run_config(&c, &v, cfg, NULL);
-        assert_config_error(&c, JSON_PREFIX "Boot source error: The kernel command line is invalid: String contains a "
-                                "non-printable ASCII character.\n");
+        assert_config_error(&c, JSON_PREFIX "Boot source error: The kernel command line is invalid: Invalid cmdline "
+                                "capacity provided.\n");
         child_done(&c);
         unlink(v.sock);
 
@@ -1179,6 +1184,151 @@ Test(firecracker_vm, api_and_ctrl_alt_del) {
         vm_files_done(&v);
 }
 
+/* Firecracker's own parameters go before linux-loader's " -- " (the first
+ * one outside quotes); the kernel stops at its own "--", which may be
+ * elsewhere: what the guest then does shows it. */
+Test(firecracker_vm, kernel_cmdline_as_firecracker_builds_it) {
+        Child c;
+        Vm v = vm_files();
+        require_kvm_access();
+
+        fc_start(&c, &v, "console=ttyS0 reboot=k panic=1 -- single", NULL, NULL);
+        cr_assert(child_wait_output(&c, "vm1 login: \n", false, TEST_TIMEOUT_MS), "%s", sb_str(&c.out));
+        cr_assert(strstr(sb_str(&c.out), "] Command line: console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw "
+                                         "virtio_mmio.device=4K@0xd0000000:5 -- single\n"),
+                  "%s", sb_str(&c.out));
+        kill(c.pid, SIGKILL);
+        child_wait_exit(&c, TEST_TIMEOUT_MS);
+        child_done(&c);
+        unlink(v.sock);
+
+        /* console=ttyS0 after "--" is init's argument: no serial console. */
+        fc_start(&c, &v, "panic=1 -- single console=ttyS0 reboot=k", NULL, NULL);
+        cr_assert_null(strstr(sb_str(&c.out), "Command line:"), "%s", sb_str(&c.out));
+        kill(c.pid, SIGKILL);
+        child_wait_exit(&c, TEST_TIMEOUT_MS);
+        child_done(&c);
+        unlink(v.sock);
+
+        /* "--" between tabs: linux-loader does not split there, firecracker
+         * appends root= after it, the kernel finds no root= of its own,
+         * panics and (panic=1) reboots: firecracker exits 0. Control
+         * characters pass: try_from() does not check characters. */
+        fc_start(&c, &v, "console=ttyS0 reboot=k panic=1\t--\tsingle", NULL, NULL);
+        cr_assert(child_wait_exit(&c, TEST_TIMEOUT_MS), "%s", sb_str(&c.out));
+        cr_assert(child_exited_with(&c, 0), "status %d", c.status);
+        cr_assert(strstr(sb_str(&c.out), "] Command line: console=ttyS0 reboot=k panic=1\t--\tsingle pci=off "
+                                         "root=/dev/vda rw virtio_mmio.device=4K@0xd0000000:5\n"),
+                  "%s", sb_str(&c.out));
+        cr_assert(strstr(sb_str(&c.out), "] VFS: Cannot open root device \"\" or unknown-block(0,0): error -6\n"),
+                  "%s", sb_str(&c.out));
+        cr_assert(strstr(sb_str(&c.out), "] Kernel panic - not syncing: VFS: Unable to mount root fs"), "%s",
+                  sb_str(&c.out));
+        cr_assert(strstr(sb_str(&c.out), "] reboot: Restarting system\n"), "%s", sb_str(&c.out));
+        cr_assert_null(strstr(sb_str(&c.out), "login:"), "%s", sb_str(&c.out));
+        child_done(&c);
+        vm_files_done(&v);
+}
+
+/* A root image with a partition table: MBR (disk signature 0eaa91a0,
+ * partition 1 Linux) or GPT (one partition, unique GUID
+ * 6f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5b). */
+static void write_partition_table(const char *path, bool gpt) {
+        uint8_t s[2048] = {};
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+        cr_assert(fd >= 0);
+        if (gpt) {
+                static const uint8_t guid[16] = { 0x3c, 0x2d, 0x1e, 0x6f, 0x5a, 0x4b, 0x78, 0x49,
+                                                  0x8a, 0x9b, 0x0c, 0x1d, 0x2e, 0x3f, 0x4a, 0x5b };
+                s[446 + 4] = 0xee; /* the protective MBR */
+                memcpy(s + 512, "EFI PART", 8);
+                s[512 + 72] = 2;   /* entries at LBA 2 */
+                s[512 + 80] = 4;   /* 4 entries */
+                s[512 + 84] = 128; /* of 128 bytes */
+                memset(s + 1024, 0xaf, 16); /* a type GUID */
+                memcpy(s + 1024 + 16, guid, 16);
+        } else {
+                s[440] = 0xa0, s[441] = 0x91, s[442] = 0xaa, s[443] = 0x0e;
+                s[446 + 4] = 0x83;
+        }
+        s[510] = 0x55, s[511] = 0xaa;
+        cr_assert_eq(pwrite(fd, s, sizeof s, 0), (ssize_t) sizeof s);
+        close(fd);
+}
+
+static void fc_start_root(Child *c, Vm *v, const char *boot_args, const char *partuuid) {
+        _cleanup_sb_ StrBuf cfg = {};
+        const char *argv[] = { firecracker_path(), "--id", "vm1", "--api-sock", v->sock, "--config-file", v->config,
+                               "--start-time-us", "1", "--start-time-cpu-us", "2", "--parent-cpu-time-us", "3", NULL };
+
+        sb_append(&cfg, "{\"boot-source\": {\"kernel_image_path\": ");
+        json_append_string(&cfg, v->kernel);
+        sb_append(&cfg, ", \"boot_args\": ");
+        json_append_string(&cfg, boot_args);
+        sb_append(&cfg, "}, \"drives\": [{\"drive_id\": \"root\", \"path_on_host\": ");
+        json_append_string(&cfg, v->drive);
+        if (partuuid) {
+                sb_append(&cfg, ", \"partuuid\": ");
+                json_append_string(&cfg, partuuid);
+        }
+        sb_append(&cfg, ", \"is_root_device\": true, \"is_read_only\": false}]}\n");
+        cr_assert(write_file(v->config, sb_str(&cfg), 0644) >= 0);
+        cr_assert(child_spawn(c, (char *const *) argv, NULL) >= 0);
+        cr_assert(child_wait_output(c, "] Successfully started microvm that was configured from one single json\n",
+                                    false, TEST_TIMEOUT_MS),
+                  "did not boot:\n%s\n%s", sb_str(&c->out), sb_str(&c->err));
+}
+
+static void fc_stop(Child *c, Vm *v) {
+        kill(c->pid, SIGKILL);
+        child_wait_exit(c, TEST_TIMEOUT_MS);
+        child_done(c);
+        unlink(v->sock);
+}
+
+/* Firecracker appends root=/dev/vda, or root=PARTUUID=<partuuid> when the
+ * root drive has one, after the boot args; the kernel takes the last root=. */
+Test(firecracker_vm, root_device_and_partuuid) {
+        Child c;
+        Vm v = vm_files();
+        require_kvm_access();
+
+        write_partition_table(v.drive, false);
+        /* A root= in boot_args loses to firecracker's root=/dev/vda: a
+         * partition table where the root filesystem should be. panic=0:
+         * the guest hangs. */
+        fc_start_root(&c, &v, "console=ttyS0 reboot=k panic=0 root=PARTUUID=0eaa91a0-01", NULL);
+        cr_assert(child_wait_output(&c, "Kernel panic - not syncing: VFS: Unable to mount root fs on \"/dev/vda\"",
+                                    false, TEST_TIMEOUT_MS),
+                  "%s", sb_str(&c.out));
+        cr_assert(strstr(sb_str(&c.out), "] Command line: console=ttyS0 reboot=k panic=0 root=PARTUUID=0eaa91a0-01 "
+                                         "pci=off root=/dev/vda rw "),
+                  "%s", sb_str(&c.out));
+        cr_assert_null(strstr(sb_str(&c.out), "login:"));
+        fc_stop(&c, &v);
+
+        fc_start_root(&c, &v, "console=ttyS0 reboot=k panic=0", "0eaa91a0-01");
+        cr_assert(child_wait_output(&c, "vm1 login: \n", false, TEST_TIMEOUT_MS), "%s", sb_str(&c.out));
+        cr_assert(strstr(sb_str(&c.out), "] Command line: console=ttyS0 reboot=k panic=0 pci=off "
+                                         "root=PARTUUID=0eaa91a0-01 rw virtio_mmio.device=4K@0xd0000000:5\n"),
+                  "%s", sb_str(&c.out));
+        fc_stop(&c, &v);
+
+        fc_start_root(&c, &v, "console=ttyS0 reboot=k panic=0", "0eaa91a0-02");
+        cr_assert(child_wait_output(&c, "VFS: Cannot open root device \"PARTUUID=0eaa91a0-02\" or "
+                                        "unknown-block(0,0): error -6\n",
+                                    false, TEST_TIMEOUT_MS),
+                  "%s", sb_str(&c.out));
+        fc_stop(&c, &v);
+
+        write_partition_table(v.drive, true);
+        fc_start_root(&c, &v, "console=ttyS0 reboot=k panic=0", "6F1E2D3C-4B5A-4978-8A9B-0C1D2E3F4A5B");
+        cr_assert(child_wait_output(&c, "vm1 login: \n", false, TEST_TIMEOUT_MS), "%s", sb_str(&c.out));
+        fc_stop(&c, &v);
+        vm_files_done(&v);
+}
+
 Test(firecracker_vm, console_lines_and_sigterm) {
         Child c;
         Vm v = vm_files();
@@ -1188,7 +1338,7 @@ Test(firecracker_vm, console_lines_and_sigterm) {
         cr_assert(child_wait_output(&c, "vm1 login: \n", false, TEST_TIMEOUT_MS), "%s", sb_str(&c.out));
         const char *out = sb_str(&c.out);
         cr_assert(strstr(out, "] Linux version "));
-        cr_assert(strstr(out, "] Command line: console=ttyS0 reboot=k panic=1 root=/dev/vda rw "
+        cr_assert(strstr(out, "] Command line: console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw "
                               "virtio_mmio.device=4K@0xd0000000:5\n"), "%s", out);
         cr_assert(strstr(out, "] virtio_blk virtio0: [vda] 2048 512-byte logical blocks"), "%s", out);
 

@@ -291,6 +291,25 @@ ct_boot() {
         CT_BOOT_MS=$(( $(ct_now_ms) - t0 ))
 }
 
+# ct_delegate_controller CONTROLLER: make a cgroup v2 controller that the
+# host's cgroup2 root offers available inside the container (for the
+# jailer double's ancestor writes, see scenarios.sh): "+CONTROLLER" in
+# cgroup.subtree_control of the host's cgroup2 root (when not there yet:
+# recorded in $CT_TMP/$CT_NAME.controllers, ct_teardown takes it out again)
+# and of the instance's cgroup, whose processes live in payload/ and
+# supervisor/. Only for controllers systemd leaves alone (hugetlb, misc,
+# rdma): the container's systemd must not depend on them. Returns 1 when
+# the host has no such controller or refuses.
+ct_delegate_controller() {
+        local c=$1
+        [[ " $(cat "$CT_CG2/cgroup.controllers") " == *" $c "* ]] || return 1
+        if [[ " $(cat "$CT_CG2/cgroup.subtree_control") " != *" $c "* ]]; then
+                echo "$c" >>"$CT_TMP/$CT_NAME.controllers"
+                echo "+$c" >"$CT_CG2/cgroup.subtree_control" 2>/dev/null || return 1
+        fi
+        echo "+$c" >"$CT_CG2/$CT_NAME/cgroup.subtree_control" 2>/dev/null
+}
+
 # The container's PID 1: nspawn's child named systemd whose pid in its own
 # namespace is 1.
 ct_find_pid1() {
@@ -486,6 +505,15 @@ ct_teardown() {
                         rc=1
                 fi
         done
+        # Controllers ct_delegate_controller enabled in the host's root,
+        # once nothing of ours uses them.
+        if [ -f "$CT_TMP/$CT_NAME.controllers" ] && [ -n "$CT_CG2" ] && [ ! -d "$CT_CG2/$CT_NAME" ]; then
+                while read -r h; do
+                        echo "-$h" >"$CT_CG2/cgroup.subtree_control" 2>/dev/null ||
+                                ct_log "cannot disable the $h controller in $CT_CG2 again (in use elsewhere?)"
+                done <"$CT_TMP/$CT_NAME.controllers"
+                rm -f "$CT_TMP/$CT_NAME.controllers"
+        fi
         # nspawn removes these itself, except when it was killed.
         [ -z "$lock" ] || rm -f "$lock"
         if [ -d "/run/systemd/nspawn/propagate/$CT_NAME" ]; then
@@ -559,7 +587,7 @@ ct_verify_clean() {
                         bad=1
                 fi
         done
-        for p in "/run/systemd/nspawn/propagate/$CT_NAME" "$CT_BASE" "$CT_OWNER"; do
+        for p in "/run/systemd/nspawn/propagate/$CT_NAME" "$CT_BASE" "$CT_OWNER" "$CT_TMP/$CT_NAME.controllers"; do
                 if [ -e "$p" ]; then
                         ct_log "DEBRIS: $p"
                         bad=1

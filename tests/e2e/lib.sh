@@ -57,11 +57,12 @@ EOF
 }
 
 # vm_config ID [KEY=VALUE...] writes /etc/microvm/vms/ID.conf (atomically).
-# KEYs are [vm] keys, "drive_KEY" for the root drive, and "knobs" for
-# fcdouble.* parameters appended to the kernel command line. Defaults: a
+# KEYs are [vm] keys, "drive_KEY" for the root drive, "knobs" for
+# fcdouble.* parameters appended to the kernel command line, "cmdline" for
+# a command line of its own instead (knobs then ignored). Defaults: a
 # small VM, restart = no, stop_timeout = 5s, a writable file drive.
 vm_config() {
-        local id=$1 kv k knobs="" f
+        local id=$1 kv k knobs="" f cmdline=""
         local -A vm=([description]="e2e VM $id" [memory]=128M [kernel]=$E2E_IMAGES/vmlinux
                      [restart]=no [stop_timeout]=5s)
         local -A drive=([mode]=file [path]=$E2E_IMAGES/rootfs.ext4 [root]=yes)
@@ -70,6 +71,7 @@ vm_config() {
                 k=${kv%%=*}
                 case $k in
                 knobs) knobs=" ${kv#*=}" ;;
+                cmdline) cmdline=${kv#*=} ;;
                 drive_*) drive[${k#drive_}]=${kv#*=} ;;
                 *) vm[$k]=${kv#*=} ;;
                 esac
@@ -79,7 +81,7 @@ vm_config() {
                 echo "# VM $id (written by microvm's tests/e2e/lib.sh); see microvm.conf(5)"
                 echo "[vm]"
                 for k in $(printf '%s\n' "${!vm[@]}" | sort); do echo "$k = ${vm[$k]}"; done
-                echo "cmdline = \"console=ttyS0 reboot=k panic=1$knobs\""
+                echo "cmdline = \"${cmdline:-console=ttyS0 reboot=k panic=1$knobs}\""
                 echo
                 echo "[drive.root]"
                 for k in $(printf '%s\n' "${!drive[@]}" | sort); do echo "$k = ${drive[$k]}"; done

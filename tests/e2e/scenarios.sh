@@ -454,6 +454,121 @@ stage_done() {
         return 1
 }
 
+# Issue 15: our parameters go before the kernel's "--" and firecracker's
+# (the double builds the command line as firecracker does) too; the
+# console (console=ttyS0, ours) still works.
+sc_cmdline_init_args() {
+        use initargs
+        vm_config initargs "cmdline=panic=1 -- single"
+        systemctl daemon-reload
+        start_vm initargs || return
+        assert_vm_running initargs || return
+        assert_console initargs || return
+        wait_journal 5 '^\[ *[0-9]+\.[0-9]+\] Command line: panic=1 console=ttyS0 reboot=k pci=off root=/dev/vda rw virtio_mmio\.device=4K@0xd0000000:5 -- single$' \
+                MICROVM_ID=initargs || return
+        note "guest: $(journalctl -q -o cat MICROVM_ID=initargs | grep -m 1 'Command line:' | sed 's/^\[[^]]*\] //')"
+        stop_vm initargs || return
+        assert_no_debris initargs || return
+}
+
+# The jailer double, like the real one, writes "+<controller>" into
+# cgroup.subtree_control of every ancestor of its parent cgroup from the
+# cgroup root down, the root cgroup and microvm.slice included. Shown with
+# a controller systemd does not manage (hugetlb, misc or rdma), so that
+# systemd has not enabled it anywhere: run the double as launch runs it
+# (from a leaf of a delegated unit in microvm.slice) with a --cgroup value.
+sc_jailer_ancestor_writes() {
+        local ctrl="" c file="" cg=$E2E_SLICE_CG/e2e-ancestors.service before_root before_slice out
+        for c in hugetlb misc rdma; do
+                [[ " $(cat $E2E_CG/cgroup.controllers) " == *" $c "* ]] || continue
+                [[ " $(cat $E2E_CG/cgroup.subtree_control) " != *" $c "* ]] ||
+                        echo "-$c" >"$E2E_CG/cgroup.subtree_control" 2>/dev/null || continue
+                [[ " $(cat $E2E_SLICE_CG/cgroup.subtree_control) " != *" $c "* ]] ||
+                        echo "-$c" >"$E2E_SLICE_CG/cgroup.subtree_control" 2>/dev/null || continue
+                case $c in
+                hugetlb) [ -d /sys/kernel/mm/hugepages/hugepages-2048kB ] && file=hugetlb.2MB.max=0 ;;
+                misc) file=misc.max=0 ;;
+                rdma) file=rdma.max=0 ;;
+                esac
+                [ -n "$file" ] && ctrl=$c && break
+        done
+        if [ -z "$ctrl" ]; then
+                echo "no cgroup v2 controller here that systemd leaves alone (hugetlb, misc, rdma; root cgroup.controllers: '$(cat $E2E_CG/cgroup.controllers)')"
+                return 77
+        fi
+        before_root=$(cat $E2E_CG/cgroup.subtree_control)
+        before_slice=$(cat $E2E_SLICE_CG/cgroup.subtree_control)
+        install -d -m 0711 /srv/e2e-ancestors
+        # Exit status 0 of "firecracker --version" after the jailer's whole
+        # run. "echo 0": the writer itself ($$ would be systemd's to expand).
+        out=$(systemd-run --wait --pipe --collect --quiet --slice=microvm.slice -p Delegate=yes \
+                --unit=e2e-ancestors.service sh -c '
+                        mkdir "'"$cg"'/leaf" && echo 0 >"'"$cg"'/leaf/cgroup.procs" &&
+                        exec '"$E2E_LIBDIR"'/jailer --id e2e-ancestors --exec-file '"$E2E_LIBDIR"'/firecracker \
+                                --uid 4242 --gid 4242 --chroot-base-dir /srv/e2e-ancestors --cgroup-version 2 \
+                                --parent-cgroup microvm.slice/e2e-ancestors.service --cgroup '"$file"' -- --version' 2>&1)
+        c=$?
+        rm -rf /srv/e2e-ancestors
+        [ $c = 0 ] || fail "the jailer double failed ($c): $out" || return
+        note "root cgroup.subtree_control: '$before_root' -> '$(cat $E2E_CG/cgroup.subtree_control)'"
+        note "microvm.slice cgroup.subtree_control: '$before_slice' -> '$(cat $E2E_SLICE_CG/cgroup.subtree_control)'"
+        [[ " $(cat $E2E_CG/cgroup.subtree_control) " == *" $ctrl "* ]] ||
+                fail "the jailer did not enable $ctrl in the root cgroup" || return
+        [[ " $(cat $E2E_SLICE_CG/cgroup.subtree_control) " == *" $ctrl "* ]] ||
+                fail "the jailer did not enable $ctrl in microvm.slice" || return
+        # Undo: nothing below uses it any more (the unit is gone; the
+        # jailer, like the real one, leaves its leaf for the caller).
+        rmdir "$cg/e2e-ancestors" "$cg/leaf" "$cg" 2>/dev/null
+        wait_until 10 "e2e-ancestors.service's cgroup to go" test ! -e "$cg" || return
+        echo "-$ctrl" >"$E2E_SLICE_CG/cgroup.subtree_control" || fail "cannot disable $ctrl in microvm.slice again" || return
+        echo "-$ctrl" >"$E2E_CG/cgroup.subtree_control" || fail "cannot disable $ctrl in the root cgroup again" || return
+}
+
+# numa_node needs cpuset: the generator sets AllowedMemoryNodes=, so systemd
+# enables cpuset from the root down to the unit and the jailer's writes to
+# the ancestors (see above) change nothing. Without a cpuset controller in
+# cgroup v2 the start fails in microvm-stage, before the jailer runs.
+sc_numa_refused() {
+        use numa
+        vm_config numa numa_node=0
+        systemctl daemon-reload
+        [ "$(vprop numa AllowedMemoryNodes)" = 0 ] || fail "AllowedMemoryNodes=$(vprop numa AllowedMemoryNodes)" || return
+        if [[ " $(cat $E2E_CG/cgroup.controllers) " == *" cpuset "* ]]; then
+                echo "this container's cgroup v2 has the cpuset controller (see the next scenario)"
+                return 77
+        fi
+        ! timeout 60 systemctl start microvm@numa.service 2>/dev/null || fail "microvm@numa started without cpuset" || return
+        wait_journal 5 'numa_node = 0 of numa needs the cpuset controller of cgroup v2 \(jailer --cgroup cpuset.mems=0\), which this host does not offer' \
+                -u microvm@numa.service || return
+        note "journal: $(journalctl -q -o cat -u microvm@numa.service | grep -m 1 'needs the cpuset controller')"
+        ! journal_has 'Controller cpuset is unavailable' -u microvm@numa.service ||
+                fail "the jailer ran and failed instead of microvm-stage" || return
+        [ "$(vprop numa ExecMainPID)" = 0 ] || fail "microvm-launch ran (ExecMainPID=$(vprop numa ExecMainPID))" || return
+        assert_no_debris numa || return
+        systemctl reset-failed microvm@numa.service
+}
+
+sc_numa_cpuset() {
+        local cg=$E2E_SLICE_CG/microvm@numa.service
+        use numa
+        vm_config numa numa_node=0
+        systemctl daemon-reload
+        if [[ " $(cat $E2E_CG/cgroup.controllers) " != *" cpuset "* ]]; then
+                echo "no cpuset controller in this container's cgroup v2 (root cgroup.controllers: '$(cat $E2E_CG/cgroup.controllers)'; a hybrid host binds it to cgroup v1)"
+                return 77
+        fi
+        start_vm numa || return
+        assert_vm_running numa || return
+        [[ " $(cat $E2E_CG/cgroup.subtree_control) " == *" cpuset "* ]] || fail "cpuset not enabled in the root cgroup" || return
+        [[ " $(cat $E2E_SLICE_CG/cgroup.subtree_control) " == *" cpuset "* ]] || fail "cpuset not enabled in microvm.slice" || return
+        [[ " $(cat $cg/cgroup.controllers) " == *" cpuset "* ]] || fail "cpuset not available to the unit" || return
+        [ "$(cat $cg/cpuset.mems)" = 0 ] || fail "the unit's cpuset.mems is '$(cat $cg/cpuset.mems)'" || return
+        [ "$(cat $cg/numa/cpuset.mems)" = 0 ] || fail "the leaf's cpuset.mems is '$(cat $cg/numa/cpuset.mems)'" || return
+        note "cpuset enabled by systemd down to the unit; leaf cpuset.mems $(cat $cg/numa/cpuset.mems)"
+        stop_vm numa || return
+        assert_no_debris numa || return
+}
+
 sc_unknown_id() {
         use nosuchvm Bad_Id
         ! timeout 60 systemctl start microvm@nosuchvm.service 2>/dev/null || fail "microvm@nosuchvm started" || return
@@ -682,6 +797,10 @@ scenario "stop: graceful (Ctrl-Alt-Del), zero debris" sc_stop
 scenario "guest ignores Ctrl-Alt-Del: stop within stop_timeout, zero debris" sc_ignore_cad
 scenario "firecracker crashes: restart=no fails, restart=on-failure restarts, cleanup in between" sc_crash
 scenario "SIGKILL of microvm-stage mid-way: the next start succeeds" sc_stage_kill
+scenario "cmdline with \"--\": our and firecracker's parameters before it, console works" sc_cmdline_init_args
+scenario "jailer double: --cgroup values enable the controller in every ancestor, root and microvm.slice included" sc_jailer_ancestor_writes
+scenario "numa_node without cgroup v2 cpuset: refused by microvm-stage, the jailer never runs" sc_numa_refused
+scenario "numa_node: systemd enables cpuset down to the unit (AllowedMemoryNodes=), the leaf gets cpuset.mems" sc_numa_cpuset
 scenario "unknown or invalid id: start fails with the validator's message" sc_unknown_id
 scenario "config edited without daemon-reload: start refused with the hint" sc_edited
 scenario "guest reboot: back with restart=always, down with on-failure" sc_guest_reboot

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <criterion/criterion.h>
 
+#include <sys/stat.h>
+
 #include "cgroup.h"
 
 Test(cgroup_parse, mountinfo_hybrid_and_unified) {
@@ -37,4 +39,84 @@ Test(cgroup_parse, proc_cgroup) {
         free(p);
         cr_assert_eq(cgroup_path_from_proc("1:cpu:/x\n", &p), -ENOMEDIUM);
         cr_assert_eq(cgroup_path_from_proc("0::relative\n", &p), -EINVAL);
+}
+
+Test(cgroup_parse, controller_listed) {
+        cr_assert(cgroup_controller_listed("cpuset cpu io memory hugetlb pids\n", "cpuset"));
+        cr_assert(cgroup_controller_listed("cpuset cpu io memory hugetlb pids\n", "pids"));
+        cr_assert_not(cgroup_controller_listed("cpuset cpu io memory hugetlb pids\n", "cpus"));
+        cr_assert_not(cgroup_controller_listed("hugetlb\n", "cpuset"));
+        cr_assert_not(cgroup_controller_listed("", "cpuset"));
+        cr_assert_not(cgroup_controller_listed("cpuset", ""));
+}
+
+/* stage_check_cgroup_controllers() on a tree of plain files standing in for
+ * cgroupfs: the host's list at the root, the unit's at its path. */
+#include "stage.h"
+
+static void put(const char *dir, const char *sub, const char *text) {
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof path, "%s%s", dir, sub);
+        cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "%s: %m", path);
+        strncat(path, "/cgroup.controllers", sizeof path - strlen(path) - 1);
+        f = fopen(path, "we");
+        cr_assert(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+Test(cgroup_parse, stage_check_controllers) {
+        char dir[] = "/tmp/test-cgroup-check-XXXXXX";
+        VmConfig vm = { .id = "web1", .numa_node = 1 };
+        char *values[] = { (char *) "cpuset.mems=1", NULL };
+        Plan plan = { .cgroup = values };
+        char *error = NULL;
+
+        cr_assert(mkdtemp(dir));
+        put(dir, "", "hugetlb\n");
+        put(dir, "/microvm.slice", "");
+        put(dir, "/microvm.slice/microvm@web1.service", "");
+        cr_assert_eq(stage_check_cgroup_controllers(&vm, &plan, dir, "/microvm.slice/microvm@web1.service", &error),
+                     -EOPNOTSUPP);
+        cr_assert(strstr(error, "numa_node = 1 of web1 needs the cpuset controller of cgroup v2 (jailer --cgroup "
+                                "cpuset.mems=1), which this host does not offer: "),
+                  "%s", error);
+        cr_assert(strstr(error, "/cgroup.controllers lists \"hugetlb\""), "%s", error);
+        free(error);
+        error = NULL;
+
+        put(dir, "", "cpuset cpu io memory pids\n");
+        put(dir, "/microvm.slice/microvm@web1.service", "cpu memory pids\n");
+        cr_assert_eq(stage_check_cgroup_controllers(&vm, &plan, dir, "/microvm.slice/microvm@web1.service", &error),
+                     -EPERM);
+        cr_assert(strstr(error, "numa_node = 1 of web1 needs the cpuset controller, which systemd has not enabled "
+                                "for the unit: "),
+                  "%s", error);
+        cr_assert(strstr(error, "/microvm.slice/microvm@web1.service/cgroup.controllers lists \"cpu memory pids\". "
+                                "The jailer would enable it itself"),
+                  "%s", error);
+        free(error);
+        error = NULL;
+        /* Not running in the unit (by hand): only the host is checked. */
+        cr_assert_eq(stage_check_cgroup_controllers(&vm, &plan, dir, NULL, &error), 0);
+
+        put(dir, "/microvm.slice/microvm@web1.service", "cpuset cpu memory pids\n");
+        cr_assert_eq(stage_check_cgroup_controllers(&vm, &plan, dir, "/microvm.slice/microvm@web1.service", &error),
+                     0);
+        /* No cgroup values, nothing to check. */
+        plan.cgroup = NULL;
+        put(dir, "", "\n");
+        cr_assert_eq(stage_check_cgroup_controllers(&vm, &plan, dir, "/microvm.slice/microvm@web1.service", &error),
+                     0);
+        cr_assert_null(error);
+        static const char *const tree[] = { "/microvm.slice/microvm@web1.service", "/microvm.slice", "" };
+        for (size_t i = 0; i < ELEMENTSOF(tree); i++) {
+                char path[512];
+                snprintf(path, sizeof path, "%s%s/cgroup.controllers", dir, tree[i]);
+                cr_assert_eq(unlink(path), 0, "%s: %m", path);
+                snprintf(path, sizeof path, "%s%s", dir, tree[i]);
+                cr_assert_eq(rmdir(path), 0, "%s: %m", path);
+        }
 }

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 
 #include "config.h"
+#include "kernel-cmdline.h"
 #include "parse-util.h"
 
 static HostConfig *host_default(void) {
@@ -462,6 +463,135 @@ Test(config, boot_args) {
         cr_assert_str_eq(a, "console=hvc0 reboot=t");
         free(a);
         vm_config_free(c);
+}
+
+/* linux-loader's Cmdline::try_from() (src/cmdline/mod.rs, v0.13.2): the
+ * first " -- " after an even number of '"'; NULL when there is none. */
+static const char *linux_loader_separator(const char *s) {
+        for (const char *p = strstr(s, " -- "); p; p = strstr(p + 1, " -- ")) {
+                size_t quotes = 0;
+                for (const char *q = s; q < p; q++)
+                        quotes += *q == '"';
+                if (quotes % 2 == 0)
+                        return p;
+        }
+        return NULL;
+}
+
+/* Golden: where our parameters land relative to "--", for every way the
+ * kernel and linux-loader can see the separator; and in every result
+ * linux-loader splits exactly where the kernel does, so firecracker's own
+ * parameters (inserted before linux-loader's separator) reach the kernel
+ * too. */
+Test(config, boot_args_before_init_separator) {
+        static const struct {
+                const char *cmdline;    /* as written in the file */
+                const char *boot_args;
+        } cases[] = {
+                { "\"panic=1 -- single\"", "panic=1 console=ttyS0 reboot=k -- single" },
+                /* "--" inside quotes is part of a value, not the separator */
+                { "'foo=\"a -- b\" panic=1'", "foo=\"a -- b\" panic=1 console=ttyS0 reboot=k" },
+                { "'init=/bin/sh -c \"echo -- x\" -- single'",
+                  "init=/bin/sh -c \"echo -- x\" console=ttyS0 reboot=k -- single" },
+                /* at the start and at the end: linux-loader needs " -- " */
+                { "\"-- single\"", "console=ttyS0 reboot=k -- single" },
+                { "\"panic=1 --\"", "panic=1 console=ttyS0 reboot=k" },
+                { "\"  panic=1   --   single  \"", "panic=1 console=ttyS0 reboot=k -- single" },
+                /* a tab is a blank to the kernel, not to linux-loader */
+                { "\"panic=1\t--\tsingle\"", "panic=1 console=ttyS0 reboot=k -- single" },
+                { "\"panic=1 --\tsingle\"", "panic=1 console=ttyS0 reboot=k -- single" },
+                /* the kernel strips the quotes of "--" and stops there too */
+                { "'quiet \"--\" single'", "quiet console=ttyS0 reboot=k -- single" },
+                /* only the first separator counts; --x is a parameter */
+                { "\"a --x -- b -- c\"", "a --x console=ttyS0 reboot=k -- b -- c" },
+                /* console= and reboot= after "--" are init's, not the kernel's */
+                { "\"quiet -- console=hvc0 reboot=t\"", "quiet console=ttyS0 reboot=k -- console=hvc0 reboot=t" },
+                { "\"console=hvc0 -- x\"", "console=hvc0 reboot=k -- x" },
+                { "'\"console=hvc0\" reboot=t'", "\"console=hvc0\" reboot=t" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *text = NULL, *a = NULL;
+                KernelCmdlineSplit split;
+                const char *ll;
+                VmConfig *c;
+
+                cr_assert(asprintf(&text, "[vm]\nkernel = /k\ncmdline = %s\n[drive.root]\npath = /i\nroot = yes\n",
+                                   cases[i].cmdline) > 0);
+                expect_ok(text, &c);
+                a = vm_config_boot_args(c, NULL);
+                cr_assert_str_eq(a, cases[i].boot_args, "cmdline = %s", cases[i].cmdline);
+                kernel_cmdline_split(a, &split);
+                ll = linux_loader_separator(a);
+                cr_assert_eq(!!split.init, !!ll, "%s", a);
+                if (ll)
+                        cr_assert_eq((size_t) (ll - a), split.kernel_len, "%s", a);
+                vm_config_free(c);
+        }
+
+        /* ip= lands before "--" as well */
+        {
+                VmConfig *c;
+                char *a;
+
+                expect_ok("[vm]\nkernel = /k\ncmdline = \"panic=1 -- single\"\n[drive.root]\npath = /i\nroot = yes\n"
+                          "[net.eth0]\naddress = 10.0.0.2/24\n",
+                          &c);
+                a = vm_config_boot_args(c, NULL);
+                cr_assert_str_eq(a, "panic=1 console=ttyS0 reboot=k ip=10.0.0.2:::255.255.255.0::eth0:off -- single");
+                free(a);
+                vm_config_free(c);
+        }
+}
+
+Test(config, partuuid) {
+        VmConfig *c;
+
+        expect_ok(BASE "partuuid = 0eaa91a0-01\n", &c);
+        cr_assert_str_eq(vm_config_root_drive(c)->partuuid, "0eaa91a0-01");
+        vm_config_free(c);
+        expect_ok(BASE "partuuid = 6F1E2D3C-4b5a-4978-8a9b-0c1d2e3f4a5b\n", NULL);
+        expect_ok(BASE "partuuid = ffffffff-80\n", NULL);
+        expect_ok(BASE, &c);
+        cr_assert_null(vm_config_root_drive(c)->partuuid);
+        vm_config_free(c);
+
+        static const char *const bad[] = {
+                "0eaa91a0-1", "0eaa91a0-001", "0eaa91a-01", "0eaa91a0-00", "0eaa91g0-01", "0eaa91a0_01",
+                "6f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5", "6f1e2d3c-4b5a-4978-8a9b0-c1d2e3f4a5b",
+                "6f1e2d3c4b5a49788a9b0c1d2e3f4a5b", "PARTUUID=0eaa91a0-01", "0eaa91a0-01/PARTNROFF=1",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *text = NULL, *want = NULL;
+                cr_assert(asprintf(&text, BASE "partuuid = %s\n", bad[i]) > 0);
+                cr_assert(asprintf(&want, "[drive.root] partuuid: \"%s\" is not a partition UUID (a GPT partition's "
+                                          "unique GUID", bad[i]) > 0);
+                expect_problem(text, want);
+        }
+        expect_problem(BASE "[drive.data]\npath = /d\npartuuid = 0eaa91a0-02\n",
+                       "[drive.data] partuuid: \"0eaa91a0-02\" only applies to the root drive (root = yes): "
+                       "firecracker boots with root=PARTUUID=<partuuid> of the root drive and ignores it elsewhere");
+}
+
+Test(config, cmdline_root_and_quotes_refused) {
+        expect_problem("[vm]\nkernel = /k\ncmdline = \"quiet root=/dev/vdb1\"\n[drive.root]\npath = /i\nroot = yes\n",
+                       "[vm] cmdline: \"quiet root=/dev/vdb1\" sets root=, which firecracker always overrides with "
+                       "root=/dev/vda of the root drive (remove it; for a root filesystem on a partition of the image, "
+                       "set partuuid = in the root drive's section)");
+        expect_problem("[vm]\nkernel = /k\ncmdline = '\"root=/dev/vdb1\" -- x'\n[drive.root]\npath = /i\nroot = yes\n",
+                       "sets root=");
+        expect_problem("[vm]\nkernel = /k\ncmdline = \"panic=1\troot=PARTUUID=0eaa91a0-01\"\n[drive.root]\npath = /i\n"
+                       "root = yes\n",
+                       "sets root=");
+        expect_problem("[vm]\nkernel = /k\ncmdline = 'quiet init=\"/bin/sh'\n[drive.root]\npath = /i\nroot = yes\n",
+                       "[vm] cmdline: \"quiet init=\\\"/bin/sh\" has an unpaired '\"' (the parameters microvm and "
+                       "firecracker append would end up inside the quotes)");
+        /* not the kernel's root=: init's argument, another parameter, a quoted value */
+        expect_ok("[vm]\nkernel = /k\ncmdline = \"quiet -- root=x\"\n[drive.root]\npath = /i\nroot = yes\n", NULL);
+        expect_ok("[vm]\nkernel = /k\ncmdline = \"rootwait rootfstype=ext4 ro\"\n[drive.root]\npath = /i\nroot = yes\n",
+                  NULL);
+        expect_ok("[vm]\nkernel = /k\ncmdline = 'init=/bin/sh -c \"x root=y\"'\n[drive.root]\npath = /i\nroot = yes\n",
+                  NULL);
 }
 
 /* ---- host config ---- */

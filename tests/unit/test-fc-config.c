@@ -87,6 +87,27 @@ Test(fc_config, minimal_keeps_console) {
         vm_config_free(c);
 }
 
+/* Firecracker appends root=PARTUUID=<partuuid> for the root drive when its
+ * config has one; our "--" goes where linux-loader splits. */
+Test(fc_config, partuuid_and_init_args) {
+        VmConfig *c = parse("[vm]\nkernel = /k\ncmdline = \"panic=1\t--\tsingle\"\n"
+                            "[drive.root]\npath = /r\nroot = yes\npartuuid = 0eaa91a0-01\n"
+                            "[drive.data]\npath = /d\n");
+        FcRuntime rt = {};
+        char *json = fc_config_render(c, &rt);
+        cr_assert(strstr(json, "\"boot_args\": \"panic=1 console=ttyS0 reboot=k -- single\""), "%s", json);
+        cr_assert(strstr(json, "\"drive_id\": \"root\",\n"
+                               "      \"path_on_host\": \"/drive-root\",\n"
+                               "      \"is_root_device\": true,\n"
+                               "      \"is_read_only\": false,\n"
+                               "      \"partuuid\": \"0eaa91a0-01\",\n"
+                               "      \"cache_type\": \"Unsafe\""),
+                  "%s", json);
+        cr_assert_null(strstr(strstr(json, "partuuid") + 1, "partuuid"), "partuuid only on the root drive: %s", json);
+        free(json);
+        vm_config_free(c);
+}
+
 Test(fc_config, json_escape) {
         char *out = NULL;
         size_t len = 0;
