@@ -571,10 +571,15 @@ need_hooks() {
         exit 77
 }
 
-# hold_fifos PATH: fresh FIFOs for MICROVM_TEST_PAUSE_FIFO=PATH.
+# hold_fifos PATH: fresh FIFOs for MICROVM_TEST_PAUSE_FIFO=PATH. Should
+# the scenario fail while a tool waits there, its exit releases the tool
+# (and ends a reclaim run in HELD_PID), so that nothing after it waits on
+# a held lock.
+HELD_PID=
 hold_fifos() {
         rm -f "$1" "$1.reached"
         mkfifo -m 0600 "$1" "$1.reached"
+        trap "[ -z \"\$HELD_PID\" ] || kill \$HELD_PID 2>/dev/null; [ ! -p  ] || timeout 5 sh -c 'echo go >' 2>/dev/null; true" EXIT
 }
 
 # The start's first process, microvm-stage, is in the unit's cgroup.
@@ -597,6 +602,10 @@ sc_reclaim_race() {
         vm_config $id
         systemctl daemon-reload
         use $id
+        # The unit wants microvm-reclaim.service and is ordered after it:
+        # had it not run yet, the start would wait for it, and it for the
+        # lock the held reclaim has (a wait, never a kill).
+        systemctl start microvm-reclaim.service || fail "microvm-reclaim.service failed" || return
         out=$(mktemp)
         for round in $(seq $rounds); do
                 hold_fifos $hold
@@ -604,12 +613,14 @@ sc_reclaim_race() {
                 mkdir -p "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/$id/root"
                 MICROVM_TEST_PAUSE_AT=reclaim-decided MICROVM_TEST_PAUSE_FIFO=$hold "$reclaim" $id >"$out" 2>&1 &
                 rpid=$!
+                HELD_PID=$rpid
                 timeout 20 cat $hold.reached >/dev/null || fail "reclaim never reached its decision" || return
                 systemctl start --no-block "$(unit_of $id)"
                 wait_until 10 "microvm-stage in the unit's cgroup" stage_in_cgroup $id || return
                 timeout 10 sh -c "echo go >$hold" || fail "reclaim did not wait at its hold" || return
                 st=0
                 wait $rpid || st=$?
+                HELD_PID=
                 [ $st = 0 ] || fail "microvm-reclaim exited $st: $(cat "$out")" || return
                 wait_until 30 "the start to end" stage_done $id || return
                 if exec_succeeded $id ExecStartPre >/dev/null && [ "$(vprop $id ActiveState)" = active ] &&
@@ -642,6 +653,7 @@ sc_stop_during_stage() {
         dropin $id "Environment=MICROVM_TEST_PAUSE_AT=stage-uid-allocated MICROVM_TEST_PAUSE_FIFO=$hold"
         systemctl daemon-reload
         use $id
+        systemctl start microvm-reclaim.service || fail "microvm-reclaim.service failed" || return
         for round in $(seq $rounds); do
                 hold_fifos $hold
                 systemctl start --no-block "$(unit_of $id)"
