@@ -579,7 +579,7 @@ HELD_PID=
 hold_fifos() {
         rm -f "$1" "$1.reached"
         mkfifo -m 0600 "$1" "$1.reached"
-        trap "[ -z \"\$HELD_PID\" ] || kill \$HELD_PID 2>/dev/null; [ ! -p  ] || timeout 5 sh -c 'echo go >' 2>/dev/null; true" EXIT
+        trap "[ -z \"\$HELD_PID\" ] || kill \$HELD_PID 2>/dev/null; [ ! -p $1 ] || timeout 5 sh -c 'echo go >$1' 2>/dev/null; true" EXIT
 }
 
 # The start's first process, microvm-stage, is in the unit's cgroup.
