@@ -621,20 +621,16 @@ sc_reclaim_race() {
                 st=0
                 wait $rpid || st=$?
                 HELD_PID=
-                [ $st = 0 ] || fail "microvm-reclaim exited $st: $(cat "$out")" || return
                 wait_until 30 "the start to end" stage_done $id || return
-                if exec_succeeded $id ExecStartPre >/dev/null && [ "$(vprop $id ActiveState)" = active ] &&
+                if [ $st = 0 ] && exec_succeeded $id ExecStartPre >/dev/null && [ "$(vprop $id ActiveState)" = active ] &&
                    grep -q "microvm@$id.service is starting" "$out"; then
                         assert_vm_running $id || return
                         ok=$((ok + 1))
                 else
-                        bad="$bad; round $round: $(vprop $id ActiveState), ExecStartPre $(exec_status $id ExecStartPre), reclaim said: $(tr '\n' ' ' <"$out")"
+                        bad="$bad; round $round: $(vprop $id ActiveState), ExecStartPre $(exec_status $id ExecStartPre), reclaim exited $st: $(tr '\n' ' ' <"$out")"
                 fi
-                if [ "$(vprop $id ActiveState)" = failed ]; then
-                        systemctl reset-failed "$(unit_of $id)"
-                else
-                        stop_vm $id || return
-                fi
+                stop_vm $id || return
+                systemctl reset-failed "$(unit_of $id)" 2>/dev/null || true
                 assert_no_debris $id || return
         done
         note "$ok of $rounds starts begun while reclaim was held between its decision and its teardown came up, reclaim skipping the VM"
