@@ -638,6 +638,10 @@ sc_reclaim_race() {
         [ $ok = $rounds ] || fail "${bad#; }" || return
 }
 
+not_activating() {
+        ! state_is "$1" activating
+}
+
 # issue 21.3: "systemctl stop" while microvm-stage works (held at the
 # injection point stage-uid-allocated, SIGTERM pending): the unit ends
 # inactive with Result=success, nothing left; the first start's uid is
@@ -655,7 +659,7 @@ sc_stop_during_stage() {
                 systemctl start --no-block "$(unit_of $id)"
                 timeout 30 cat $hold.reached >/dev/null || fail "microvm-stage never reached its hold" || return
                 systemctl stop --no-block "$(unit_of $id)"
-                wait_until 10 "the stop to begin" state_is $id deactivating || return
+                wait_until 10 "the stop to begin" not_activating $id || return
                 # (a stage that SIGTERM kills at the hold never reads it)
                 timeout 5 sh -c "echo go >$hold" 2>/dev/null || true
                 wait_until 30 "the stop to end" stage_done $id || return
