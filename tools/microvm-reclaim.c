@@ -22,6 +22,7 @@
 #include "seccomp-util.h"
 #include "dm.h"
 #include "storage.h"
+#include "test-hook.h"
 #include "tool.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
@@ -37,6 +38,13 @@ typedef struct Candidates {
         Candidate *items;
         size_t n;
 } Candidates;
+
+static const Candidate *find_candidate(const Candidates *c, const char *id) {
+        for (size_t i = 0; i < c->n; i++)
+                if (streq(c->items[i].id, id))
+                        return &c->items[i];
+        return NULL;
+}
 
 static Candidate *candidate(Candidates *c, const char *id) {
         Candidate *n;
@@ -176,7 +184,25 @@ static void scan_storage(const HostConfig *host, Candidates *c) {
         }
 }
 
-static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Candidate *c) {
+/* The run dir, for the lock: created when missing, since a stage that
+ * starts now would create it and take the lock there; without our lock
+ * held first, it could build (and launch) while we tear down. Only when
+ * there is something to reclaim: a run that finds nothing creates
+ * nothing. */
+static int open_run_dir(const HostConfig *host, int *run_fd) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        if (*run_fd >= 0)
+                return 0;
+        r = safe_root_open(host->run_dir, SAFE_ROOT_CREATE, 0700, run_fd, &error);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the run directory for the reclaim lock: %s",
+                                       error ?: strerror(-r));
+        return 0;
+}
+
+static int reclaim_one(sd_bus *bus, const HostConfig *host, int *run_fd, const Candidate *c) {
         _cleanup_close_ int lock_fd = -EBADF;
         _cleanup_plan_ Plan *plan = NULL;
         _cleanup_free_ char *cg = NULL, *error = NULL;
@@ -185,8 +211,15 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Ca
         const char *how;
         int r;
 
-        if (run_fd >= 0 && !arg_dry_run) {
-                r = vm_reclaim_lock(run_fd, true, &lock_fd);
+        if (!c->jail && !c->run_dir && !c->cgroup && !c->storage) {
+                log_debug("%s: nothing of it found.", c->id);
+                return 0;
+        }
+        if (!arg_dry_run) {
+                r = open_run_dir(host, run_fd);
+                if (r < 0)
+                        return r;
+                r = vm_reclaim_lock(*run_fd, true, &lock_fd);
                 if (r < 0)
                         return log_error_errno(r, "%s: failed to take the reclaim lock: %m", c->id);
         }
@@ -198,6 +231,29 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Ca
                                        c->id, c->id);
         if (running == UNIT_RUNNING) {
                 log_debug("%s: microvm@%s.service is running (asked %s); leaving it alone.", c->id, c->id, how);
+                return 0;
+        }
+
+        /* A start may begin right now, after that answer: systemd creates
+         * the unit cgroup and spawns microvm-stage into it, which then
+         * waits for the lock we hold. What makes that safe is what the
+         * teardown below never touches: the unit cgroup itself, its
+         * ".control" child and the processes in them (a start's first
+         * process goes there), nor does it remove those cgroups (systemd
+         * attaches the process after creating the cgroup). Everything it
+         * does remove a start only creates after microvm-stage got this
+         * lock: the sub-cgroups microvm-launch and the jailer make, the
+         * jail, the taps, the run dir. So no start is killed or broken,
+         * whenever it begins. A start seen to have begun is left alone
+         * altogether: its stage rebuilds from scratch anyway. */
+        test_hook("reclaim-decided");
+        r = vm_unit_start_begun(cg);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot read the cgroup of microvm@%s.service; leaving it alone: %m",
+                                       c->id, c->id);
+        if (r > 0) {
+                log_info("%s: microvm@%s.service is starting (a process in its cgroup %s); leaving it alone.",
+                         c->id, c->id, cg);
                 return 0;
         }
 
@@ -231,7 +287,7 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Ca
                 .host = host,
                 .plan = plan,
                 .unit_cgroup = c->cgroup ? cg : NULL,
-                .remove_unit_cgroup = true, /* the unit is not running: its whole cgroup goes */
+                .keep_child = CGROUP_CONTROL_LEAF, /* systemd's, like the unit cgroup itself */
                 .remove_state = plan && plan->ephemeral,
         };
         r = vm_teardown(&t, &rep);
@@ -266,7 +322,7 @@ int main(int argc, char **argv) {
         _cleanup_(unit_bus_closep) sd_bus *bus = NULL;
         _cleanup_free_ char *bus_error = NULL;
         _cleanup_close_ int run_fd = -EBADF;
-        Candidates cands = {};
+        Candidates cands = {}, found = {};
         int c, r, ret = 0;
 
         log_set_program_name("microvm-reclaim");
@@ -290,24 +346,32 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return tool_exit(r);
 
-        if (optind < argc) {
-                for (int i = optind; i < argc; i++) {
-                        Candidate *cand = candidate(&cands, argv[i]);
-                        if (!cand)
-                                return tool_exit(log_error_errno(EINVAL, "\"%s\" is not a valid VM id.", argv[i]));
-                        cand->jail = cand->run_dir = cand->cgroup = cand->storage = true;
-                }
-        } else {
-                ExecScan s = { .c = &cands, .base = host->chroot_base };
+        {
+                ExecScan s = { .c = &found, .base = host->chroot_base };
                 /* A directory we could not look into fails the run (after
                  * reclaiming what we found elsewhere). */
                 ret = for_each_subdir(host->chroot_base, scan_exec_dir, &s);
-                r = for_each_subdir(host->run_dir, add_run_dir, &cands);
+                r = for_each_subdir(host->run_dir, add_run_dir, &found);
                 if (r < 0 && ret == 0)
                         ret = r;
-                scan_cgroups(&cands);
-                scan_storage(host, &cands);
+                scan_cgroups(&found);
+                scan_storage(host, &found);
         }
+        if (optind < argc) {
+                /* Only these VMs, with what was found of them. */
+                for (int i = optind; i < argc; i++) {
+                        const Candidate *f;
+                        Candidate *cand = candidate(&cands, argv[i]);
+
+                        if (!cand)
+                                return tool_exit(log_error_errno(EINVAL, "\"%s\" is not a valid VM id.", argv[i]));
+                        f = find_candidate(&found, argv[i]);
+                        if (f)
+                                *cand = *f;
+                }
+                free(found.items);
+        } else
+                cands = found;
 
         r = unit_bus_open(&bus, &bus_error);
         if (r < 0) {
@@ -324,7 +388,7 @@ int main(int argc, char **argv) {
                 return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
 
         for (size_t i = 0; i < cands.n; i++) {
-                r = reclaim_one(bus, host, run_fd, &cands.items[i]);
+                r = reclaim_one(bus, host, &run_fd, &cands.items[i]);
                 if (r < 0 && ret == 0)
                         ret = r;
         }

@@ -22,6 +22,7 @@
  * SIGKILL interrupts, the plan names it for the next cleanup. */
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "binary.h"
@@ -32,6 +33,7 @@
 #include "seccomp-util.h"
 #include "stage.h"
 #include "stage-plan.h"
+#include "test-hook.h"
 #include "tool.h"
 #include "uid-alloc.h"
 #include "vm-unit.h"
@@ -326,10 +328,144 @@ static int stage_jail(Stage *s) {
         return step(stage_jail_run_dir_and_config(&t, &s->net, &error), &error);
 }
 
+/* A stop (SIGTERM from systemd; SIGINT by hand) is taken between steps:
+ * the signals are blocked for the whole run, so a step is never cut in
+ * half, and looked for once a step is done. */
+static bool stop_requested(void) {
+        sigset_t pending;
+
+        return sigpending(&pending) >= 0 && (sigismember(&pending, SIGTERM) > 0 || sigismember(&pending, SIGINT) > 0);
+}
+
+#define STAGE_STOPPED 1
+
+/* After a stop or a failure: tears down what this start built, per its plan
+ * (or, before it made one, per the plan on disk), without touching
+ * processes (we run in the unit's cgroup). A start that allocated the VM's
+ * very first uid and never got to run it also gives that uid back, with the
+ * state directory it created: nothing in it can belong to a VM that never
+ * ran, and the uid would otherwise stay reserved by a VM that may never
+ * start (issue 12, uid bookkeeping). */
+static int undo(Stage *s, bool fresh_uid) {
+        _cleanup_plan_ Plan *on_disk = NULL;
+        SafeRmReport srep = {};
+        TeardownReport rep = {};
+        int r, k;
+
+        if (!s->plan && vm_plan_read(s->host, s->id, &on_disk, NULL) < 0)
+                on_disk = NULL;
+        TeardownTarget t = {
+                .id = s->id,
+                .host = s->host,
+                .plan = s->plan ?: on_disk,
+                .exec_name = s->exec_name,
+                .remove_state = s->vm->ephemeral,
+        };
+        r = vm_teardown(&t, &rep);
+        for (char **m = rep.failed; m && *m; m++)
+                log_error("Not removed: %s", *m);
+        teardown_report_done(&rep);
+        if (r < 0 || !fresh_uid)
+                return r;
+
+        s->vm_state_fd = safe_close(s->vm_state_fd);
+        k = vm_state_remove(s->state_fd, s->id, &srep);
+        if (k < 0) {
+                _cleanup_free_ char *what = safe_rm_report_format(&srep, s->host->state_dir);
+                log_error_errno(k, "Cannot give back uid %u of %s with its new state directory %s: %s", (unsigned) s->uid.uid,
+                                s->id, s->paths.state_dir, what ?: strerror(-k));
+        } else
+                log_info("Gave back uid %u: %s never ran.", (unsigned) s->uid.uid, s->id);
+        safe_rm_report_done(&srep);
+        return k < 0 ? k : 0;
+}
+
+static int run(Stage *s, bool *ret_fresh_uid) {
+        _cleanup_free_ char *error = NULL;
+        bool had_state;
+        int r;
+
+        /* Inputs: configs, binaries, directories. */
+        r = tool_load_host_config(&s->host);
+        if (r < 0)
+                return r;
+        r = tool_load_vm_config(s->host, s->id, &s->vm);
+        if (r < 0)
+                return r;
+        if ((r = check_digest(s)) < 0 || (r = check_binaries(s)) < 0 ||
+            (r = step(stage_check_chroot_base(s->host, &error), &error)) < 0)
+                return r;
+        r = vm_paths_new(s->host, s->exec_name, s->id, &s->paths);
+        if (r < 0)
+                return log_oom();
+        r = open_roots(s);
+        if (r < 0)
+                return r;
+
+        /* microvm-reclaim must not tear down what we are building. A stop
+         * is looked for only from here on: whatever it interrupts is then
+         * torn down under this lock. */
+        r = vm_reclaim_lock(s->run_fd, false, &s->lock_fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to take the reclaim lock in %s: %m", s->host->run_dir);
+        if (stop_requested())
+                return STAGE_STOPPED;
+        r = reset(s);
+        if (r < 0)
+                return r;
+        if (stop_requested())
+                return STAGE_STOPPED;
+
+        /* The uid needs NSS lookups: before the seccomp filter. */
+        had_state = faccessat(s->state_fd, s->id, F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+        r = uid_allocate_for_vm(s->state_fd, s->host, s->vm, &s->uid, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate a uid for %s: %s", s->id, error ?: strerror(-r));
+        *ret_fresh_uid = s->uid.created && s->uid.previous == UID_INVALID && !had_state;
+        if (s->uid.created)
+                log_info("VM %s runs as uid and gid %u.", s->id, (unsigned) s->uid.uid);
+        test_hook("stage-uid-allocated");
+        r = safe_open_dir_at(s->state_fd, s->id, &s->vm_state_fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open %s: %m", s->paths.state_dir);
+
+        r = plan_start(s);
+        if (r < 0)
+                return r;
+        r = check_cgroup_controllers(s);
+        if (r < 0)
+                return r;
+
+        r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
+        if (r < 0 && r != -EOPNOTSUPP)
+                return log_error_errno(r, "Failed to install the seccomp filter: %m");
+        if (stop_requested())
+                return STAGE_STOPPED;
+
+        /* From here on everything created is named by the plan. */
+        StageTarget t = stage_target(s);
+        r = step(stage_plan_write(&t, s->plan, &error), &error);
+        if (r < 0)
+                return r;
+        r = stage_jail(s);
+        if (r < 0)
+                return r;
+        if (stop_requested())
+                return STAGE_STOPPED;
+        t = stage_target(s);
+        if ((r = step(stage_taps(&t, s->net.taps, &error), &error)) < 0 ||
+            (r = step(stage_console_fifo(&t, &error), &error)) < 0)
+                return r;
+
+        log_debug("Staged %s in %s as uid %u.", s->id, s->paths.jail_root, (unsigned) s->uid.uid);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         _cleanup_(stage_done) Stage s = { .state_fd = -EBADF, .vm_state_fd = -EBADF, .run_fd = -EBADF,
                                           .exec_fd = -EBADF, .jail_fd = -EBADF, .lock_fd = -EBADF };
-        _cleanup_free_ char *error = NULL;
+        bool fresh_uid = false;
+        sigset_t stop;
         int r;
 
         r = tool_begin(argc, argv, "microvm-stage",
@@ -338,66 +474,34 @@ int main(int argc, char **argv) {
         if (r != 0)
                 return tool_exit(r);
 
-        /* Inputs: configs, binaries, directories. */
-        r = tool_load_host_config(&s.host);
-        if (r < 0)
-                return tool_exit(r);
-        r = tool_load_vm_config(s.host, s.id, &s.vm);
-        if (r < 0)
-                return tool_exit(r);
-        if ((r = check_digest(&s)) < 0 || (r = check_binaries(&s)) < 0 ||
-            (r = step(stage_check_chroot_base(s.host, &error), &error)) < 0)
-                return tool_exit(r);
-        r = vm_paths_new(s.host, s.exec_name, s.id, &s.paths);
-        if (r < 0)
-                return tool_exit(log_oom());
-        r = open_roots(&s);
-        if (r < 0)
-                return tool_exit(r);
+        /* "systemctl stop" during ExecStartPre= sends SIGTERM: a stop the
+         * operator asked for, to be ended cleanly (see stop_requested()). */
+        if (sigemptyset(&stop) < 0 || sigaddset(&stop, SIGTERM) < 0 || sigaddset(&stop, SIGINT) < 0 ||
+            sigprocmask(SIG_BLOCK, &stop, NULL) < 0)
+                return tool_exit(log_error_errno(errno, "Failed to block SIGTERM: %m"));
 
-        /* microvm-reclaim must not tear down what we are building. */
-        r = vm_reclaim_lock(s.run_fd, false, &s.lock_fd);
-        if (r < 0)
-                return tool_exit(log_error_errno(r, "Failed to take the reclaim lock in %s: %m", s.host->run_dir));
-        r = reset(&s);
-        if (r < 0)
-                return tool_exit(r);
-
-        /* The uid needs NSS lookups: before the seccomp filter. */
-        r = uid_allocate_for_vm(s.state_fd, s.host, s.vm, &s.uid, &error);
-        if (r < 0)
-                return tool_exit(log_error_errno(r, "Failed to allocate a uid for %s: %s", s.id,
-                                                 error ?: strerror(-r)));
-        if (s.uid.created)
-                log_info("VM %s runs as uid and gid %u.", s.id, (unsigned) s.uid.uid);
-        r = safe_open_dir_at(s.state_fd, s.id, &s.vm_state_fd);
-        if (r < 0)
-                return tool_exit(log_error_errno(r, "Failed to open %s: %m", s.paths.state_dir));
-
-        r = plan_start(&s);
-        if (r < 0)
-                return tool_exit(r);
-        r = check_cgroup_controllers(&s);
-        if (r < 0)
-                return tool_exit(r);
-
-        r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
-        if (r < 0 && r != -EOPNOTSUPP)
-                return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
-
-        /* From here on everything created is named by the plan. */
-        StageTarget t = stage_target(&s);
-        r = step(stage_plan_write(&t, s.plan, &error), &error);
-        if (r < 0)
-                return tool_exit(r);
-        r = stage_jail(&s);
-        if (r < 0)
-                return tool_exit(r);
-        t = stage_target(&s);
-        if ((r = step(stage_taps(&t, s.net.taps, &error), &error)) < 0 ||
-            (r = step(stage_console_fifo(&t, &error), &error)) < 0)
-                return tool_exit(r);
-
-        log_debug("Staged %s in %s as uid %u.", s.id, s.paths.jail_root, (unsigned) s.uid.uid);
-        return EXIT_SUCCESS;
+        r = run(&s, &fresh_uid);
+        if (r == 0)
+                return EXIT_SUCCESS;
+        if (r == STAGE_STOPPED) {
+                /* Exit status 0: systemd 252 counts a control process that
+                 * exits 0 during a stop as clean, so the unit ends inactive,
+                 * not failed (a control process killed by SIGTERM, or one
+                 * exiting non-zero, fails it; SuccessExitStatus= applies to
+                 * the main process only). Should the start go on regardless
+                 * (a SIGTERM sent by hand), the plan is gone and
+                 * microvm-launch refuses. */
+                r = undo(&s, fresh_uid);
+                if (r < 0)
+                        return tool_exit(log_error_errno(r, "Stopped while staging %s; what this start built could "
+                                                         "not all be removed (see above).", s.id));
+                log_notice("Stopped while staging %s: removed what this start had built.", s.id);
+                return EXIT_SUCCESS;
+        }
+        /* A failed start: microvm-cleanup (ExecStopPost=) tears down. Only
+         * a VM's first uid is given back here, after the teardown (a tap
+         * owned by it must not outlive it). */
+        if (fresh_uid)
+                (void) undo(&s, true);
+        return EXIT_FAILURE;
 }

@@ -201,6 +201,15 @@ int cgroup_is_populated(int cg_fd) {
         return p[10] == '1';
 }
 
+int cgroup_has_own_processes(int cg_fd) {
+        char buf[64];
+        int r = read_small_file_at(cg_fd, "cgroup.procs", O_NOFOLLOW, buf, sizeof buf);
+
+        if (r < 0)
+                return r;
+        return buf[0] != '\0';
+}
+
 int cgroup_kill(int cg_fd) {
         char buf[8192];
         int r;

@@ -42,6 +42,10 @@ int cgroup_open_child(int dir_fd, const char *name, bool create, int *ret_fd);
 int cgroup_enter(int cg_fd);
 /* Reads the "populated" field of cgroup.events: 1, 0, or -errno. */
 int cgroup_is_populated(int cg_fd);
+/* Whether the cgroup itself (not its children) holds a process: 1, 0, or
+ * -errno. */
+int cgroup_has_own_processes(int cg_fd);
+
 /* Kills every process in the cgroup and below (cgroup.kill; on kernels
  * before 5.14: freeze, SIGKILL what cgroup.procs lists, thaw). */
 int cgroup_kill(int cg_fd);

@@ -8,6 +8,7 @@
 #include "util.h"
 #include "names.h"
 #include "parse-util.h"
+#include "test-hook.h"
 #include "uid-alloc.h"
 
 #define UID_RECORD_MAX 32
@@ -325,11 +326,14 @@ int uid_record_read(int state_fd, const char *id, uid_t *ret) {
  * The records stay the truth; the index follows them, under the lock: an
  * entry is created before a record names its uid and removed after the
  * record is gone, so every recorded uid has its entry. An entry is checked
- * against its VM's record wherever a conflict would be reported; one whose
- * VM no longer records that uid (state removed by hand) is replaced when
- * that uid is asked for, and otherwise only keeps the uid from being handed
- * out. A missing entry (a record written by hand) sends the restart back to
- * reading every record. The index is built from the records when it does
+ * against its VM's record wherever a conflict would be reported. An entry
+ * whose VM records another uid or none is no reservation: a kill between
+ * the entry and the record of a first start, or state removed by hand,
+ * leaves one. Every allocation of a new uid reads every record anyway, and
+ * then removes each such entry (index_sweep()), so none withholds its uid
+ * for longer than until the next new uid is handed out; a restart replaces
+ * one it finds under its own uid. A missing entry (a record written by
+ * hand) sends the restart back to reading every record. The index is built from the records when it does
  * not exist (first run after an upgrade, or removed): into .uids.new,
  * renamed into place once complete. */
 #define UID_INDEX_DIR ".uids"
@@ -461,14 +465,31 @@ static int index_open(int state_fd, int *ret_fd, char **ret_error) {
         return 0;
 }
 
-/* Every uid in the index, sorted (ids left empty: filled in by the caller
- * for the one it reports). */
-static int index_list(int index_fd, UidOwner **ret, size_t *ret_n, char **ret_error) {
-        _cleanup_free_ UidOwner *v = NULL;
+/* Whether VM id's record names uid, per records[] (sorted by uid). */
+static bool records_name(const UidOwner *records, size_t n, uid_t uid, const char *id) {
+        const UidOwner *o = find_owner(records, n, uid);
+
+        if (!o)
+                return false;
+        /* bsearch() finds one of the records naming uid (two VMs sharing a
+         * uid is refused at their start, not here): look at all of them. */
+        while (o > records && o[-1].uid == uid)
+                o--;
+        for (; o < records + n && o->uid == uid; o++)
+                if (streq(o->id, id))
+                        return true;
+        return false;
+}
+
+/* Removes every entry that is no reservation: its VM's record (records[],
+ * every VM but self, sorted by uid; self_uid for self) names another uid or
+ * none, or the entry is not a symlink to a VM id. Under the lock, after
+ * every record was read. Returns the number removed. */
+static int index_sweep(int index_fd, const UidOwner *records, size_t n, const char *self, uid_t self_uid,
+                       char **ret_error) {
         _cleanup_(closedirp) DIR *d = NULL;
-        size_t n = 0, allocated = 0;
         struct dirent *de;
-        int fd;
+        int fd, removed = 0, r;
 
         fd = openat(index_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
@@ -479,20 +500,29 @@ static int index_list(int index_fd, UidOwner **ret, size_t *ret_n, char **ret_er
                 return error_setf(ret_error, -errno, "Cannot read the uid index: %m");
         }
         while ((errno = 0, de = readdir(d))) {
+                char owner[VM_ID_MAX + 1];
                 uint32_t u;
 
                 if (de->d_name[0] == '.' || parse_u32(de->d_name, &u) < 0 || u == 0 || u == UID_INVALID)
                         continue;
-                if (greedy_realloc((void **) &v, &allocated, n + 1, sizeof *v) < 0)
-                        return -ENOMEM;
-                v[n++] = (UidOwner) { .uid = (uid_t) u };
+                r = index_owner(index_fd, (uid_t) u, owner);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0 && r != -EBADMSG)
+                        return error_setf(ret_error, r, "Cannot read the uid index entry %s: %s", de->d_name,
+                                          strerror(-r));
+                if (r == 0 && (streq(owner, self) ? self_uid == (uid_t) u
+                                                  : records_name(records, n, (uid_t) u, owner)))
+                        continue;
+                r = index_unlink(index_fd, (uid_t) u);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Cannot remove the stale uid index entry %s: %s",
+                                          de->d_name, strerror(-r));
+                removed++;
         }
         if (errno > 0)
                 return error_setf(ret_error, -errno, "Cannot read the uid index: %m");
-        (void) uid_owners_sort(v, n);
-        *ret = TAKE_PTR(v);
-        *ret_n = n;
-        return 0;
+        return removed;
 }
 
 /* Every other VM's recorded uid. A directory without a record is not a VM
@@ -637,12 +667,25 @@ static int keep_recorded(int state_fd, int index_fd, const char *id, uid_t cur, 
         return 0;
 }
 
+/* How many of the recorded uids lie in [min, max]: the exhaustion message
+ * counts only those (VMs recorded from an earlier, other range do not fill
+ * this one). */
+static size_t count_in_range(const UidOwner *v, size_t n, uid_t min, uid_t max) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++)
+                if (v[i].uid >= min && v[i].uid <= max)
+                        k++;
+        return k;
+}
+
 int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid_t wanted, UidAllocation *ret,
                  char **ret_error) {
         _cleanup_close_ int lock = -EBADF, index_fd = -EBADF;
         _cleanup_free_ UidOwner *taken = NULL;
         _cleanup_free_ SubidRange *subuid = NULL, *subgid = NULL;
         InUseCtx ctx = {};
+        const UidOwner *owner = NULL;
         uid_t cur = UID_INVALID, pick = UID_INVALID;
         size_t n_taken = 0;
         int r;
@@ -706,56 +749,32 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
 
         /* A new uid is rare (a VM's first start, or uid = N changed): every
          * record is read, as if there were no index, so that a corrupt one
-         * fails the allocation (its uid is unknown) and a record without an
-         * entry (written by hand) gets one before the taken uids are listed. */
-        {
-                _cleanup_free_ UidOwner *records = NULL;
-                size_t n_records = 0;
-
-                r = scan_records(state_fd, id, &records, &n_records, ret_error);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < n_records; i++) {
-                        r = index_add(index_fd, records[i].uid, records[i].id);
-                        if (r < 0 && r != -EEXIST)
-                                return error_setf(ret_error, r, "Cannot update the uid index: %s", strerror(-r));
-                }
-        }
-
-        /* uid = N: another VM's entry for it is a conflict, or stale (that
-         * VM moved on) and replaced; after that, an entry for N is ours (a
-         * corrupt one makes index_add() below fail). */
-        if (wanted != UID_INVALID) {
-                char owner[VM_ID_MAX + 1];
-
-                if (index_owner(index_fd, wanted, owner) == 0 && !streq(owner, id)) {
-                        if (record_names(state_fd, owner, wanted))
-                                return error_setf(ret_error, -EBUSY, "VM %s: uid = %u is already the uid of VM %s",
-                                                  id, (unsigned) wanted, owner);
-                        r = index_replace(index_fd, wanted, id);
-                        if (r < 0)
-                                return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id,
-                                                  strerror(-r));
-                }
-        }
-
-        r = index_list(index_fd, &taken, &n_taken, ret_error);
+         * fails the allocation (its uid is unknown). The records are the
+         * truth: they say which uids are taken, a record without an entry
+         * (written by hand) gets one, and an entry without its record (a
+         * kill between the two, state removed by hand) goes. */
+        r = scan_records(state_fd, id, &taken, &n_taken, ret_error);
         if (r < 0)
                 return r;
-        if (wanted != UID_INVALID) {
-                const UidOwner *o = find_owner(taken, n_taken, wanted);
-
-                if (o) { /* ours (see above): not taken */
-                        size_t i = (size_t) (o - taken);
-                        memmove(taken + i, taken + i + 1, (n_taken - i - 1) * sizeof *taken);
-                        n_taken--;
-                }
+        (void) uid_owners_sort(taken, n_taken);
+        r = index_sweep(index_fd, taken, n_taken, id, cur, ret_error);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_taken; i++) {
+                /* -EEXIST: two records naming one uid; that VM's start
+                 * refuses (keep_recorded()). */
+                r = index_add(index_fd, taken[i].uid, taken[i].id);
+                if (r < 0 && r != -EEXIST)
+                        return error_setf(ret_error, r, "Cannot update the uid index: %s", strerror(-r));
         }
 
-        r = uid_pick(uid_min, uid_max, taken, n_taken, wanted, uid_in_use, &ctx, &pick, NULL);
+        r = uid_pick(uid_min, uid_max, taken, n_taken, wanted, uid_in_use, &ctx, &pick, &owner);
         switch (r) {
         case 0:
                 break;
+        case -EBUSY:
+                return error_setf(ret_error, r, "VM %s: uid = %u is already the uid of VM %s", id,
+                                  (unsigned) wanted, owner->id);
         case -EEXIST:
                 return error_setf(ret_error, r, "VM %s: uid = %u %s; choose another uid", id, (unsigned) wanted,
                                   in_use_reason(&ctx, wanted));
@@ -763,17 +782,21 @@ int uid_allocate(int state_fd, const char *id, uid_t uid_min, uid_t uid_max, uid
                 return error_setf(ret_error, r,
                                   "VM %s: no free uid left in uid_range %u-%u (%zu taken by VMs, the rest known to "
                                   "NSS or in subordinate ranges): widen uid_range in the host config",
-                                  id, (unsigned) uid_min, (unsigned) uid_max, n_taken);
+                                  id, (unsigned) uid_min, (unsigned) uid_max,
+                                  count_in_range(taken, n_taken, uid_min, uid_max));
         case -EIO:
                 return nss_fail(ret_error, &ctx, wanted);
         default:
                 return error_setf(ret_error, r, "VM %s: cannot allocate a uid: %s", id, strerror(-r));
         }
 
-        /* The entry first: every recorded uid has one. */
+        /* The entry first: every recorded uid has one. A kill between the
+         * two leaves an entry without its record: no reservation, swept by
+         * the next allocation of a new uid (index_sweep()). */
         r = index_add(index_fd, pick, id);
         if (r < 0)
                 return error_setf(ret_error, r, "Cannot update the uid index for VM %s: %s", id, strerror(-r));
+        test_hook("uid-index-written");
         r = write_record(state_fd, id, pick, ret_error);
         if (r < 0)
                 return r;

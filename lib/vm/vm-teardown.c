@@ -111,29 +111,6 @@ static void teardown_processes(const TeardownTarget *t, TeardownReport *r, int *
                         *first = e;
         }
         cgroup_teardown_done(&ct);
-
-        if (!t->remove_unit_cgroup)
-                return;
-        /* Reclaim: the unit is not running, so its own cgroup may go too. */
-        if (cgroup_is_populated(unit_fd) > 0) {
-                r->n_cgroups_killed++;
-                k = cgroup_kill(unit_fd);
-                if (k >= 0)
-                        k = cgroup_wait_unpopulated(unit_fd, CGROUP_DRAIN_TIMEOUT);
-                if (k < 0 && *first == 0)
-                        *first = strv_push_errorf(&r->failed, k, "cgroup %s%s: processes could not be killed (%m)", mount,
-                                      t->unit_cgroup);
-        }
-        unit_fd = safe_close(unit_fd);
-        {
-                _cleanup_free_ char *full = NULL;
-                if (asprintf(&full, "%s%s", mount, t->unit_cgroup) < 0)
-                        return;
-                if (rmdir(full) >= 0)
-                        r->n_cgroups_removed++;
-                else if (errno != ENOENT && errno != EBUSY && *first == 0)
-                        *first = strv_push_errorf(&r->failed, errno, "cgroup %s: could not be removed (%m)", full);
-        }
 }
 
 static void teardown_taps(const TeardownTarget *t, TeardownReport *r, int *first) {

@@ -2,8 +2,8 @@
 #pragma once
 
 /* Tearing down everything a VM's start created, in dependency order:
- *   1. the processes: cgroup.kill of the unit's sub-cgroups (or of the
- *      whole unit cgroup, for reclaim), wait for them to drain, rmdir;
+ *   1. the processes: cgroup.kill of the unit's sub-cgroups, wait for
+ *      them to drain, rmdir (never the unit cgroup itself);
  *   2. taps, then device-mapper devices (loops detach themselves);
  *   3. the jail (<chroot_base>/<exec>/<id>), with safe-fs removal: it may
  *      hold anything the VM planted;
@@ -31,12 +31,12 @@ typedef struct TeardownTarget {
          * leave processes and cgroups alone. */
         const char *unit_cgroup;
         /* The unit cgroup's children are killed and removed, except this
-         * one (".control" when we run there as ExecStopPost=; NULL when we
-         * run in the unit cgroup itself, as ExecStartPre= does). */
+         * one (".control" when we run there as ExecStopPost=, and for
+         * reclaim; NULL when we run in the unit cgroup itself, as
+         * ExecStartPre= does). The unit cgroup itself, and the processes
+         * in it, are never touched: they are systemd's (the cgroup it
+         * creates and spawns a start's first process into). */
         const char *keep_child;
-        /* Also kill what is in the unit cgroup itself and remove it: only
-         * for a unit that is not running (reclaim). */
-        bool remove_unit_cgroup;
         bool keep_run_dir;      /* stage keeps <run_dir>/<id> (it rewrites it) */
         /* dm devices still open are left to the kernel's deferred removal
          * (cleanup: the VMM may still be exiting) instead of being reported

@@ -53,3 +53,27 @@ int vm_unit_refuse_if_running(const char *id, const char *unit_cgroup, const cha
                 return r;
         return running == UNIT_RUNNING ? -EBUSY : 0;
 }
+
+int vm_unit_start_begun(const char *unit_cgroup) {
+        _cleanup_free_ char *mount = NULL;
+        _cleanup_close_ int fd = -EBADF, control_fd = -EBADF;
+        int r;
+
+        r = cgroup2_find_mount(&mount);
+        if (r < 0)
+                return r;
+        r = cgroup_open(mount, unit_cgroup, &fd);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        r = cgroup_has_own_processes(fd);
+        if (r != 0)
+                return r;
+        r = cgroup_open_child(fd, CGROUP_CONTROL_LEAF, false, &control_fd);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        return cgroup_is_populated(control_fd);
+}

@@ -22,3 +22,9 @@ int vm_unit_running(sd_bus *bus, const char *id, const char *unit_cgroup, UnitRu
  * removes a running VM's jail from under it. unit_cgroup as for
  * vm_unit_running(). The answer comes from systemd when there is a bus. */
 int vm_unit_refuse_if_running(const char *id, const char *unit_cgroup, const char **ret_how);
+
+/* Whether a start of the unit has begun: a process in the unit cgroup
+ * itself or in its ".control" child, where systemd spawns a start's first
+ * process (microvm-stage). 1, 0 (also when there is no such cgroup), or
+ * -errno. unit_cgroup as for vm_unit_running(). */
+int vm_unit_start_begun(const char *unit_cgroup);

@@ -769,6 +769,145 @@ sc_hostile_output() {
         assert_no_debris flood longline || return
 }
 
+# ---------------------------------------------------------------- issue 21
+
+# The path of an installed tool, from the unit that runs it.
+tool_path() { # tool_path UNIT
+        systemctl show -p ExecStart --value "$1" | sed -n 's/^{ path=\([^ ;]*\) .*/\1/p' | head -n 1
+}
+
+# Exits 77 unless the installed tool has the test-build injection points.
+need_hooks() {
+        grep -qa MICROVM_TEST_PAUSE_AT "$1" && return 0
+        echo "needs a build with -Dtest-hooks=true (the injection points in $1)"
+        exit 77
+}
+
+# hold_fifos PATH: fresh FIFOs for MICROVM_TEST_PAUSE_FIFO=PATH. Should
+# the scenario fail while a tool waits there, its exit releases the tool
+# (and ends a reclaim run in HELD_PID), so that nothing after it waits on
+# a held lock.
+HELD_PID=
+hold_fifos() {
+        rm -f "$1" "$1.reached"
+        mkfifo -m 0600 "$1" "$1.reached"
+        trap "[ -z \"\$HELD_PID\" ] || kill \$HELD_PID 2>/dev/null; [ ! -p $1 ] || timeout 5 sh -c 'echo go >$1' 2>/dev/null; true" EXIT
+}
+
+# The start's first process, microvm-stage, is in the unit's cgroup.
+stage_in_cgroup() {
+        local cpid
+        state_is "$1" activating start-pre || return 1
+        cpid=$(vprop "$1" ControlPID)
+        [ "$cpid" != 0 ] && grep -qx "$cpid" "$E2E_SLICE_CG/$(unit_of "$1")/cgroup.procs" 2>/dev/null
+}
+
+# issue 21.2: microvm-reclaim run by hand decides that the VM's unit is not
+# running (systemd says so over the bus) and is held right there, at the
+# injection point reclaim-decided; a start begins (microvm-stage in the unit
+# cgroup, waiting for reclaim's lock); reclaim goes on. It must skip the VM,
+# and the start must come up.
+sc_reclaim_race() {
+        local id=racer hold=/run/e2e-hold reclaim out rpid st round rounds=3 ok=0 bad=""
+        reclaim=$(tool_path microvm-reclaim.service)
+        need_hooks "$reclaim"
+        vm_config $id
+        systemctl daemon-reload
+        use $id
+        # The unit wants microvm-reclaim.service and is ordered after it:
+        # had it not run yet, the start would wait for it, and it for the
+        # lock the held reclaim has (a wait, never a kill).
+        systemctl start microvm-reclaim.service || fail "microvm-reclaim.service failed" || return
+        out=$(mktemp)
+        for round in $(seq $rounds); do
+                hold_fifos $hold
+                # what a crashed run left: something for reclaim to do
+                mkdir -p "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/$id/root"
+                MICROVM_TEST_PAUSE_AT=reclaim-decided MICROVM_TEST_PAUSE_FIFO=$hold "$reclaim" $id >"$out" 2>&1 &
+                rpid=$!
+                HELD_PID=$rpid
+                timeout 20 cat $hold.reached >/dev/null || fail "reclaim never reached its decision" || return
+                systemctl start --no-block "$(unit_of $id)"
+                wait_until 10 "microvm-stage in the unit's cgroup" stage_in_cgroup $id || return
+                timeout 10 sh -c "echo go >$hold" || fail "reclaim did not wait at its hold" || return
+                st=0
+                wait $rpid || st=$?
+                HELD_PID=
+                wait_until 30 "the start to end" stage_done $id || return
+                if [ $st = 0 ] && exec_succeeded $id ExecStartPre >/dev/null && [ "$(vprop $id ActiveState)" = active ] &&
+                   grep -q "microvm@$id.service is starting" "$out"; then
+                        assert_vm_running $id || return
+                        ok=$((ok + 1))
+                else
+                        bad="$bad; round $round: $(vprop $id ActiveState), ExecStartPre $(exec_status $id ExecStartPre), reclaim exited $st: $(tr '\n' ' ' <"$out")"
+                fi
+                stop_vm $id || return
+                systemctl reset-failed "$(unit_of $id)" 2>/dev/null || true
+                assert_no_debris $id || return
+        done
+        note "$ok of $rounds starts begun while reclaim was held between its decision and its teardown came up, reclaim skipping the VM"
+        rm -f "$out" $hold $hold.reached
+        [ $ok = $rounds ] || fail "${bad#; }" || return
+}
+
+not_activating() {
+        ! state_is "$1" activating
+}
+
+# issue 21.3: "systemctl stop" while microvm-stage works (held at the
+# injection point stage-uid-allocated, SIGTERM pending): the unit ends
+# inactive with Result=success, nothing left; the first start's uid is
+# given back.
+sc_stop_during_stage() {
+        local id=stopstage hold=/run/e2e-hold round rounds=5 ok=0 st bad=""
+        need_hooks "$(dirname "$(tool_path microvm-reclaim.service)")/microvm-stage"
+        vm_config $id
+        dropin $id "Environment=MICROVM_TEST_PAUSE_AT=stage-uid-allocated MICROVM_TEST_PAUSE_FIFO=$hold"
+        systemctl daemon-reload
+        use $id
+        systemctl start microvm-reclaim.service || fail "microvm-reclaim.service failed" || return
+        for round in $(seq $rounds); do
+                hold_fifos $hold
+                systemctl start --no-block "$(unit_of $id)"
+                timeout 30 cat $hold.reached >/dev/null || fail "microvm-stage never reached its hold" || return
+                systemctl stop --no-block "$(unit_of $id)"
+                wait_until 10 "the stop to begin" not_activating $id || return
+                # (a stage that SIGTERM kills at the hold never reads it)
+                timeout 5 sh -c "echo go >$hold" 2>/dev/null || true
+                wait_until 30 "the stop to end" stage_done $id || return
+                st="$(vprop $id ActiveState)/$(vprop $id Result)"
+                if [ "$st" = inactive/success ] && [ ! -e "$E2E_STATE_DIR/$id" ]; then
+                        ok=$((ok + 1))
+                else
+                        bad="$bad; round $round: $st, ExecStartPre $(exec_status $id ExecStartPre), state dir: $(ls -A "$E2E_STATE_DIR/$id" 2>&1 | tr '\n' ' ')"
+                        systemctl reset-failed "$(unit_of $id)" 2>/dev/null || true
+                fi
+                # (systemd 252 runs no ExecStopPost= after a control
+                # process that a stop ended cleanly: stage tore down itself)
+                assert_no_debris $id || return
+        done
+        note "$ok of $rounds stops during ExecStartPre ended inactive/success with the first uid given back (ExecStartPre $(exec_status $id ExecStartPre), ExecStopPost $(exec_status $id ExecStopPost))"
+        rm -rf "/run/systemd/system/$(unit_of $id).d" $hold $hold.reached
+        systemctl daemon-reload
+        [ $ok = $rounds ] || fail "${bad#; }" || return
+        wait_journal 5 "Stopped while staging $id" -u "$(unit_of $id)" || return
+        # without the hold the VM starts normally
+        start_vm $id || return
+        assert_vm_running $id || return
+        stop_vm $id || return
+}
+
+# issue 21.3: microvm-reclaim.service restarted by hand in a row.
+sc_reclaim_restart() {
+        local i n=12 ok=0
+        for i in $(seq $n); do
+                systemctl restart microvm-reclaim.service 2>/dev/null && ok=$((ok + 1))
+        done
+        note "$ok of $n restarts of microvm-reclaim.service in a row ran"
+        systemctl reset-failed microvm-reclaim.service 2>/dev/null || true
+        [ $ok = $n ] || fail "$((n - ok)) restarts refused: $(systemctl show -p Result --value microvm-reclaim.service)" || return
+}
+
 # Nothing of any VM left in the container after all scenarios.
 sc_leftovers() {
         local left
@@ -809,4 +948,7 @@ scenario "64-character id end to end" sc_long_id
 scenario "50 VMs started concurrently, all active; stopped, zero debris" sc_fifty
 scenario "soak: 100 VMs x 10 concurrent start/stop cycles, no failure, no leftovers, flat memory" sc_soak
 scenario "hostile console output: a 100 MB flood and a 10 MB line; units, journal and stop unharmed" sc_hostile_output
+scenario "reclaim held between its decision and its teardown: a start begun then comes up" sc_reclaim_race
+scenario "stop during ExecStartPre: inactive, not failed; first uid given back" sc_stop_during_stage
+scenario "microvm-reclaim.service restarted 12 times in a row" sc_reclaim_restart
 scenario "no VM leftovers in the container" sc_leftovers

@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -598,7 +599,9 @@ Test(cgroup, reclaim_leaves_running_vms_alone, .init = setup, .fini = teardown, 
         tool_ok("microvm-reclaim", NULL);
         assert_nothing_left("stopped");
         assert_nothing_left("gone");
-        cr_assert_not(cg_exists(UNIT("stopped")), "the stopped VM's unit cgroup is left");
+        /* Its leftover cgroups go; the unit cgroup itself is systemd's
+         * (a start may be creating it right now), so it stays, empty. */
+        cr_assert_not(cg_exists(UNIT("stopped") "/stopped"), "the stopped VM's leftover cgroup is left");
         /* the running one: untouched, processes alive */
         sleepers_assert_alive(&s);
         cr_assert(exists(pf("%s/dev/kvm", jail_root("running"))));
@@ -618,6 +621,226 @@ Test(cgroup, reclaim_leaves_running_vms_alone, .init = setup, .fini = teardown, 
         assert_nothing_left("running");
         close(leaf);
         close(control);
+        victims_check();
+}
+
+/* ---- injection points (issue 21) ---------------------------------------------------- */
+
+/* A hold at a test-build injection point (MICROVM_TEST_PAUSE_AT, see
+ * lib/basic/test-hook.h): the FIFOs <root>/hold and <root>/hold.reached. */
+typedef struct Hold {
+        char fifo[PATH_MAX], reached[PATH_MAX];
+} Hold;
+
+static void hold_init(Hold *h, const char *point) {
+#if !ENABLE_TEST_HOOKS
+        cr_skip_test("needs a build with -Dtest-hooks=true (the injection point %s)", point);
+#endif
+        snprintf(h->fifo, sizeof h->fifo, "%s/hold", S.root);
+        snprintf(h->reached, sizeof h->reached, "%s/hold.reached", S.root);
+        (void) unlink(h->fifo);
+        (void) unlink(h->reached);
+        cr_assert_eq(mkfifo(h->fifo, 0600), 0, "%m");
+        cr_assert_eq(mkfifo(h->reached, 0600), 0, "%m");
+        cr_assert_eq(setenv("MICROVM_TEST_PAUSE_AT", point, 1), 0);
+        cr_assert_eq(setenv("MICROVM_TEST_PAUSE_FIFO", h->fifo, 1), 0);
+}
+
+/* Call after spawning the tool: its environment is taken. */
+static void hold_env_done(void) {
+        (void) unsetenv("MICROVM_TEST_PAUSE_AT");
+        (void) unsetenv("MICROVM_TEST_PAUSE_FIFO");
+}
+
+/* Blocks until the tool is at the point (it opens hold.reached). */
+static void hold_wait(Hold *h, const char *point) {
+        char buf[128] = {};
+        ssize_t n;
+        int fd = open(h->reached, O_RDONLY | O_CLOEXEC);
+
+        cr_assert_geq(fd, 0, "%s: %m", h->reached);
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        cr_assert_gt(n, 0, "the tool never reached %s", point);
+        cr_assert(strncmp(buf, point, strlen(point)) == 0, "reached \"%s\", not %s", buf, point);
+}
+
+/* Lets the tool (pid) go on; returns at once if it ended at the hold (a
+ * signal killed it there) instead of waiting for a reader forever. */
+static void hold_release(Hold *h, pid_t pid) {
+        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+
+        cr_assert_geq(pidfd, 0, "pidfd_open: %m");
+        for (unsigned i = 0; i < 6000; i++) {
+                int fd = open(h->fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+                if (fd >= 0) {
+                        cr_assert_eq(write(fd, "go\n", 3), 3);
+                        close(fd);
+                        close(pidfd);
+                        return;
+                }
+                cr_assert_eq(errno, ENXIO, "%s: %m", h->fifo);
+                /* Not open for reading yet: wait for the tool to open it,
+                 * or to end (pidfd readable) — whichever comes. */
+                if (poll(&p, 1, 10) > 0)
+                        break;
+        }
+        close(pidfd);
+}
+
+static char *memfd_text(int fd) {
+        static char buf[1 << 16];
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+
+        buf[n > 0 ? n : 0] = '\0';
+        return buf;
+}
+
+/* Waits (poll on cgroup.events, an event) until the cgroup is populated. */
+static void wait_populated(int cg_fd) {
+        for (unsigned i = 0; i < 100; i++) {
+                char buf[256] = {};
+                int fd = openat(cg_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+                struct pollfd p = { .fd = fd, .events = POLLPRI };
+
+                cr_assert_geq(fd, 0);
+                cr_assert_gt(read(fd, buf, sizeof buf - 1), 0);
+                if (strstr(buf, "populated 1")) {
+                        close(fd);
+                        return;
+                }
+                (void) poll(&p, 1, 100);
+                close(fd);
+        }
+        cr_assert_fail("the cgroup never got a process");
+}
+
+/* issue 21.2: reclaim decided that microvm@vm1 is not running (its cgroup
+ * is empty); right then a start begins: systemd creates the unit cgroup
+ * and runs microvm-stage in it, which waits for reclaim's lock. Reclaim
+ * must leave it alone: the stage lives and then stages the VM. */
+Test(cgroup, reclaim_spares_a_start_begun_after_its_decision, .init = setup, .fini = teardown, .timeout = 300) {
+        int unit, err, serr, st;
+        pid_t rp, sp;
+        Hold h;
+
+        hold_init(&h, "reclaim-decided");
+        vm_config_write(ID, NULL);
+        stage_ok(ID);
+        jailer_simulate(ID);
+        tool_ok("microvm-cleanup", ID); /* a stopped VM... */
+        stage_ok(ID);                   /* ...whose next start was killed */
+        unit = cgroup_mkdir(UNIT(ID));
+        close(cgroup_mkdir(UNIT(ID) "/" ID "/deeper"));
+
+        err = memfd_create("reclaim-stderr", MFD_CLOEXEC);
+        serr = memfd_create("stage-stderr", MFD_CLOEXEC);
+        cr_assert(err >= 0 && serr >= 0);
+        rp = tool_spawn_cg(-1, "microvm-reclaim", ID, -1, err);
+        hold_env_done();
+        hold_wait(&h, "reclaim-decided");
+
+        /* The start: microvm-stage in the unit's cgroup, as systemd 252
+         * runs ExecStartPre= of a delegated unit. */
+        sp = tool_spawn_cg(unit, "microvm-stage", ID, -1, serr);
+        wait_populated(unit);
+        hold_release(&h, rp);
+
+        st = wait_exit_bounded(rp, 60 * USEC_PER_SEC);
+        cr_assert_eq(st, 0, "microvm-reclaim exited %d:\n%s", st, memfd_text(err));
+        st = wait_exit_bounded(sp, 120 * USEC_PER_SEC);
+        cr_assert_eq(st, 0, "the racing microvm-stage exited %d%s:\n%s\nreclaim said:\n%s", st,
+                     st == 128 + SIGKILL ? " (SIGKILLed by reclaim)" : "", memfd_text(serr), memfd_text(err));
+        cr_assert(strstr(memfd_text(err), "microvm@" ID ".service is starting"),
+                  "reclaim did not skip the starting VM:\n%s", memfd_text(err));
+        assert_staged(ID);
+        cr_assert(cg_exists(UNIT(ID)), "reclaim removed the unit cgroup of a starting VM");
+
+        /* Without a start, the same reclaim removes the leftovers below the
+         * unit cgroup, never the unit cgroup itself (systemd's). */
+        close(cgroup_mkdir(UNIT(ID) "/" ID "/deeper"));
+        /* stage is gone from the unit cgroup: it exited */
+        tool_ok("microvm-reclaim", ID);
+        assert_nothing_left(ID);
+        cr_assert_not(cg_exists(UNIT(ID) "/" ID), "reclaim left the VM's leftover cgroup");
+        cr_assert(cg_exists(UNIT(ID)));
+        close(unit);
+        close(err);
+        close(serr);
+        victims_check();
+}
+
+/* issue 21.3: a stop (SIGTERM) while microvm-stage runs ends it cleanly:
+ * it tears down what it built, gives back the uid of a VM that never ran,
+ * and exits 0 (systemd then ends the unit inactive, not failed). */
+Test(stage, sigterm_ends_it_cleanly, .init = setup, .fini = teardown, .timeout = 300) {
+        int serr, st;
+        pid_t sp;
+        Hold h;
+
+        vm_config_write(ID, NULL);
+        for (unsigned round = 0; round < 2; round++) {
+                /* round 0: the VM's first start; round 1: a VM that ran */
+                hold_init(&h, "stage-uid-allocated");
+                serr = memfd_create("stage-stderr", MFD_CLOEXEC);
+                cr_assert_geq(serr, 0);
+                sp = tool_spawn_cg(-1, "microvm-stage", ID, -1, serr);
+                hold_env_done();
+                hold_wait(&h, "stage-uid-allocated");
+                cr_assert_eq(kill(sp, SIGTERM), 0);
+                hold_release(&h, sp);
+                st = wait_exit_bounded(sp, 120 * USEC_PER_SEC);
+                cr_assert_eq(st, 0, "round %u: microvm-stage exited %d%s:\n%s", round, st,
+                             st == 128 + SIGTERM ? " (killed by the SIGTERM)" : "", memfd_text(serr));
+                cr_assert(strstr(memfd_text(serr), "Stopped while staging " ID), "%s", memfd_text(serr));
+                assert_nothing_left(ID);
+                if (round == 0) {
+                        cr_assert_not(exists(pf("%s/" ID, S.state)), "round 0: the uid of a VM that never ran is kept");
+                        cr_assert(strstr(memfd_text(serr), "Gave back uid"), "%s", memfd_text(serr));
+                        stage_ok(ID);
+                        tool_ok("microvm-cleanup", ID);
+                } else
+                        cr_assert_eq(vm_uid(ID), VM_RANGE_MIN, "round 1: a VM that ran lost its uid");
+                close(serr);
+        }
+        victims_check();
+}
+
+/* issue 12.7: a first start that fails before the VM ever ran gives its uid
+ * back (and the drive copies it made); a VM that ran keeps its uid. */
+Test(stage, failed_first_start_gives_back_the_uid, .init = setup, .fini = teardown, .timeout = 300) {
+        char ro[PATH_MAX], moved[PATH_MAX];
+        ToolRun r;
+
+        snprintf(ro, sizeof ro, "%s/ro.ext4", S.images);
+        snprintf(moved, sizeof moved, "%s.away", ro);
+        vm_config_write(ID, NULL);
+        vm_config_write("other", NULL);
+        cr_assert_eq(rename(ro, moved), 0);
+        r = tool_run("microvm-stage", ID, NULL);
+        cr_assert_neq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "Gave back uid"), "%s", outcome(&r));
+        tool_run_done(&r);
+        cr_assert_not(exists(pf("%s/" ID, S.state)), "a start that failed before the VM ran kept its state and uid");
+        assert_nothing_left(ID);
+        cr_assert_eq(rename(moved, ro), 0);
+
+        /* the uid is free: the next VM gets the lowest */
+        stage_ok("other");
+        cr_assert_eq(vm_uid("other"), VM_RANGE_MIN);
+        tool_ok("microvm-cleanup", "other");
+
+        /* a VM that ran keeps its uid when a later start fails */
+        cr_assert_eq(rename(ro, moved), 0);
+        r = tool_run("microvm-stage", "other", NULL);
+        cr_assert_neq(r.status, 0, "%s", outcome(&r));
+        cr_assert_null(strstr(r.err, "Gave back uid"), "%s", outcome(&r));
+        tool_run_done(&r);
+        cr_assert_eq(vm_uid("other"), VM_RANGE_MIN);
+        cr_assert_eq(rename(moved, ro), 0);
+        tool_ok("microvm-cleanup", "other");
         victims_check();
 }
 

@@ -10,10 +10,12 @@
 #endif
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -261,9 +263,14 @@ Test(uid, nss_known_ids_skipped, .init = setup, .timeout = 60) {
 }
 
 Test(uid, exhaustion, .init = setup, .timeout = 60) {
+        /* VMs recorded outside the range (from an earlier uid_range) do not
+         * count as filling it: the message says 2, not 4. */
+        cr_assert_eq(alloc_ok("old1", R0 + 100, R0 + 101, UID_INVALID, NULL), R0 + 100);
+        cr_assert_eq(alloc_ok("old2", R0 + 100, R0 + 101, UID_INVALID, NULL), R0 + 101);
         cr_assert_eq(alloc_ok("a", R0, R0 + 1, UID_INVALID, NULL), R0);
         cr_assert_eq(alloc_ok("b", R0, R0 + 1, UID_INVALID, NULL), R0 + 1);
         alloc_fail("c", R0, R0 + 1, UID_INVALID, -ENOSPC, "widen uid_range");
+        alloc_fail("c", R0, R0 + 1, UID_INVALID, -ENOSPC, "(2 taken by VMs,");
         /* no record was left for the VM that got none */
         cr_assert_eq(uid_record_read(state_fd, "c", &(uid_t) { 0 }), -ENOENT);
 }
@@ -457,13 +464,17 @@ Test(uid, index_follows_records, .init = setup, .timeout = 60) {
         write_file(pathf_join(S, "hand2/uid"), "3000000003\n", 0644, 0);
         cr_assert_eq(alloc_ok("d", R0, R0 + 9, UID_INVALID, NULL), R0 + 4, "a new uid skips hand2's unindexed record");
 
-        /* state removed by hand: its entry is stale; asked for by number, the
-         * uid is free again; otherwise it is only not handed out */
+        /* state removed by hand: its entry is stale, no reservation; the
+         * next new uid sweeps it, so the uid is handed out again, by number
+         * or as the lowest free one */
         cr_assert_eq(safe_rm_rf_at(state_fd, "c", 0, NULL, NULL), 1);
         cr_assert(index_names(R0 + 1, "c"));
-        cr_assert_eq(alloc_ok("e", R0, R0 + 9, UID_INVALID, NULL), R0 + 6);
         cr_assert_eq(alloc_ok("f", R0, R0 + 9, R0 + 1, NULL), R0 + 1);
         cr_assert(index_names(R0 + 1, "f"));
+        cr_assert_eq(safe_rm_rf_at(state_fd, "f", 0, NULL, NULL), 1);
+        cr_assert_eq(alloc_ok("e", R0, R0 + 9, UID_INVALID, NULL), R0 + 1);
+        cr_assert(index_names(R0 + 1, "e"));
+        cr_assert_eq(alloc_ok("f", R0, R0 + 9, R0 + 6, NULL), R0 + 6);
 
         /* a stale entry naming another VM under a restart's uid is replaced */
         cr_assert_eq(unlink(pathf_join(S, ".uids/3000000000")), 0);
@@ -476,7 +487,113 @@ Test(uid, index_follows_records, .init = setup, .timeout = 60) {
         cr_assert(!index_names(R0, "a"));
         cr_assert_eq(access(pathf_join(S, ".uids/3000000000"), F_OK), -1);
         cr_assert_eq(uid_release(state_fd, "e"), 1);
-        cr_assert_eq(access(pathf_join(S, ".uids/3000000006"), F_OK), -1);
+        cr_assert_eq(access(pathf_join(S, ".uids/3000000001"), F_OK), -1);
         cr_assert_eq(uid_record_read(state_fd, "b", &u), 0);
         cr_assert(index_names(u, "b"));
+}
+
+/* The index's entries, counted, and those naming id. */
+static unsigned index_count(const char *id, unsigned *ret_naming) {
+        char dir[PATH_MAX];
+        struct dirent *de;
+        unsigned n = 0, naming = 0;
+        DIR *d;
+
+        snprintf(dir, sizeof dir, "%s/.uids", S);
+        d = opendir(dir);
+        cr_assert_not_null(d, "%s: %m", dir);
+        while ((de = readdir(d))) {
+                char target[128];
+                ssize_t k;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                n++;
+                k = readlinkat(dirfd(d), de->d_name, target, sizeof target - 1);
+                if (k > 0) {
+                        target[k] = '\0';
+                        if (id && streq(target, id))
+                                naming++;
+                }
+        }
+        closedir(d);
+        if (ret_naming)
+                *ret_naming = naming;
+        return n;
+}
+
+/* One allocation in a child that SIGKILLs itself at the injection point
+ * between the index entry and the record (MICROVM_TEST_KILL_AT). */
+static void alloc_killed(const char *id, uid_t min, uid_t max) {
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                _cleanup_free_ char *err = NULL;
+                UidAllocation a;
+                int fd = -1;
+
+                if (setenv("MICROVM_TEST_KILL_AT", "uid-index-written", 1) < 0 ||
+                    safe_root_open(S, 0, 0, &fd, &err) < 0)
+                        _exit(2);
+                if (uid_allocate(fd, id, min, max, UID_INVALID, &a, &err) < 0) {
+                        fprintf(stderr, "%s: %s\n", id, strna(err));
+                        _exit(3);
+                }
+                _exit(0); /* the hook did not fire */
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "the allocation for %s was not killed at uid-index-written (status 0x%x)", id, status);
+}
+
+/* issue 21.1: a first start SIGKILLed between writing the index entry and
+ * the record, again and again, for the same VM and for VMs never started
+ * again (their config and state removed): no uid is lost. */
+Test(uid, killed_between_entry_and_record, .init = setup, .timeout = 120) {
+#if !ENABLE_TEST_HOOKS
+        cr_skip_test("needs a build with -Dtest-hooks=true (the injection point uid-index-written)");
+#endif
+        const unsigned rounds = 20;
+        unsigned naming, n;
+        uid_t got;
+
+        cr_assert_eq(alloc_ok("a", R0, R0 + 99, UID_INVALID, NULL), R0);
+        for (unsigned i = 0; i < rounds; i++) {
+                char other[32];
+
+                /* the same VM's first start, killed again */
+                alloc_killed("k", R0, R0 + 99);
+                cr_assert_eq(uid_record_read(state_fd, "k", &got), -ENOENT, "k has a record after the kill");
+                (void) index_count("k", &naming);
+                cr_assert_geq(naming, 1, "the kill did not land after the index entry");
+                /* another VM killed there, never started again (its
+                 * state dir, if the kill left one, removed) */
+                snprintf(other, sizeof other, "gone-%u", i);
+                alloc_killed(other, R0, R0 + 99);
+                cr_assert_geq(safe_rm_rf_at(state_fd, other, 0, NULL, NULL), 0);
+        }
+        got = alloc_ok("k", R0, R0 + 99, UID_INVALID, NULL);
+        cr_assert_eq(got, R0 + 1, "after %u killed first starts of k and %u of other VMs, k got uid %u: %u uids lost",
+                     rounds, rounds, (unsigned) got, (unsigned) (got - (R0 + 1)));
+        cr_assert_eq(alloc_ok("new", R0, R0 + 99, UID_INVALID, NULL), R0 + 2, "a new VM skipped withheld uids");
+        n = index_count("k", &naming);
+        cr_assert_eq(naming, 1, "k has %u index entries", naming);
+        cr_assert_eq(n, 3, "the index has %u entries for 3 VMs", n);
+}
+
+/* issue 12.7: a VM's config and state removed by hand, index entry left:
+ * the next VM gets that uid. */
+Test(uid, state_removed_by_hand_frees_uid, .init = setup, .timeout = 60) {
+        unsigned naming;
+
+        cr_assert_eq(alloc_ok("a", R0, R0 + 9, UID_INVALID, NULL), R0);
+        cr_assert_eq(alloc_ok("b", R0, R0 + 9, UID_INVALID, NULL), R0 + 1);
+        cr_assert_eq(safe_rm_rf_at(state_fd, "b", 0, NULL, NULL), 1);
+        cr_assert_eq(alloc_ok("c", R0, R0 + 9, UID_INVALID, NULL), R0 + 1, "b's uid is still withheld");
+        (void) index_count("b", &naming);
+        cr_assert_eq(naming, 0, "b's stale entry was not swept");
+        cr_assert_eq(alloc_ok("a", R0, R0 + 9, UID_INVALID, NULL), R0);
 }
