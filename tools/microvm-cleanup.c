@@ -19,6 +19,7 @@
 #include "log.h"
 #include "names.h"
 #include "seccomp-util.h"
+#include "test-hook.h"
 #include "tool.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
@@ -38,14 +39,17 @@ int main(int argc, char **argv) {
                        "Remove everything a VM's start created (idempotent; keeps the VM's persistent state).", &id);
         if (r != 0)
                 return tool_exit(r);
+        test_hook("cleanup-tool-begin");
 
         r = tool_load_host_config(&host);
         if (r < 0)
                 return tool_exit(r);
+        test_hook("cleanup-tool-load-host-config");
 
         r = vm_plan_read(host, id, &plan, &error);
         if (r < 0 && r != -ENOENT)
                 log_warning("Ignoring the launch plan of %s: %s", id, error ?: strerror(-r));
+        test_hook("cleanup-vm-plan-read");
         if (!plan) {
                 /* No plan: the names come from the current configs. */
                 Problems p = {};
@@ -59,6 +63,7 @@ int main(int argc, char **argv) {
         r = vm_unit_cgroup(id, &cg, &inside, &child);
         if (r < 0)
                 return tool_exit(log_error_errno(r, "Failed to find the cgroup of microvm@%s.service: %m", id));
+        test_hook("cleanup-vm-unit-cgroup");
         if (!inside) {
                 /* Run by hand: never pull a running VM's jail from under it. */
                 const char *how = NULL;
@@ -77,6 +82,7 @@ int main(int argc, char **argv) {
         r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
                 return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
+        test_hook("cleanup-seccomp-install-denylist");
 
         TeardownTarget t = {
                 .id = id,
@@ -89,6 +95,7 @@ int main(int argc, char **argv) {
                 .storage_deferred = true,
         };
         r = vm_teardown(&t, &rep);
+        test_hook("cleanup-vm-teardown");
         for (char **m = rep.failed; m && *m; m++)
                 log_error("Not removed: %s", *m);
         for (char **m = rep.deferred; m && *m; m++)

@@ -19,6 +19,7 @@
 #include "plan.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
+#include "test-hook.h"
 #include "tool.h"
 #include "vm-teardown.h"
 
@@ -137,13 +138,16 @@ int main(int argc, char **argv) {
                        "Exec the jailer (and so firecracker) for a staged VM, in a leaf of the unit's cgroup.", &id);
         if (r != 0)
                 return tool_exit(r);
+        test_hook("launch-tool-begin");
 
         r = tool_load_host_config(&host);
         if (r < 0)
                 return tool_exit(r);
+        test_hook("launch-tool-load-host-config");
         r = read_plan(host, id, &run_fd, &plan);
         if (r < 0)
                 return tool_exit(r);
+        test_hook("launch-read-plan");
         assert(plan); /* read_plan() succeeded; the compiler cannot see through its log calls */
 
         /* The jailer runs as root: check it again, right before exec'ing the
@@ -151,20 +155,25 @@ int main(int argc, char **argv) {
         r = trusted_binary_open(plan->jailer, false, NULL, &jailer_fd, &error);
         if (r < 0)
                 return tool_exit(log_error_errno(r, "Refusing to run the jailer: %s", strna(error)));
+        test_hook("launch-trusted-binary-open");
 
         r = enter_leaf(plan, &parent);
         if (r < 0)
                 return tool_exit(r);
+        test_hook("launch-enter-leaf");
         r = jailer_argv(plan, parent, &jargv, &error);
         if (r < 0)
                 return tool_exit(r == -ENOMEM ? log_oom() : log_error_errno(r, "Bad launch plan: %s", strna(error)));
+        test_hook("launch-jailer-argv");
         r = console_to_stdin(run_fd, id);
         if (r < 0)
                 return tool_exit(r);
+        test_hook("launch-console-to-stdin");
 
         r = seccomp_install_denylist(deny, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
                 return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
+        test_hook("launch-seccomp-install-denylist");
 
         log_debug("Executing %s for VM %s as uid %u.", plan->jailer, id, (unsigned) plan->uid);
         /* The jailer closes every fd >= 3 and clears its environment itself;

@@ -256,10 +256,12 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int *run_fd, const C
                          c->id, c->id, cg);
                 return 0;
         }
+        test_hook("reclaim-vm-unit-start-begun");
 
         r = vm_plan_read(host, c->id, &plan, &error);
         if (r < 0 && r != -ENOENT)
                 log_warning("%s: ignoring its launch plan: %s", c->id, error ?: strerror(-r));
+        test_hook("reclaim-vm-plan-read");
 
         if (arg_dry_run) {
                 const char *what[5];
@@ -291,6 +293,7 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int *run_fd, const C
                 .remove_state = plan && plan->ephemeral,
         };
         r = vm_teardown(&t, &rep);
+        test_hook("reclaim-vm-teardown");
         for (char **m = rep.failed; m && *m; m++)
                 log_error("%s: not removed: %s", c->id, *m);
         if (r >= 0)

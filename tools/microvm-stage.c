@@ -309,12 +309,14 @@ static int stage_jail(Stage *s) {
         r = safe_mkdir_at(s->exec_fd, s->id, 0711, 0, 0, 0, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s: %m", s->paths.jail_dir);
+        test_hook("stage-jail-dir");
         if (asprintf(&root, "%s/root", s->id) < 0)
                 return log_oom();
         /* root:root 0700; the jailer chowns it to the VM's uid. */
         r = safe_mkdir_at(s->exec_fd, root, 0700, 0, 0, 0, &s->jail_fd);
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s: %m", s->paths.jail_root);
+        test_hook("stage-jail-root");
 
         r = stage_readonly(s, s->vm->kernel, "kernel", JAIL_KERNEL);
         if (r >= 0 && s->vm->initrd)
@@ -323,6 +325,7 @@ static int stage_jail(Stage *s) {
                 r = stage_drives(s);
         if (r < 0)
                 return r;
+        test_hook("stage-jail-files");
 
         StageTarget t = stage_target(s);
         return step(stage_jail_run_dir_and_config(&t, &s->net, &error), &error);
@@ -389,18 +392,23 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         r = tool_load_host_config(&s->host);
         if (r < 0)
                 return r;
+        test_hook("stage-tool-load-host-config");
         r = tool_load_vm_config(s->host, s->id, &s->vm);
         if (r < 0)
                 return r;
+        test_hook("stage-tool-load-vm-config");
         if ((r = check_digest(s)) < 0 || (r = check_binaries(s)) < 0 ||
             (r = step(stage_check_chroot_base(s->host, &error), &error)) < 0)
                 return r;
+        test_hook("stage-check-digest");
         r = vm_paths_new(s->host, s->exec_name, s->id, &s->paths);
         if (r < 0)
                 return log_oom();
+        test_hook("stage-vm-paths-new");
         r = open_roots(s);
         if (r < 0)
                 return r;
+        test_hook("stage-open-roots");
 
         /* microvm-reclaim must not tear down what we are building. A stop
          * is looked for only from here on: whatever it interrupts is then
@@ -408,11 +416,13 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         r = vm_reclaim_lock(s->run_fd, false, &s->lock_fd);
         if (r < 0)
                 return log_error_errno(r, "Failed to take the reclaim lock in %s: %m", s->host->run_dir);
+        test_hook("stage-vm-reclaim-lock");
         if (stop_requested())
                 return STAGE_STOPPED;
         r = reset(s);
         if (r < 0)
                 return r;
+        test_hook("stage-reset");
         if (stop_requested())
                 return STAGE_STOPPED;
 
@@ -428,17 +438,21 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         r = safe_open_dir_at(s->state_fd, s->id, &s->vm_state_fd);
         if (r < 0)
                 return log_error_errno(r, "Failed to open %s: %m", s->paths.state_dir);
+        test_hook("stage-safe-open-dir-at");
 
         r = plan_start(s);
         if (r < 0)
                 return r;
+        test_hook("stage-plan-start");
         r = check_cgroup_controllers(s);
         if (r < 0)
                 return r;
+        test_hook("stage-check-cgroup-controllers");
 
         r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
                 return log_error_errno(r, "Failed to install the seccomp filter: %m");
+        test_hook("stage-seccomp-install-denylist");
         if (stop_requested())
                 return STAGE_STOPPED;
 
@@ -447,15 +461,18 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         r = step(stage_plan_write(&t, s->plan, &error), &error);
         if (r < 0)
                 return r;
+        test_hook("stage-plan-write");
         r = stage_jail(s);
         if (r < 0)
                 return r;
+        test_hook("stage-jail");
         if (stop_requested())
                 return STAGE_STOPPED;
         t = stage_target(s);
         if ((r = step(stage_taps(&t, s->net.taps, &error), &error)) < 0 ||
             (r = step(stage_console_fifo(&t, &error), &error)) < 0)
                 return r;
+        test_hook("stage-taps-and-console");
 
         log_debug("Staged %s in %s as uid %u.", s->id, s->paths.jail_root, (unsigned) s->uid.uid);
         return 0;

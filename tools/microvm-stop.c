@@ -20,6 +20,7 @@
 #include "plan.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
+#include "test-hook.h"
 #include "tool.h"
 #include "vm-teardown.h"
 
@@ -90,10 +91,12 @@ int main(int argc, char **argv) {
                        "Ask a VM's guest to shut down (Ctrl-Alt-Del) and wait for it, within the stop timeout.", &id);
         if (r != 0)
                 return tool_exit(r);
+        test_hook("stop-tool-begin");
 
         r = seccomp_install_denylist(seccomp_deny_tools, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
                 log_warning_errno(r, "Failed to install the seccomp filter, continuing without: %m");
+        test_hook("stop-seccomp-install-denylist");
 
         if (tool_load_host_config(&host) < 0)
                 return EXIT_SUCCESS;
@@ -104,17 +107,20 @@ int main(int argc, char **argv) {
                 log_info("VM %s is not staged; nothing to stop gracefully.", id);
                 return EXIT_SUCCESS;
         }
+        test_hook("stop-vm-plan-read");
         r = open_main_pid(&pidfd, &pid);
         if (r < 0) {
                 log_info("VM %s has no running main process; nothing to stop gracefully.", id);
                 return EXIT_SUCCESS;
         }
+        test_hook("stop-open-main-pid");
 
         if (ask_guest(plan) < 0) {
                 log_notice("VM %s: leaving the stop to systemd (SIGTERM, then SIGKILL of the cgroup).", id);
                 return EXIT_SUCCESS;
         }
         log_info("VM %s: sent Ctrl-Alt-Del to the guest, waiting for it to shut down.", id);
+        test_hook("stop-cad-sent");
 
         /* systemd kills ExecStop= itself at TimeoutStopSec= (our stop_timeout):
          * return a little before that, so that it is us who report. */

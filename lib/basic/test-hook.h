@@ -6,7 +6,9 @@
  * exactly that point. Compiled only with -Dtest-hooks=true; an installed
  * build has none (tests/check-no-test-hooks).
  *
- *   MICROVM_TEST_KILL_AT=<point>    SIGKILL ourselves at <point>
+ *   MICROVM_TEST_KILL_AT=<point>    SIGKILL ourselves at <point>; also
+ *                                   "<program>:<point>", for a point that
+ *                                   several tools pass (teardown-*)
  *   MICROVM_TEST_PAUSE_AT=<point>   at <point>, open the FIFO
  *   MICROVM_TEST_PAUSE_FIFO=<path>  <path>.reached for writing and write
  *                                   "<point>\n" (the test reads it: we

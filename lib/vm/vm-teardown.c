@@ -10,6 +10,7 @@
 #include "tap.h"
 #include "uid-alloc.h"
 #include "util.h"
+#include "test-hook.h"
 #include "vm-teardown.h"
 
 #define CGROUP_DRAIN_TIMEOUT (10 * USEC_PER_SEC)
@@ -305,12 +306,17 @@ int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
          * the block devices while we remove them. */
         if (t->unit_cgroup)
                 teardown_processes(t, report, &first);
+        test_hook("teardown-processes");
         teardown_taps(t, report, &first);
+        test_hook("teardown-taps");
         teardown_storage(t, report, &first);
+        test_hook("teardown-storage");
         teardown_jail(t, report, &first);
+        test_hook("teardown-jail");
         if (t->remove_state)
                 teardown_state(t, report, &first);
         teardown_temporaries(t, report, &first);
+        test_hook("teardown-state");
         /* The run dir holds the launch plan, the only record of some of
          * what a start created (taps, dm devices, the exec name and chroot
          * base it used): it goes last, and only when everything else did.

@@ -908,6 +908,77 @@ sc_reclaim_restart() {
         [ $ok = $n ] || fail "$((n - ok)) restarts refused: $(systemctl show -p Result --value microvm-reclaim.service)" || return
 }
 
+# kill_env UNIT [ASSIGNMENT]: the unit's processes get MICROVM_TEST_KILL_AT
+# (a runtime drop-in), or none without ASSIGNMENT.
+kill_env() {
+        local d=/run/systemd/system/$1.d
+        if [ -n "${2:-}" ]; then
+                mkdir -p "$d"
+                printf '[Service]\nEnvironment=MICROVM_TEST_KILL_AT=%s\n' "$2" >"$d/50-kill.conf"
+        else
+                rm -f "$d/50-kill.conf"
+        fi
+        systemctl daemon-reload
+}
+
+# kill_one N TOOL POINT: SIGKILL of TOOL at POINT in a fresh VM's life, then
+# the next normal action; no leftover, and a VM that works afterwards.
+kill_one() {
+        local n=$1 tool=$2 point=$3 id u
+        id=kp$n
+        u=$(unit_of "$id")
+        vm_config "$id"
+        case $tool in
+        microvm-stage | microvm-launch)
+                kill_env "$u" "$tool:$point"
+                timeout 60 systemctl start "$u" >/dev/null 2>&1
+                ;;
+        microvm-stop | microvm-cleanup)
+                systemctl daemon-reload
+                start_vm "$id" || return
+                kill_env "$u" "$tool:$point"
+                timeout 60 systemctl stop "$u" >/dev/null 2>&1
+                ;;
+        microvm-reclaim)
+                # Leftovers for reclaim: a stop whose cleanup died at once.
+                systemctl daemon-reload
+                start_vm "$id" || return
+                kill_env "$u" "microvm-cleanup:cleanup-tool-begin"
+                timeout 60 systemctl stop "$u" >/dev/null 2>&1
+                kill_env "$u"
+                kill_env microvm-reclaim.service "$tool:$point"
+                timeout 60 systemctl restart microvm-reclaim.service >/dev/null 2>&1
+                kill_env microvm-reclaim.service
+                timeout 60 systemctl restart microvm-reclaim.service ||
+                        fail "$tool at $point: the next reclaim failed" || return
+                leak_check >/dev/null || { leak_check_once; fail "$tool at $point: leftovers after the next reclaim"; } ||
+                        return
+                ;;
+        esac
+        kill_env "$u"
+        systemctl reset-failed "$u" 2>/dev/null
+        # The next normal action: a start over whatever the kill left.
+        start_vm "$id" || fail "$tool at $point: the next start failed" || return
+        assert_vm_running "$id" || return
+        stop_vm "$id" || return
+        leak_check >/dev/null || { leak_check_once; fail "$tool at $point: leftovers after the next start and stop"; } ||
+                return
+}
+
+# SIGKILL at every injection point (tests/kill/steps.py lists them from
+# the code; a step without one fails its check): kill there, then the next
+# normal action, zero leftovers and a working VM after each.
+sc_kill_points() {
+        local n=0 tool point
+        need_hooks "$(tool_path microvm-reclaim.service)"
+        [ -s "$E2E_LIBDIR/kill-points" ] || fail "no list of injection points" || return
+        while read -r tool point; do
+                n=$((n + 1))
+                kill_one $n "$tool" "$point" || return
+        done <"$E2E_LIBDIR/kill-points"
+        note "$n (tool, step) pairs: each killed there, then started again (or reclaimed), zero leftovers"
+}
+
 # Nothing of any VM left in the container after all scenarios.
 sc_leftovers() {
         local left
@@ -951,4 +1022,5 @@ scenario "hostile console output: a 100 MB flood and a 10 MB line; units, journa
 scenario "reclaim held between its decision and its teardown: a start begun then comes up" sc_reclaim_race
 scenario "stop during ExecStartPre: inactive, not failed; first uid given back" sc_stop_during_stage
 scenario "microvm-reclaim.service restarted 12 times in a row" sc_reclaim_restart
+scenario "SIGKILL at every (tool, step) injection point, then the next action: no leftovers, a working VM" sc_kill_points
 scenario "no VM leftovers in the container" sc_leftovers
