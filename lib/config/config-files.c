@@ -220,6 +220,10 @@ const char *config_read_strerror(int r) {
 }
 
 int host_config_load(HostConfig **ret, Problems *problems) {
+        return host_config_load_partial(ret, NULL, problems);
+}
+
+int host_config_load_partial(HostConfig **ret, HostConfig **ret_partial, Problems *problems) {
         _cleanup_free_ char *data = NULL;
         const char *path = host_config_path();
         size_t size;
@@ -232,7 +236,7 @@ int host_config_load(HostConfig **ret, Problems *problems) {
                 problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be used: %s", config_read_strerror(r));
                 return r;
         }
-        return host_config_parse(path, data, size, ret, problems);
+        return host_config_parse_partial(path, data, size, ret, ret_partial, problems);
 }
 
 int vm_config_load(const HostConfig *host, const char *id, VmConfig **ret, Problems *problems) {

@@ -39,6 +39,8 @@ int vm_config_find(const char *id, char **ret_path);
 /* Host config from host_config_path(); built-in defaults when the file does
  * not exist. Problems name the file. */
 int host_config_load(HostConfig **ret, Problems *problems);
+/* The same, with host_config_parse_partial()'s *ret_partial. */
+int host_config_load_partial(HostConfig **ret, HostConfig **ret_partial, Problems *problems);
 
 /* find + read + parse. A missing or masked VM becomes a problem, too. */
 int vm_config_load(const HostConfig *host, const char *id, VmConfig **ret, Problems *problems);

@@ -573,6 +573,11 @@ static bool path_is_below_or_same(const char *a, const char *b) {
 }
 
 int host_config_parse(const char *file, const char *data, size_t size, HostConfig **ret, Problems *problems) {
+        return host_config_parse_partial(file, data, size, ret, NULL, problems);
+}
+
+int host_config_parse_partial(const char *file, const char *data, size_t size, HostConfig **ret,
+                              HostConfig **ret_partial, Problems *problems) {
         _cleanup_(ini_doc_done) IniDoc doc = {};
         _cleanup_host_config_ HostConfig *h = NULL;
         size_t before = problems->n;
@@ -633,8 +638,11 @@ int host_config_parse(const char *file, const char *data, size_t size, HostConfi
                 problems_add(problems, file, 0, "host", "run_dir", h->run_dir,
                              "overlaps state_dir \"%s\"", h->state_dir);
 
-        if (problems->n > before || problems->oom)
+        if (problems->n > before || problems->oom) {
+                if (ret_partial)
+                        *ret_partial = TAKE_PTR(h);
                 return -EINVAL;
+        }
         *ret = TAKE_PTR(h);
         return 0;
 }

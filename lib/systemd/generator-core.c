@@ -189,7 +189,7 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
         return 0;
 }
 
-static int add(GeneratedFiles *out, char *path, char *content, bool symlink) {
+static int add_sized(GeneratedFiles *out, char *path, char *content, size_t size, mode_t mode, bool symlink) {
         GeneratedFile *n = realloc(out->items, (out->n + 1) * sizeof *n);
 
         if (!n) {
@@ -198,8 +198,14 @@ static int add(GeneratedFiles *out, char *path, char *content, bool symlink) {
                 return -ENOMEM;
         }
         out->items = n;
-        out->items[out->n++] = (GeneratedFile) { .path = path, .content = content, .symlink = symlink };
+        out->items[out->n++] = (GeneratedFile) {
+                .path = path, .content = content, .size = size, .mode = mode, .symlink = symlink,
+        };
         return 0;
+}
+
+static int add(GeneratedFiles *out, char *path, char *content, bool symlink) {
+        return add_sized(out, path, content, 0, 0, symlink);
 }
 
 int generator_render_vm(const VmConfig *c, const HostConfig *h, const char *unit_dir, GeneratedFiles *out,
@@ -232,5 +238,55 @@ int generator_render_vm(const VmConfig *c, const HostConfig *h, const char *unit
                         return r;
                 }
         }
+        return 0;
+}
+
+/* A path that needs no quoting or escaping in a unit file: no specifier
+ * (%), no whitespace, quotes or backslashes. */
+static bool unit_path_plain(const char *p) {
+        if (!p || p[0] != '/')
+                return false;
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("/._-@+:", *p)))
+                        return false;
+        return true;
+}
+
+int generator_render_config_copy(const VmConfig *c, const char *dest, const char *data, size_t size,
+                                 GeneratedFiles *out) {
+        _cleanup_free_ char *dropin_path = NULL, *copy_path = NULL, *copy = NULL;
+        GeneratedFile *dropin = NULL;
+        char *text;
+
+        if (!unit_path_plain(dest))
+                return -EINVAL;
+        if (asprintf(&dropin_path, UNIT_PREFIX "%s.service.d/" GENERATOR_DROPIN, c->id) < 0 ||
+            asprintf(&copy_path, UNIT_PREFIX "%s.service.d/" GENERATOR_CONFIG_COPY, c->id) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < out->n; i++)
+                if (streq(out->items[i].path, dropin_path))
+                        dropin = &out->items[i];
+        if (!dropin)
+                return -EINVAL;
+
+        copy = malloc(size + 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, data, size);
+        copy[size] = '\0';
+        /* The drop-in ends in its [Service] section. */
+        if (asprintf(&text, "%sEnvironment=MICROVM_CONFIG_COPY=%s/%s\n", dropin->content, dest, copy_path) < 0)
+                return -ENOMEM;
+        if (add_sized(out, TAKE_PTR(copy_path), TAKE_PTR(copy), size, 0600, false) < 0) {
+                free(text);
+                return -ENOMEM;
+        }
+        /* out->items moved: find the drop-in again. */
+        for (size_t i = 0; i < out->n; i++)
+                if (streq(out->items[i].path, dropin_path)) {
+                        free(out->items[i].content);
+                        out->items[i].content = text;
+                }
         return 0;
 }

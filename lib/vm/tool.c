@@ -16,6 +16,8 @@ int tool_begin(int argc, char **argv, const char *name, const char *summary, con
 
         log_set_program_name(name);
         log_parse_environment(false);
+        /* Before any seccomp filter: errors become the unit's StatusText. */
+        log_open_status();
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -71,5 +73,85 @@ int tool_load_vm_config(const HostConfig *host, const char *id, VmConfig **ret) 
                 return log_oom();
         if (r < 0)
                 return log_error_errno(r, "VM %s has no usable config; not starting it.", id);
+        return 0;
+}
+
+static int load_generated_copy(const HostConfig *host, const char *id, const char *want, const char *copy,
+                               VmConfig **ret, char **ret_data, size_t *ret_size) {
+        _cleanup_free_ char *data = NULL, *disk = NULL, *disk_data = NULL;
+        _cleanup_vm_config_ VmConfig *c = NULL;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        char have[2 * SHA256_DIGEST_SIZE + 1];
+        size_t size, disk_size;
+        Problems p = {};
+        int r;
+
+        r = config_read_file(copy, &data, &size);
+        if (r < 0)
+                return log_error_errno(r, "The configuration microvm@%s.service was generated from, %s, cannot be "
+                                       "used: %s. Run \"systemctl daemon-reload\".", id, copy,
+                                       config_read_strerror(r));
+        sha256(data, size, digest);
+        sha256_hex(digest, have);
+        if (!streq(have, want))
+                return log_error_errno(ESTALE, "%s is not the configuration microvm@%s.service was generated from "
+                                       "(its digest differs). Run \"systemctl daemon-reload\".", copy, id);
+
+        /* Messages and SourcePath name the file the admin edits. */
+        r = vm_config_find(id, &disk);
+        if (r == -ENOMEM)
+                return log_oom();
+        r = vm_config_parse(disk ?: copy, id, data, size, host, &c, &p);
+        log_problems(&p);
+        problems_done(&p);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                return log_error_errno(r, "The configuration microvm@%s.service was generated from (%s) is not "
+                                       "valid here; not starting it.", id, copy);
+
+        if (!disk)
+                log_notice("The config of %s is gone from the config directories; starting with the configuration "
+                           "microvm@%s.service was generated from (\"systemctl daemon-reload\" applies the removal).",
+                           id, id);
+        else if (config_read_file(disk, &disk_data, &disk_size) < 0 || disk_size != size ||
+                 memcmp(disk_data, data, size) != 0)
+                log_notice("%s differs from the configuration microvm@%s.service was generated from; starting with "
+                           "the generated one (\"systemctl daemon-reload\" applies the file on disk).", disk, id);
+
+        *ret = TAKE_PTR(c);
+        if (ret_data) {
+                *ret_data = TAKE_PTR(data);
+                *ret_size = size;
+        }
+        return 0;
+}
+
+int tool_load_vm_config_for_unit(const HostConfig *host, const char *id, VmConfig **ret, char **ret_copy,
+                                 size_t *ret_copy_size) {
+        const char *want = getenv("MICROVM_CONFIG_DIGEST"), *copy = getenv("MICROVM_CONFIG_COPY");
+        char have[2 * SHA256_DIGEST_SIZE + 1];
+        _cleanup_vm_config_ VmConfig *c = NULL;
+        int r;
+
+        if (ret_copy) {
+                *ret_copy = NULL;
+                *ret_copy_size = 0;
+        }
+        if (!isempty(want) && !isempty(copy))
+                return load_generated_copy(host, id, want, copy, ret, ret_copy, ret_copy_size);
+
+        r = tool_load_vm_config(host, id, &c);
+        if (r < 0)
+                return r;
+        if (!isempty(want)) {
+                sha256_hex(c->digest, have);
+                if (!streq(want, have))
+                        return log_error_errno(ESTALE,
+                                               "%s changed since the unit was generated: run \"systemctl daemon-reload\" "
+                                               "first, then start microvm@%s again.",
+                                               c->source_path, id);
+        }
+        *ret = TAKE_PTR(c);
         return 0;
 }

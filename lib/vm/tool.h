@@ -17,6 +17,18 @@ int tool_load_host_config(HostConfig **ret);
 /* Loads the VM config, logging every problem (the validator's messages). */
 int tool_load_vm_config(const HostConfig *host, const char *id, VmConfig **ret);
 
+/* For microvm-stage under systemd: the config the unit was generated from.
+ * With $MICROVM_CONFIG_DIGEST and $MICROVM_CONFIG_COPY (the generator's
+ * drop-in), the copy beside the drop-in, checked against the digest; when
+ * the file on disk differs (edited or removed without a daemon-reload), one
+ * notice says so and that "systemctl daemon-reload" applies it. With the
+ * digest only (a drop-in of an older generator), the file on disk, which
+ * must match it. Without either (run by hand), tool_load_vm_config(). On
+ * success, *ret_copy (if given) holds the copy's bytes (NULL without one)
+ * and *ret_copy_size their size. */
+int tool_load_vm_config_for_unit(const HostConfig *host, const char *id, VmConfig **ret, char **ret_copy,
+                                 size_t *ret_copy_size);
+
 /* Exit status for a tool's main(). */
 static inline int tool_exit(int r) {
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

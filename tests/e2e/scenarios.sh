@@ -447,25 +447,107 @@ sc_unknown_id() {
         systemctl reset-failed microvm@nosuchvm.service microvm@Bad_Id.service
 }
 
+# Issue 12.1: a config edited (or broken) without daemon-reload starts
+# with the configuration the unit was generated from, and says so once.
 sc_edited() {
+        local jail=$E2E_CHROOT_BASE/$E2E_EXEC_NAME/edited/root
         use edited
         vm_config edited
         systemctl daemon-reload
         vm_config edited memory=256M
-        ! timeout 60 systemctl start microvm@edited.service 2>/dev/null ||
-                fail "started with a config edited after daemon-reload" || return
-        [ "$(vprop edited ActiveState)" = failed ] || fail "ActiveState=$(vprop edited ActiveState)" || return
-        wait_journal 5 'daemon-reload' -u microvm@edited.service || return
-        note "journal: $(journalctl -q -o cat -u microvm@edited.service | grep -m 1 'daemon-reload')"
+        start_vm edited || return
+        assert_vm_running edited || return
+        grep -q '"mem_size_mib": *128' "$jail/vm-config.json" ||
+                fail "the VM did not start with the generated config (128M): $(cat "$jail/vm-config.json")" || return
+        wait_journal 5 'differs from the configuration microvm@edited.service was generated from.*systemctl daemon-reload' \
+                -u microvm@edited.service || return
+        note "journal: $(journalctl -q -o cat -u microvm@edited.service | grep -m 1 'differs from')"
+        [ "$(vprop edited MemoryMax)" = $(( (128 << 20) + E2E_MEMORY_OVERHEAD )) ] ||
+                fail "MemoryMax=$(vprop edited MemoryMax) before the reload" || return
+        stop_vm edited || return
         assert_no_debris edited || return
         systemctl daemon-reload
-        systemctl reset-failed microvm@edited.service
         start_vm edited || return
         assert_vm_running edited || return
         [ "$(vprop edited MemoryMax)" = $(( (256 << 20) + E2E_MEMORY_OVERHEAD )) ] ||
                 fail "MemoryMax=$(vprop edited MemoryMax) after the reload" || return
+        grep -q '"mem_size_mib": *256' "$jail/vm-config.json" || fail "not 256M after the reload" || return
         stop_vm edited || return
         assert_no_debris edited || return
+}
+
+# Issue 12.1: "systemctl restart" after an edit without daemon-reload, or
+# after breaking the config, never leaves the VM down.
+sc_restart_edited() {
+        local pid
+        use redit
+        vm_config redit
+        systemctl daemon-reload
+        start_vm redit || return
+        assert_vm_running redit || return
+        pid=$(vprop redit MainPID)
+        vm_config redit memory=256M
+        timeout 60 systemctl restart microvm@redit.service || fail "systemctl restart after an edit failed" || return
+        assert_vm_running redit || return
+        [ "$(vprop redit MainPID)" != "$pid" ] || fail "not restarted" || return
+        wait_journal 5 'differs from the configuration microvm@redit.service was generated from' -u microvm@redit.service || return
+        printf '[vm]\nmemory = lots\n' >"$E2E_VM_DIR/redit.conf"
+        timeout 60 systemctl restart microvm@redit.service || fail "systemctl restart after breaking the config failed" || return
+        assert_vm_running redit || return
+        note "edited, then broken config: both restarts came up with the generated config"
+        rm -f "$E2E_VM_DIR/redit.conf"
+        timeout 60 systemctl restart microvm@redit.service || fail "systemctl restart after removing the config failed" || return
+        assert_vm_running redit || return
+        wait_journal 5 'config of redit is gone' -u microvm@redit.service || return
+        stop_vm redit || return
+        assert_no_debris redit || return
+        systemctl daemon-reload
+}
+
+# Issue 12.2: a daemon-reload with a broken host config, a broken VM config
+# or a removed VM config never changes a running VM's unit properties;
+# the generator's errors are in the journal; the reload is not blocked.
+sc_reload_keeps() {
+        local id props=(MemoryMax TasksMax TimeoutStopUSec Restart Environment) want_a want_b cursor
+        use keep-a keep-b
+        vm_config keep-a restart=on-failure stop_timeout=7s
+        vm_config keep-b memory=256M stop_timeout=9s
+        systemctl daemon-reload
+        start_vm keep-a keep-b || return
+        assert_vms_running keep-a keep-b || return
+        want_a=$(systemctl show "${props[@]/#/-p}" microvm@keep-a.service)
+        want_b=$(systemctl show "${props[@]/#/-p}" microvm@keep-b.service)
+
+        cp /etc/microvm/microvm.conf /etc/microvm/microvm.conf.good
+        sed -i 's/^memory_overhead = .*/memory_overhaed = 64M/' /etc/microvm/microvm.conf
+        cursor=$(journalctl -q -n 0 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')
+        timeout 60 systemctl daemon-reload || fail "daemon-reload with a broken host config failed or hung" || return
+        for id in keep-a keep-b; do
+                [ "$(systemctl show "${props[@]/#/-p}" "microvm@$id.service")" = "$( [ $id = keep-a ] && echo "$want_a" || echo "$want_b")" ] ||
+                        fail "a broken host config changed microvm@$id: $(systemctl show "${props[@]/#/-p}" "microvm@$id.service" | tr '\n' ' ')" || return
+        done
+        wait_journal 5 'memory_overhaed' -b -t microvm-generator ||
+                fail "the generator's error about the host config is not in journalctl -b" || return
+        wait_journal 5 'microvm@keep-a.service keeps the settings it was started with' -b -t microvm-generator || return
+        note "host config typo: limits kept; journal: $(journalctl -q -b -o cat -t microvm-generator --after-cursor "$cursor" | grep -m 1 'Not generating')"
+        mv -f /etc/microvm/microvm.conf.good /etc/microvm/microvm.conf
+
+        printf '[vm]\nvcpus = 99\n' >"$E2E_VM_DIR/keep-a.conf"
+        rm -f "$E2E_VM_DIR/keep-b.conf"
+        timeout 60 systemctl daemon-reload || fail "daemon-reload failed or hung" || return
+        [ "$(systemctl show "${props[@]/#/-p}" microvm@keep-a.service)" = "$want_a" ] ||
+                fail "a broken VM config changed microvm@keep-a: $(systemctl show "${props[@]/#/-p}" microvm@keep-a.service | tr '\n' ' ')" || return
+        [ "$(systemctl show "${props[@]/#/-p}" microvm@keep-b.service)" = "$want_b" ] ||
+                fail "a removed VM config changed microvm@keep-b: $(systemctl show "${props[@]/#/-p}" microvm@keep-b.service | tr '\n' ' ')" || return
+        assert_vms_running keep-a keep-b || return
+        note "broken keep-a.conf, removed keep-b.conf: both keep MemoryMax $(vprop keep-a MemoryMax), $(vprop keep-b MemoryMax)"
+
+        stop_vm keep-a keep-b || return
+        assert_no_debris keep-a keep-b || return
+        systemctl daemon-reload
+        [ -z "$(vprop keep-b DropInPaths)" ] || fail "keep-b still has drop-ins after it stopped: $(vprop keep-b DropInPaths)" || return
+        rm -f "$E2E_VM_DIR/keep-a.conf"
+        systemctl daemon-reload
 }
 
 sc_guest_reboot() {
@@ -586,7 +668,9 @@ scenario "guest ignores Ctrl-Alt-Del: stop within stop_timeout, zero debris" sc_
 scenario "firecracker crashes: restart=no fails, restart=on-failure restarts, cleanup in between" sc_crash
 scenario "SIGKILL of microvm-stage mid-way: the next start succeeds" sc_stage_kill
 scenario "unknown or invalid id: start fails with the validator's message" sc_unknown_id
-scenario "config edited without daemon-reload: start refused with the hint" sc_edited
+scenario "config edited without daemon-reload: starts with the generated config, says so" sc_edited
+scenario "restart after an edit, a broken or a removed config without daemon-reload: the VM comes back" sc_restart_edited
+scenario "daemon-reload with a broken host config, broken or removed VM config: running VMs keep their limits" sc_reload_keeps
 scenario "guest reboot: back with restart=always, down with on-failure" sc_guest_reboot
 scenario "autostart VMs start and stop with microvms.target" sc_autostart
 scenario "64-character id end to end" sc_long_id
