@@ -113,6 +113,19 @@ static int save_start_record(Stage *s) {
         return 0;
 }
 
+static int mark_staged(Stage *s) {
+        const char *inv = getenv("INVOCATION_ID");
+        _cleanup_free_ char *rel = NULL;
+        int r;
+
+        if (asprintf(&rel, "%s/" RUN_STAGED_FILE, s->id) < 0)
+                return log_oom();
+        r = safe_write_file_at(s->run_fd, rel, strempty(inv), strlen(strempty(inv)), 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s/%s: %m", s->host->run_dir, rel);
+        return 0;
+}
+
 static int check_binaries(Stage *s) {
         _cleanup_free_ char *error = NULL;
         int r;
@@ -341,6 +354,10 @@ int main(int argc, char **argv) {
         if (r != 0)
                 return tool_exit(r);
 
+        /* The start's errors become the unit's StatusText ("systemctl
+         * status"); stop and cleanup do not overwrite it. */
+        log_open_status();
+
         /* Inputs: configs, binaries, directories. */
         r = tool_load_host_config(&s.host);
         if (r < 0)
@@ -349,7 +366,8 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return tool_exit(r);
         if ((r = check_binaries(&s)) < 0 ||
-            (r = step(stage_check_chroot_base(s.host, &error), &error)) < 0)
+            (r = step(stage_check_chroot_base(s.host, &error), &error)) < 0 ||
+            (r = step(stage_check_bridges(s.vm, &error), &error)) < 0)
                 return tool_exit(r);
         r = vm_paths_new(s.host, s.exec_name, s.id, &s.paths);
         if (r < 0)
@@ -401,6 +419,11 @@ int main(int argc, char **argv) {
             (r = step(stage_console_fifo(&t, &error), &error)) < 0)
                 return tool_exit(r);
 
+        /* Last: the proof that this start was staged completely, which
+         * microvm-launch checks (ExecStartPre=- runs it after a failure). */
+        r = mark_staged(&s);
+        if (r < 0)
+                return tool_exit(r);
         log_debug("Staged %s in %s as uid %u.", s.id, s.paths.jail_root, (unsigned) s.uid.uid);
         return EXIT_SUCCESS;
 }

@@ -33,7 +33,8 @@ LogTarget log_target_from_string(const char *s);
  * journal's native socket, else /dev/kmsg), so that a later seccomp filter
  * needs neither open() nor socket(). */
 void log_open(void);
-/* For a tool run by a unit with NotifyAccess=all: connects to
+/* For a tool run by a unit with NotifyAccess=all (the start's tools, not
+ * stop and cleanup, whose errors would hide the cause): connects to
  * $NOTIFY_SOCKET, after which every error logged also becomes the unit's
  * StatusText ("systemctl status" shows it), and log_status() sets it. */
 void log_open_status(void);

@@ -78,8 +78,7 @@ static void put(Out *o, const char *key, const char *value, int (*escape)(const 
 int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, const char **ret_what) {
         _cleanup_free_ char *text = NULL, *state = NULL, *description = NULL, *source_comment = NULL;
         char digest[2 * SHA256_DIGEST_SIZE + 1], size[32], timeout[32];
-        const char *bridges[NICS_MAX];
-        size_t n_bridges = 0, len = 0;
+        size_t len = 0;
         bool thin = false;
         PathList mounts = {};
         Out o = {};
@@ -132,29 +131,6 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
         path_list_add(&mounts, h->firecracker);
         for (size_t i = 0; i < mounts.n; i++)
                 put(&o, "RequiresMountsFor", mounts.items[i], unit_escape_path_word, "path");
-
-        /* A NIC on a bridge needs the bridge: wait for it, and stop the VM
-         * when it goes away (its tap would be detached). */
-        for (size_t i = 0; i < c->n_nics; i++) {
-                const char *b = c->nics[i].bridge;
-                bool seen = false;
-
-                if (!b)
-                        continue;
-                for (size_t j = 0; j < n_bridges; j++)
-                        seen = seen || streq(bridges[j], b);
-                if (seen)
-                        continue;
-                bridges[n_bridges++] = b;
-        }
-        for (size_t i = 0; i < n_bridges && o.error >= 0; i++) {
-                _cleanup_free_ char *dev = unit_name_for_netdev(bridges[i]);
-                if (!dev) {
-                        o.error = -ENOMEM;
-                        break;
-                }
-                fprintf(o.f, "BindsTo=%s\nAfter=%s\n", dev, dev);
-        }
 
         sha256_hex(c->digest, digest);
         format_timespan_exact(c->stop_timeout, timeout);

@@ -208,6 +208,33 @@ int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error) {
         return 0;
 }
 
+int stage_check_bridges(const VmConfig *vm, char **ret_error) {
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                const NicConfig *n = &vm->nics[i];
+                char path[128];
+                struct stat st;
+
+                if (!n->bridge)
+                        continue;
+                snprintf(path, sizeof path, "/sys/class/net/%s", n->bridge);
+                if (stat(path, &st) < 0) {
+                        if (errno == ENOENT)
+                                return error_setf(ret_error, ENODEV,
+                                                  "NIC %s: bridge %s does not exist. Create it (e.g. a systemd-networkd "
+                                                  ".netdev with Kind=bridge, or \"ip link add %s type bridge\") or name "
+                                                  "another one with bridge = in [net.%s].",
+                                                  n->name, n->bridge, n->bridge, n->name);
+                        return error_setf(ret_error, errno, "NIC %s: cannot look up bridge %s (%s): %m", n->name,
+                                          n->bridge, path);
+                }
+                snprintf(path, sizeof path, "/sys/class/net/%s/bridge", n->bridge);
+                if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return error_setf(ret_error, ENOTTY, "NIC %s: network interface %s is not a bridge; bridge = "
+                                          "in [net.%s] must name a bridge.", n->name, n->bridge, n->name);
+        }
+        return 0;
+}
+
 int stage_check_chroot_base(const HostConfig *host, char **ret_error) {
         static const char *const ro[] = { "/usr", "/etc", "/boot", "/efi" };
 

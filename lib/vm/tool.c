@@ -2,6 +2,8 @@
 #include <getopt.h>
 
 #include "config-files.h"
+#include "names.h"
+#include "safe-fs.h"
 #include "log.h"
 #include "tool.h"
 
@@ -16,8 +18,6 @@ int tool_begin(int argc, char **argv, const char *name, const char *summary, con
 
         log_set_program_name(name);
         log_parse_environment(false);
-        /* Before any seccomp filter: errors become the unit's StatusText. */
-        log_open_status();
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -49,30 +49,45 @@ static void log_problems(const Problems *p) {
         }
 }
 
+/* The summary line repeats the first problem: it is the last error, the
+ * one "systemctl status" shows as the unit's StatusText. */
+static char *first_problem(const Problems *p) {
+        char *m = p->n > 0 ? problem_format(&p->items[0]) : NULL, *s = NULL;
+
+        if (m && asprintf(&s, " (%s%s)", m, p->n > 1 ? ", and more above" : "") < 0)
+                s = NULL;
+        free(m);
+        return s;
+}
+
 int tool_load_host_config(HostConfig **ret) {
+        _cleanup_free_ char *first = NULL;
         Problems p = {};
         int r = host_config_load(ret, &p);
 
         log_problems(&p);
+        first = first_problem(&p);
         problems_done(&p);
         if (r == -ENOMEM)
                 return log_oom();
         if (r < 0)
-                return log_error_errno(r, "Host config %s is not usable; fix it first (microvmctl validate).",
-                                       host_config_path());
+                return log_error_errno(r, "Host config %s is not usable%s; fix it first (microvmctl validate).",
+                                       host_config_path(), strempty(first));
         return 0;
 }
 
 int tool_load_vm_config(const HostConfig *host, const char *id, VmConfig **ret) {
+        _cleanup_free_ char *first = NULL;
         Problems p = {};
         int r = vm_config_load(host, id, ret, &p);
 
         log_problems(&p);
+        first = first_problem(&p);
         problems_done(&p);
         if (r == -ENOMEM)
                 return log_oom();
         if (r < 0)
-                return log_error_errno(r, "VM %s has no usable config; not starting it.", id);
+                return log_error_errno(r, "VM %s has no usable config%s; not starting it.", id, strempty(first));
         return 0;
 }
 
@@ -154,4 +169,29 @@ int tool_load_vm_config_for_unit(const HostConfig *host, const char *id, VmConfi
         }
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+bool tool_stage_completed(int run_fd, const char *id) {
+        _cleanup_free_ char *rel = NULL, *data = NULL;
+        const char *inv = getenv("INVOCATION_ID");
+        size_t size;
+
+        if (asprintf(&rel, "%s/" RUN_STAGED_FILE, id) < 0)
+                return false;
+        if (safe_read_file_at(run_fd, rel, 256, &data, &size) < 0)
+                return false;
+        return isempty(inv) || (size == strlen(inv) && memcmp(data, inv, size) == 0);
+}
+
+bool tool_start_refusal_is_final(const char *id) {
+        _cleanup_host_config_ HostConfig *host = NULL;
+        _cleanup_vm_config_ VmConfig *vm = NULL;
+        int level = log_get_max_level(), r;
+
+        log_set_max_level(-1);
+        r = tool_load_host_config(&host);
+        if (r >= 0)
+                r = tool_load_vm_config_for_unit(host, id, &vm, NULL, NULL);
+        log_set_max_level(level);
+        return r < 0 && r != -ENOMEM;
 }

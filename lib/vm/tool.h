@@ -29,6 +29,20 @@ int tool_load_vm_config(const HostConfig *host, const char *id, VmConfig **ret);
 int tool_load_vm_config_for_unit(const HostConfig *host, const char *id, VmConfig **ret, char **ret_copy,
                                  size_t *ret_copy_size);
 
+/* EX_CONFIG: the exit status of microvm-launch (the unit's main process)
+ * when the start was refused for a configuration error that no retry can
+ * cure; microvm@.service has RestartPreventExitStatus=78. */
+#define TOOL_EXIT_CONFIG 78
+
+/* Whether microvm-stage completed for this start: <run_fd>/<id>/staged
+ * holds $INVOCATION_ID (or exists, without one). */
+bool tool_stage_completed(int run_fd, const char *id);
+
+/* After a failed stage: true when loading the host config or the VM's
+ * config (as microvm-stage does under the unit) fails, i.e. a retry cannot
+ * succeed until an admin acts. Logs nothing (microvm-stage said why). */
+bool tool_start_refusal_is_final(const char *id);
+
 /* Exit status for a tool's main(). */
 static inline int tool_exit(int r) {
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

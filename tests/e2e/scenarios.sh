@@ -59,6 +59,7 @@ scenario() {
                                 vm_dump "${USED[@]}"
                                 # not to disturb the scenarios after this one
                                 stop_vm "${USED[@]}" >/dev/null 2>&1
+                                e2e_setup >/dev/null 2>&1 # a host config it broke
                         fi
                         exit $rc
                 }
@@ -550,6 +551,104 @@ sc_reload_keeps() {
         systemctl daemon-reload
 }
 
+# Issue 12.3: a start succeeds only once the VMM answers with the instance
+# state Running; a VMM that dies during start fails "systemctl start", and
+# "systemctl status" shows its exit status and last console lines.
+sc_start_dies() {
+        local out
+        use dying
+        vm_config dying knobs=fcdouble.bogus=1
+        systemctl daemon-reload
+        ! timeout 60 systemctl start microvm@dying.service 2>/dev/null ||
+                fail "systemctl start returned 0 for a VMM that exits during start" || return
+        wait_state dying failed || return
+        out=$(systemctl status --no-pager -l microvm@dying.service 2>&1)
+        grep -q 'status=1/FAILURE' <<<"$out" || fail "no exit status of the VMM in systemctl status: $out" || return
+        grep -q 'fcdouble.bogus' <<<"$out" || fail "no console line of the VMM in systemctl status: $out" || return
+        note "systemctl status: $(grep -m 1 'Main PID' <<<"$out" | sed 's/^ *//')"
+        assert_no_debris dying || return
+        systemctl reset-failed microvm@dying.service
+}
+
+# Issue 12.4: a configuration error is not retried and its message is the
+# unit's StatusText; other failures are retried every RestartSec=5s, with
+# the last error in StatusText.
+sc_restart_policy() {
+        local out
+        use cfgfinal transient
+        vm_config cfgfinal restart=on-failure
+        vm_config transient restart=on-failure kernel=$E2E_IMAGES/no-such-kernel
+        systemctl daemon-reload
+        [ "$(vprop cfgfinal RestartUSec)" = 5s ] || fail "RestartUSec=$(vprop cfgfinal RestartUSec), want 5s" || return
+
+        cp /etc/microvm/microvm.conf /etc/microvm/microvm.conf.good
+        sed -i 's/^memory_overhead = .*/memory_overhaed = 64M/' /etc/microvm/microvm.conf
+        ! timeout 60 systemctl start microvm@cfgfinal.service 2>/dev/null || fail "started with a broken host config" || return
+        mv -f /etc/microvm/microvm.conf.good /etc/microvm/microvm.conf
+        load_props microvm@cfgfinal.service ActiveState SubState NRestarts StatusText ExecMainStatus
+        [ "${P[ActiveState]}/${P[SubState]}" = failed/failed ] ||
+                fail "a config error is retried: ${P[ActiveState]}/${P[SubState]}, NRestarts=${P[NRestarts]}" || return
+        [ "${P[NRestarts]}" = 0 ] || fail "NRestarts=${P[NRestarts]}" || return
+        [ "${P[ExecMainStatus]}" = 78 ] || fail "ExecMainStatus=${P[ExecMainStatus]}, want 78" || return
+        grep -q 'memory_overhaed' <<<"${P[StatusText]}" || fail "StatusText without the error: '${P[StatusText]}'" || return
+        out=$(systemctl status --no-pager -l microvm@cfgfinal.service 2>&1)
+        grep -q 'Status: .*memory_overhaed' <<<"$out" || fail "systemctl status shows no error: $out" || return
+        note "config error: failed at once, not retried; $(grep -m 1 'Status:' <<<"$out" | sed 's/^ *//')"
+        systemctl reset-failed microvm@cfgfinal.service
+
+        ! timeout 60 systemctl start microvm@transient.service 2>/dev/null || fail "started without a kernel" || return
+        load_props microvm@transient.service ActiveState SubState StatusText
+        [ "${P[ActiveState]}/${P[SubState]}" = activating/auto-restart ] ||
+                fail "a missing kernel is not retried: ${P[ActiveState]}/${P[SubState]}" || return
+        grep -q 'no-such-kernel' <<<"${P[StatusText]}" || fail "StatusText without the error: '${P[StatusText]}'" || return
+        note "missing kernel: retried in 5s; StatusText: ${P[StatusText]}"
+        stop_vm transient || return
+        assert_no_debris cfgfinal transient || return
+        systemctl reset-failed microvm@transient.service 2>/dev/null || true
+}
+
+# Issue 12.5: a VM on a bridge starts without udev (no .device units in
+# this container); a missing bridge is a clear, immediate error naming it.
+sc_bridge() {
+        local t0 dt tap out
+        if ! command -v ip >/dev/null; then
+                echo "no ip command (iproute2) in the container to create a bridge"
+                return 77
+        fi
+        use onbr nobr
+        ip link add e2ebr0 type bridge || fail "cannot create bridge e2ebr0" || return
+        ip link set e2ebr0 up
+        vm_config onbr
+        printf '\n[net.eth0]\nbridge = e2ebr0\n' >>"$E2E_VM_DIR/onbr.conf"
+        vm_config nobr
+        printf '\n[net.eth0]\nbridge = nosuchbr0\n' >>"$E2E_VM_DIR/nobr.conf"
+        systemctl daemon-reload
+        timeout 20 systemctl start microvm@onbr.service ||
+                fail "a VM on the existing bridge e2ebr0 did not start (without udev)" || {
+                        systemctl stop microvm@onbr.service; return 1; }
+        assert_vm_running onbr || return
+        tap=onbr-eth0
+        [ "$(basename "$(readlink "/sys/class/net/$tap/master")")" = e2ebr0 ] ||
+                fail "tap $tap is not on e2ebr0" || return
+        stop_vm onbr || return
+        assert_no_debris onbr || return
+        [ ! -e "/sys/class/net/$tap" ] || fail "tap $tap left" || return
+
+        t0=$(now_ms)
+        ! timeout 20 systemctl start microvm@nobr.service 2>/dev/null || fail "started on a missing bridge" || return
+        dt=$(( $(now_ms) - t0 ))
+        systemctl stop microvm@nobr.service 2>/dev/null
+        out=$(systemctl status --no-pager -l microvm@nobr.service 2>&1)
+        grep -q 'bridge nosuchbr0 does not exist' <<<"$out" || fail "no error naming the bridge: $out" || return
+        [ $dt -lt 5000 ] || fail "the refusal took $dt ms" || return
+        note "missing bridge refused in $dt ms: $(grep -m 1 'Status:' <<<"$out" | sed 's/^ *//')"
+        assert_no_debris nobr || return
+        ip link del e2ebr0
+        systemctl reset-failed microvm@nobr.service 2>/dev/null || true
+        rm -f "$E2E_VM_DIR/onbr.conf" "$E2E_VM_DIR/nobr.conf"
+        systemctl daemon-reload
+}
+
 sc_guest_reboot() {
         local pid
         vm_config rb-always restart=always knobs=fcdouble.reboot_after_ms=500
@@ -671,6 +770,9 @@ scenario "unknown or invalid id: start fails with the validator's message" sc_un
 scenario "config edited without daemon-reload: starts with the generated config, says so" sc_edited
 scenario "restart after an edit, a broken or a removed config without daemon-reload: the VM comes back" sc_restart_edited
 scenario "daemon-reload with a broken host config, broken or removed VM config: running VMs keep their limits" sc_reload_keeps
+scenario "VMM dies during start: systemctl start fails, status shows exit status and console" sc_start_dies
+scenario "restart policy: config errors not retried, others every 5s, the error in StatusText" sc_restart_policy
+scenario "bridges: a VM on a bridge starts without udev, a missing bridge is named at once" sc_bridge
 scenario "guest reboot: back with restart=always, down with on-failure" sc_guest_reboot
 scenario "autostart VMs start and stop with microvms.target" sc_autostart
 scenario "64-character id end to end" sc_long_id
