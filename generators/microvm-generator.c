@@ -220,9 +220,8 @@ static int generate_one(int outfd, DirCache *cache, const char *dest, const Host
         }
 
         r = config_read_file(file->path, &data, &size);
-        if (r == -EPERM)
-                r = log_error_errno(r, "Skipping %s: it must be owned by root and not writable by group or others.",
-                                    path);
+        if (r == -EPERM || r == -EACCES)
+                r = log_error_errno(r, "Skipping %s: it is %s.", path, config_read_strerror(r));
         else if (r < 0)
                 r = log_error_errno(r, "Skipping %s: failed to read it: %m", path);
         else {

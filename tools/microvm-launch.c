@@ -153,8 +153,8 @@ int main(int argc, char **argv) {
 
         r = tool_begin(argc, argv, "microvm-launch",
                        "Exec the jailer (and so firecracker) for a staged VM, in a leaf of the unit's cgroup.", &id);
-        if (r == -EINVAL)
-                return TOOL_EXIT_CONFIG; /* not a valid VM id */
+        if (r == -EBADR || r == -EINVAL)
+                return TOOL_EXIT_CONFIG; /* not a valid VM id, or not run as the unit does */
         if (r != 0)
                 return tool_exit(r);
 

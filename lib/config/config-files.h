@@ -21,7 +21,8 @@ int config_search_path(char ***ret);
 const char *host_config_path(void);
 
 /* Reads a whole config file (regular file, at most INI_FILE_MAX bytes; when
- * we are root, owned by root and not writable by group or others: -EPERM). */
+ * we are root, owned by root (else -EPERM) and not writable by group or
+ * others (else -EACCES)). */
 int config_read_file(const char *path, char **ret_data, size_t *ret_size);
 /* Describes a config_read_file() error for a message. */
 const char *config_read_strerror(int r);

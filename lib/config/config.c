@@ -696,7 +696,8 @@ static void check_drive(const Ctx *ctx, const IniSection *s, const DriveConfig *
                 BAD(ctx, e, "only applies to snapshot drives (mode is %s)", drive_mode_to_string(d->mode));
         e = ini_section_find(s, "read_only");
         if (e && d->read_only && (d->mode == DRIVE_MODE_SNAPSHOT || d->mode == DRIVE_MODE_THIN))
-                BAD(ctx, e, "a read-only drive needs no copy-on-write volume (use mode = file)");
+                BAD(ctx, e, "is not possible with mode = %s: a read-only drive needs no copy-on-write volume (use mode = file)",
+                    drive_mode_to_string(d->mode));
         e = ini_section_find(s, "mode");
         if (e && d->mode == DRIVE_MODE_THIN && ctx->host && !ctx->host->thin_pool.configured)
                 BAD(ctx, e, "needs a thin pool, but the host config (%s) has no [thin_pool] section",
@@ -858,7 +859,7 @@ int vm_config_parse(const char *file, const char *id, const char *data, size_t s
                                         return -ENOMEM;
                                 s = ini_doc_find_section(&doc, sec);
                                 problems_add(problems, file, 0, sec, "root", ini_section_find(s, "root")->value,
-                                             "a second root drive ([drive.%s] is already the root drive; exactly one is allowed)",
+                                             "makes a second root drive ([drive.%s] is already the root drive; exactly one is allowed)",
                                              root->name);
                         } else
                                 root = d;

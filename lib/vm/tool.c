@@ -7,6 +7,12 @@
 #include "log.h"
 #include "tool.h"
 
+static bool invalid_id_is_error = true;
+
+void tool_invalid_id_is_not_an_error(void) {
+        invalid_id_is_error = false;
+}
+
 int tool_begin(int argc, char **argv, const char *name, const char *summary, const char **ret_id) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -36,8 +42,11 @@ int tool_begin(int argc, char **argv, const char *name, const char *summary, con
         if (optind != argc - 1)
                 return log_error_errno(EINVAL, "Expected exactly one argument, the VM id (see --help).");
         reason = vm_id_invalid_reason(argv[optind]);
-        if (reason)
-                return log_error_errno(EINVAL, "\"%s\" is not a valid VM id: it %s.", argv[optind], reason);
+        if (reason) {
+                (void) log_full_errno(invalid_id_is_error ? LOG_ERR : LOG_NOTICE, EBADR,
+                                      "\"%s\" is not a valid VM id: it %s.", argv[optind], reason);
+                return -EBADR;
+        }
         *ret_id = argv[optind];
         return 0;
 }

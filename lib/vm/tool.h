@@ -7,9 +7,13 @@
 #include "config.h"
 
 /* Sets up logging and parses argv. Returns 0 with *ret_id set when the tool
- * should run, 1 when it printed --help/--version and should exit 0, or a
- * negative errno (already logged) on a usage error. */
+ * should run, 1 when it printed --help/--version and should exit 0, -EBADR
+ * (logged) when the argument is not a valid VM id, or -EINVAL (logged) on
+ * another usage error. */
 int tool_begin(int argc, char **argv, const char *name, const char *summary, const char **ret_id);
+/* Before tool_begin(): an invalid VM id is logged as a notice, not an error
+ * (microvm-cleanup: nothing can exist for it, so there is nothing to do). */
+void tool_invalid_id_is_not_an_error(void);
 
 /* Loads the host config, logging every problem. */
 int tool_load_host_config(HostConfig **ret);

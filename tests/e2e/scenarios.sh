@@ -445,6 +445,10 @@ sc_unknown_id() {
         wait_journal 5 'is not a valid VM id' -u microvm@Bad_Id.service || return
         wait_state Bad_Id failed "" 20 || return
         note "journal: $(journalctl -q -o cat -u microvm@Bad_Id.service | grep -m 1 'is not a valid VM id')"
+        # Nothing can exist for an invalid id: cleanup succeeds (issue 12.8).
+        exec_succeeded Bad_Id ExecStopPost || return
+        [ "$(vprop Bad_Id ExecMainStatus)" = 78 ] ||
+                fail "microvm-launch exited $(vprop Bad_Id ExecMainStatus) for an invalid id, want 78 (not retried)" || return
         systemctl reset-failed microvm@nosuchvm.service microvm@Bad_Id.service
 }
 
