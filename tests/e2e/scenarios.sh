@@ -434,8 +434,8 @@ stage_done() {
 sc_unknown_id() {
         use nosuchvm Bad_Id
         ! timeout 60 systemctl start microvm@nosuchvm.service 2>/dev/null || fail "microvm@nosuchvm started" || return
-        # No config, no drop-in: the template's Restart=on-failure retries
-        # until the start limit.
+        # No config, no drop-in: the template's Restart=no; microvm-launch
+        # exits 78 after the refused stage (RestartPreventExitStatus=).
         wait_state nosuchvm failed "" 20 || return
         note "microvm@nosuchvm: failed after $(vprop nosuchvm NRestarts) automatic restarts (Result=$(vprop nosuchvm Result))"
         wait_journal 5 'no such VM: no nosuchvm.conf in /etc/microvm/vms' -u microvm@nosuchvm.service || return
