@@ -23,6 +23,22 @@
 #include "tool.h"
 #include "vm-teardown.h"
 
+/* microvm@.service runs microvm-stage as ExecStartPre=-, so that a refusal
+ * reaches the main process (us), whose exit status RestartPreventExitStatus=
+ * sees (on systemd 252 it never looks at ExecStartPre='s): 78 when the
+ * configuration can never start as it is, 1 otherwise (retried as the
+ * restart policy says). microvm-stage already said why, also in the unit's
+ * StatusText: only a notice here, which leaves that text alone. */
+static int refuse_unstaged(const char *id) {
+        if (tool_start_refusal_is_final(id)) {
+                log_notice("Not starting %s: its configuration cannot start (microvm-stage said why); not retried "
+                           "until it is fixed.", id);
+                return TOOL_EXIT_CONFIG;
+        }
+        log_notice("Not starting %s: microvm-stage failed (see above).", id);
+        return EXIT_FAILURE;
+}
+
 static int read_plan(const HostConfig *host, const char *id, int *ret_run_fd, Plan **ret) {
         _cleanup_close_ int run_fd = -EBADF;
         _cleanup_free_ char *error = NULL;
@@ -30,8 +46,10 @@ static int read_plan(const HostConfig *host, const char *id, int *ret_run_fd, Pl
         int r;
 
         r = safe_root_open(host->run_dir, 0, 0, &run_fd, &error);
-        if (r < 0)
+        if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Cannot use the run directory: %s", strna(error));
+        if (r < 0 || !tool_stage_completed(run_fd, id))
+                return -ESTALE;
         r = vm_plan_read_at(run_fd, id, &plan, &error);
         if (r < 0) {
                 if (r == -ENOENT)
@@ -136,15 +154,20 @@ int main(int argc, char **argv) {
 
         r = tool_begin(argc, argv, "microvm-launch",
                        "Exec the jailer (and so firecracker) for a staged VM, in a leaf of the unit's cgroup.", &id);
+        if (r == -EBADR || r == -EINVAL)
+                return TOOL_EXIT_CONFIG; /* not a valid VM id, or not run as the unit does */
         if (r != 0)
                 return tool_exit(r);
         test_hook("launch-tool-begin");
 
+        log_open_status(); /* errors become the unit's StatusText */
         r = tool_load_host_config(&host);
         if (r < 0)
-                return tool_exit(r);
+                return TOOL_EXIT_CONFIG;
         test_hook("launch-tool-load-host-config");
         r = read_plan(host, id, &run_fd, &plan);
+        if (r == -ESTALE)
+                return refuse_unstaged(id);
         if (r < 0)
                 return tool_exit(r);
         test_hook("launch-read-plan");

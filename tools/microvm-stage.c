@@ -27,6 +27,8 @@
 
 #include "binary.h"
 #include "cgroup.h"
+#include "config-files.h"
+#include "generator-core.h"
 #include "log.h"
 #include "names.h"
 #include "safe-fs.h"
@@ -43,6 +45,8 @@ typedef struct Stage {
         const char *id;
         HostConfig *host;
         VmConfig *vm;
+        char *config_copy;      /* the generator's copy of the config, as read */
+        size_t config_copy_size;
         char *exec_file;        /* canonical firecracker path */
         const char *exec_name;
         VmPaths paths;
@@ -60,6 +64,7 @@ typedef struct Stage {
 static void stage_done(Stage *s) {
         host_config_free(s->host);
         vm_config_free(s->vm);
+        free(s->config_copy);
         free(s->exec_file);
         vm_paths_done(&s->paths);
         safe_close(s->state_fd);
@@ -72,21 +77,56 @@ static void stage_done(Stage *s) {
         plan_free(s->plan);
 }
 
-/* The generator records a digest of the config file it generated the unit
- * from; a config edited since then would start with stale unit settings
- * (limits, restart policy, stop timeout). */
-static int check_digest(const Stage *s) {
-        const char *want = getenv("MICROVM_CONFIG_DIGEST");
-        char have[2 * SHA256_DIGEST_SIZE + 1];
+/* What this start uses, kept in <run_dir>/<id>/ until cleanup removes the
+ * directory: the generated drop-in and the config copy beside it. A
+ * daemon-reload that cannot generate the VM's units any more (its config
+ * became invalid or was removed, the host config does not parse) emits
+ * these instead, so the running VM keeps its limits (microvm-generator(8)).
+ * Written after the plan, i.e. after the run directory is ours. */
+static int save_start_record(Stage *s) {
+        const char *copy = getenv("MICROVM_CONFIG_COPY");
+        _cleanup_free_ char *dir = NULL, *dropin_path = NULL, *dropin = NULL, *rel = NULL;
+        size_t size;
+        int r;
 
-        if (isempty(want))
+        if (!s->config_copy || isempty(copy))
                 return 0;
-        sha256_hex(s->vm->digest, have);
-        if (!streq(want, have))
-                return log_error_errno(ESTALE,
-                                       "%s changed since the unit was generated: run \"systemctl daemon-reload\" "
-                                       "first, then start microvm@%s again.",
-                                       s->vm->source_path, s->id);
+        dir = strdup(copy);
+        if (!dir)
+                return log_oom();
+        if (strrchr(dir, '/'))
+                *strrchr(dir, '/') = '\0';
+        if (asprintf(&dropin_path, "%s/" GENERATOR_DROPIN, dir) < 0)
+                return log_oom();
+        r = config_read_file(dropin_path, &dropin, &size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the drop-in microvm@%s.service was generated with, %s: %s",
+                                       s->id, dropin_path, config_read_strerror(r));
+        if (asprintf(&rel, "%s/" RUN_STARTED_DROPIN, s->id) < 0)
+                return log_oom();
+        r = safe_write_file_at(s->run_fd, rel, dropin, size, 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (r >= 0) {
+                free(rel);
+                if (asprintf(&rel, "%s/" RUN_STARTED_CONFIG, s->id) < 0)
+                        return log_oom();
+                r = safe_write_file_at(s->run_fd, rel, s->config_copy, s->config_copy_size, 0600, 0, 0,
+                                       SAFE_WRITE_REPLACE);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s/%s: %m", s->host->run_dir, rel);
+        return 0;
+}
+
+static int mark_staged(Stage *s) {
+        const char *inv = getenv("INVOCATION_ID");
+        _cleanup_free_ char *rel = NULL;
+        int r;
+
+        if (asprintf(&rel, "%s/" RUN_STAGED_FILE, s->id) < 0)
+                return log_oom();
+        r = safe_write_file_at(s->run_fd, rel, strempty(inv), strlen(strempty(inv)), 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s/%s: %m", s->host->run_dir, rel);
         return 0;
 }
 
@@ -393,12 +433,13 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (r < 0)
                 return r;
         test_hook("stage-tool-load-host-config");
-        r = tool_load_vm_config(s->host, s->id, &s->vm);
+        r = tool_load_vm_config_for_unit(s->host, s->id, &s->vm, &s->config_copy, &s->config_copy_size);
         if (r < 0)
                 return r;
         test_hook("stage-tool-load-vm-config");
-        if ((r = check_digest(s)) < 0 || (r = check_binaries(s)) < 0 ||
-            (r = step(stage_check_chroot_base(s->host, &error), &error)) < 0)
+        if ((r = check_binaries(s)) < 0 ||
+            (r = step(stage_check_chroot_base(s->host, &error), &error)) < 0 ||
+            (r = step(stage_check_bridges(s->vm, &error), &error)) < 0)
                 return r;
         test_hook("stage-check-digest");
         r = vm_paths_new(s->host, s->exec_name, s->id, &s->paths);
@@ -462,6 +503,10 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (r < 0)
                 return r;
         test_hook("stage-plan-write");
+        r = save_start_record(s);
+        if (r < 0)
+                return r;
+        test_hook("stage-save-start-record");
         r = stage_jail(s);
         if (r < 0)
                 return r;
@@ -474,6 +519,12 @@ static int run(Stage *s, bool *ret_fresh_uid) {
                 return r;
         test_hook("stage-taps-and-console");
 
+        /* Last: the proof that this start was staged completely, which
+         * microvm-launch checks (ExecStartPre=- runs it after a failure). */
+        r = mark_staged(s);
+        if (r < 0)
+                return r;
+        test_hook("stage-mark-staged");
         log_debug("Staged %s in %s as uid %u.", s->id, s->paths.jail_root, (unsigned) s->uid.uid);
         return 0;
 }
@@ -490,6 +541,10 @@ int main(int argc, char **argv) {
                        &s.id);
         if (r != 0)
                 return tool_exit(r);
+
+        /* The start's errors become the unit's StatusText ("systemctl
+         * status"); stop and cleanup do not overwrite it. */
+        log_open_status();
 
         /* "systemctl stop" during ExecStartPre= sends SIGTERM: a stop the
          * operator asked for, to be ended cleanly (see stop_requested()). */

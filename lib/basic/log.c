@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 
 #include "log.h"
 
@@ -11,6 +13,12 @@ static int max_level = LOG_INFO;
 static LogTarget target = LOG_TARGET_AUTO;
 static bool generator_mode = false;
 static int kmsg_fd = -EBADF;
+/* The journal's native socket, for a generator: connected before a
+ * seccomp filter forbids sockets, and written with writev() only. */
+static int journal_fd = -EBADF;
+/* The service manager's notification socket: errors become the unit's
+ * StatusText (log_open_status()). */
+static int status_fd = -EBADF;
 
 void log_set_program_name(const char *name) {
         const char *slash = strrchr(name, '/');
@@ -100,11 +108,55 @@ static LogTarget effective_target(void) {
  * then the log goes to stderr, as systemd's own programs do. */
 static bool kmsg_tried = false;
 
-void log_open(void) {
-        if (effective_target() == LOG_TARGET_KMSG && kmsg_fd < 0 && !kmsg_tried) {
-                kmsg_tried = true;
-                kmsg_fd = open("/dev/kmsg", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+static int unix_dgram_connect(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t l = strlen(path);
+        int fd;
+
+        if (l == 0 || l >= sizeof sa.sun_path)
+                return -EINVAL;
+        memcpy(sa.sun_path, path, l);
+        if (sa.sun_path[0] == '@') /* abstract namespace */
+                sa.sun_path[0] = '\0';
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, (socklen_t) (offsetof(struct sockaddr_un, sun_path) + l)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
         }
+        return fd;
+}
+
+void log_open(void) {
+        if (effective_target() == LOG_TARGET_KMSG && kmsg_fd < 0 && journal_fd < 0 && !kmsg_tried) {
+                kmsg_tried = true;
+                /* A generator run by the manager: the journal when journald
+                 * runs (every daemon-reload), so that "journalctl -b" shows
+                 * our errors also in a container without /dev/kmsg; at
+                 * early boot the kernel log, which journald imports. */
+                journal_fd = unix_dgram_connect("/run/systemd/journal/socket");
+                if (journal_fd < 0)
+                        kmsg_fd = open("/dev/kmsg", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        }
+}
+
+void log_open_status(void) {
+        const char *e = getenv("NOTIFY_SOCKET");
+
+        if (status_fd < 0 && e && (e[0] == '/' || e[0] == '@'))
+                status_fd = unix_dgram_connect(e);
+}
+
+void log_status(const char *text) {
+        if (status_fd < 0)
+                return;
+        struct iovec iov[] = {
+                { (char *) "STATUS=", 7 },
+                { (char *) text, strcspn(text, "\n") },
+        };
+        (void) !writev(status_fd, iov, ELEMENTSOF(iov));
 }
 
 static void write_all_iov(int fd, struct iovec *iov, int n) {
@@ -126,27 +178,55 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
         t = effective_target();
         if (t == LOG_TARGET_KMSG) {
-                if (kmsg_fd < 0)
+                if (kmsg_fd < 0 && journal_fd < 0)
                         log_open();
-                if (kmsg_fd < 0)
+                if (kmsg_fd < 0 && journal_fd < 0)
                         t = LOG_TARGET_CONSOLE;
+        }
+        if (level <= LOG_ERR && status_fd >= 0) {
+                int n = snprintf(prefix, sizeof prefix, "STATUS=%s: ", program_name);
+                struct iovec iov[] = {
+                        { prefix, (size_t) n },
+                        { buf, strcspn(buf, "\n") },
+                };
+                (void) !writev(status_fd, iov, ELEMENTSOF(iov));
         }
 
         switch (t) {
         case LOG_TARGET_NULL:
                 break;
-        case LOG_TARGET_KMSG: {
-                /* Kernel log: "<prio>name[pid]: message" (LOG_DAEMON facility). */
-                int n = snprintf(prefix, sizeof prefix, "<%d>%s[%d]: ", LOG_DAEMON | level,
-                                 program_name, (int) getpid());
-                struct iovec iov[] = {
-                        { prefix, (size_t) n },
-                        { buf, strlen(buf) },
-                        { (char *) "\n", 1 },
-                };
-                write_all_iov(kmsg_fd, iov, ELEMENTSOF(iov));
+        case LOG_TARGET_KMSG:
+                if (journal_fd >= 0) {
+                        /* The native protocol; MESSAGE in the binary-safe
+                         * form (length-prefixed), whatever it contains. */
+                        char head[160];
+                        uint64_t len = strlen(buf);
+                        uint8_t le[8];
+                        int n = snprintf(head, sizeof head, "PRIORITY=%d\nSYSLOG_FACILITY=%d\nSYSLOG_IDENTIFIER=%s\nMESSAGE\n",
+                                         level, LOG_DAEMON >> 3, program_name);
+                        for (int i = 0; i < 8; i++)
+                                le[i] = (uint8_t) (len >> (8 * i));
+                        struct iovec iov[] = {
+                                { head, (size_t) n },
+                                { le, sizeof le },
+                                { buf, (size_t) len },
+                                { (char *) "\n", 1 },
+                        };
+                        write_all_iov(journal_fd, iov, ELEMENTSOF(iov));
+                        break;
+                }
+                {
+                        /* Kernel log: "<prio>name[pid]: message" (LOG_DAEMON facility). */
+                        int n = snprintf(prefix, sizeof prefix, "<%d>%s[%d]: ", LOG_DAEMON | level,
+                                         program_name, (int) getpid());
+                        struct iovec iov[] = {
+                                { prefix, (size_t) n },
+                                { buf, strlen(buf) },
+                                { (char *) "\n", 1 },
+                        };
+                        write_all_iov(kmsg_fd, iov, ELEMENTSOF(iov));
+                }
                 break;
-        }
         case LOG_TARGET_JOURNAL: {
                 int n = snprintf(prefix, sizeof prefix, "<%d>", level);
                 struct iovec iov[] = {

@@ -29,8 +29,16 @@ void log_set_target(LogTarget target);
 void log_parse_environment(bool as_generator);
 int log_level_from_string(const char *s);
 LogTarget log_target_from_string(const char *s);
-/* Opens /dev/kmsg now, so that a later seccomp filter does not need open(). */
+/* Opens the log target now (for a generator run by the manager: the
+ * journal's native socket, else /dev/kmsg), so that a later seccomp filter
+ * needs neither open() nor socket(). */
 void log_open(void);
+/* For a tool run by a unit with NotifyAccess=all (the start's tools, not
+ * stop and cleanup, whose errors would hide the cause): connects to
+ * $NOTIFY_SOCKET, after which every error logged also becomes the unit's
+ * StatusText ("systemctl status" shows it), and log_status() sets it. */
+void log_open_status(void);
+void log_status(const char *text);
 
 /* Returns -abs(error) when error != 0, else 0 (so it can be returned).
  * errno is set to abs(error) for %m. */

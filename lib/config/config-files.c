@@ -70,8 +70,10 @@ int config_read_file(const char *path, char **ret_data, size_t *ret_size) {
         /* A config names files and devices that root hands to a VM: only root
          * may be able to write it. (Checked when we are root; a user running
          * microvmctl validate on their own files is not acting for root.) */
-        if (running_as_root() && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))))
+        if (running_as_root() && st.st_uid != 0)
                 return -EPERM;
+        if (running_as_root() && (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return -EACCES;
 
         return read_full_fd(fd, INI_FILE_MAX, ret_data, ret_size);
 }
@@ -209,7 +211,12 @@ int vm_config_find(const char *id, char **ret_path) {
 const char *config_read_strerror(int r) {
         switch (-r) {
         case EPERM:
-                return "not owned by root, or writable by group or others (a config is as powerful as root: fix its owner and mode)";
+                return "not owned by root (a config is as powerful as root: chown root it)";
+        case EACCES:
+                /* As root, open() does not fail with EACCES: it is our check. */
+                if (running_as_root())
+                        return "writable by group or others (a config is as powerful as root: chmod go-w it)";
+                return strerror(EACCES);
         case EFBIG:
                 return "larger than 1 MiB";
         case EBADFD:
@@ -220,6 +227,10 @@ const char *config_read_strerror(int r) {
 }
 
 int host_config_load(HostConfig **ret, Problems *problems) {
+        return host_config_load_partial(ret, NULL, problems);
+}
+
+int host_config_load_partial(HostConfig **ret, HostConfig **ret_partial, Problems *problems) {
         _cleanup_free_ char *data = NULL;
         const char *path = host_config_path();
         size_t size;
@@ -232,7 +243,7 @@ int host_config_load(HostConfig **ret, Problems *problems) {
                 problems_add(problems, path, 0, NULL, NULL, NULL, "cannot be used: %s", config_read_strerror(r));
                 return r;
         }
-        return host_config_parse(path, data, size, ret, problems);
+        return host_config_parse_partial(path, data, size, ret, ret_partial, problems);
 }
 
 int vm_config_load(const HostConfig *host, const char *id, VmConfig **ret, Problems *problems) {

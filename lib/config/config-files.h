@@ -21,7 +21,8 @@ int config_search_path(char ***ret);
 const char *host_config_path(void);
 
 /* Reads a whole config file (regular file, at most INI_FILE_MAX bytes; when
- * we are root, owned by root and not writable by group or others: -EPERM). */
+ * we are root, owned by root (else -EPERM) and not writable by group or
+ * others (else -EACCES)). */
 int config_read_file(const char *path, char **ret_data, size_t *ret_size);
 /* Describes a config_read_file() error for a message. */
 const char *config_read_strerror(int r);
@@ -39,6 +40,8 @@ int vm_config_find(const char *id, char **ret_path);
 /* Host config from host_config_path(); built-in defaults when the file does
  * not exist. Problems name the file. */
 int host_config_load(HostConfig **ret, Problems *problems);
+/* The same, with host_config_parse_partial()'s *ret_partial. */
+int host_config_load_partial(HostConfig **ret, HostConfig **ret_partial, Problems *problems);
 
 /* find + read + parse. A missing or masked VM becomes a problem, too. */
 int vm_config_load(const HostConfig *host, const char *id, VmConfig **ret, Problems *problems);

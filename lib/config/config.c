@@ -629,6 +629,11 @@ static bool path_is_below_or_same(const char *a, const char *b) {
 }
 
 int host_config_parse(const char *file, const char *data, size_t size, HostConfig **ret, Problems *problems) {
+        return host_config_parse_partial(file, data, size, ret, NULL, problems);
+}
+
+int host_config_parse_partial(const char *file, const char *data, size_t size, HostConfig **ret,
+                              HostConfig **ret_partial, Problems *problems) {
         _cleanup_(ini_doc_done) IniDoc doc = {};
         _cleanup_host_config_ HostConfig *h = NULL;
         size_t before = problems->n;
@@ -689,8 +694,11 @@ int host_config_parse(const char *file, const char *data, size_t size, HostConfi
                 problems_add(problems, file, 0, "host", "run_dir", h->run_dir,
                              "overlaps state_dir \"%s\"", h->state_dir);
 
-        if (problems->n > before || problems->oom)
+        if (problems->n > before || problems->oom) {
+                if (ret_partial)
+                        *ret_partial = TAKE_PTR(h);
                 return -EINVAL;
+        }
         *ret = TAKE_PTR(h);
         return 0;
 }
@@ -752,7 +760,8 @@ static void check_drive(const Ctx *ctx, const IniSection *s, const DriveConfig *
                 BAD(ctx, e, "only applies to snapshot drives (mode is %s)", drive_mode_to_string(d->mode));
         e = ini_section_find(s, "read_only");
         if (e && d->read_only && (d->mode == DRIVE_MODE_SNAPSHOT || d->mode == DRIVE_MODE_THIN))
-                BAD(ctx, e, "a read-only drive needs no copy-on-write volume (use mode = file)");
+                BAD(ctx, e, "is not possible with mode = %s: a read-only drive needs no copy-on-write volume (use mode = file)",
+                    drive_mode_to_string(d->mode));
         e = ini_section_find(s, "mode");
         if (e && d->mode == DRIVE_MODE_THIN && ctx->host && !ctx->host->thin_pool.configured)
                 BAD(ctx, e, "needs a thin pool, but the host config (%s) has no [thin_pool] section",
@@ -914,7 +923,7 @@ int vm_config_parse(const char *file, const char *id, const char *data, size_t s
                                         return -ENOMEM;
                                 s = ini_doc_find_section(&doc, sec);
                                 problems_add(problems, file, 0, sec, "root", ini_section_find(s, "root")->value,
-                                             "a second root drive ([drive.%s] is already the root drive; exactly one is allowed)",
+                                             "makes a second root drive ([drive.%s] is already the root drive; exactly one is allowed)",
                                              root->name);
                         } else
                                 root = d;

@@ -167,6 +167,11 @@ bool device_name_valid(const char *name);
 /* Pure: bytes → config. file names the source in problems. Returns 0 with
  * *ret set, or -EINVAL with every problem in problems (-ENOMEM on OOM). */
 int host_config_parse(const char *file, const char *data, size_t size, HostConfig **ret, Problems *problems);
+/* The same; on -EINVAL, *ret_partial (if given) gets what could be read,
+ * defaults for the rest: enough for the generator to find the run_dir of
+ * running VMs while the file has a typo. Not to be used for anything else. */
+int host_config_parse_partial(const char *file, const char *data, size_t size, HostConfig **ret,
+                              HostConfig **ret_partial, Problems *problems);
 /* The built-in defaults, used when the host config file does not exist. */
 int host_config_new_default(HostConfig **ret);
 HostConfig *host_config_free(HostConfig *h);

@@ -168,6 +168,7 @@ int ini_scan(const char *file, const char *data, size_t size, IniDoc *ret, Probl
         _cleanup_(ini_doc_done) IniDoc doc = {};
         size_t before = problems->n;
         unsigned lineno = 0;
+        bool rejected_section = false;
         int r;
 
         if (size > INI_FILE_MAX) {
@@ -221,6 +222,11 @@ int ini_scan(const char *file, const char *data, size_t size, IniDoc *ret, Probl
                         const char *name;
                         size_t nn;
 
+                        /* Until this header is accepted, the keys below it
+                         * belong to no section we know: never blame them on
+                         * the section before it. Its problem is reported. */
+                        rejected_section = true;
+
                         if (!close) {
                                 problems_add(problems, file, lineno, NULL, NULL, NULL,
                                              "section header has no closing ']'");
@@ -255,6 +261,7 @@ int ini_scan(const char *file, const char *data, size_t size, IniDoc *ret, Probl
                         r = doc_add_section(&doc, name, nn, lineno);
                         if (r < 0)
                                 return r;
+                        rejected_section = false;
                         continue;
                 }
 
@@ -284,6 +291,8 @@ int ini_scan(const char *file, const char *data, size_t size, IniDoc *ret, Probl
                                                    : "is not a valid key name (use a-z, 0-9, '_')");
                                 continue;
                         }
+                        if (rejected_section)
+                                continue; /* under a rejected header: its problem says it all */
                         if (doc.n_sections == 0) {
                                 problems_add(problems, file, lineno, NULL, NULL, ks,
                                              "key outside of any section (start with a section header such as [vm])");

@@ -28,6 +28,17 @@
 /* In <run_dir>/<id>/ */
 #define RUN_PLAN_FILE "plan"
 #define RUN_CONSOLE_FIFO "console.in"
+/* What a start used, kept while the VM runs (microvm-stage writes them,
+ * cleanup removes them with the directory): the generated drop-in and the
+ * config it was generated from. A daemon-reload that finds the VM's config
+ * invalid or gone (or the host config invalid) re-emits these instead of
+ * nothing, so a running VM never loses its limits (microvm-generator(8)). */
+#define RUN_STARTED_DROPIN "started.dropin"
+/* Written last by a successful microvm-stage: $INVOCATION_ID of the start
+ * it staged. microvm-launch and microvm-ready go on only for this start
+ * (ExecStartPre=- lets them run after a failed stage; see microvm@.service). */
+#define RUN_STAGED_FILE "staged"
+#define RUN_STARTED_CONFIG "started.config"
 
 /* In <state_dir>/ and <state_dir>/<id>/ */
 #define STATE_LOCK_FILE ".lock"

@@ -993,8 +993,8 @@ static int copy_range(int src, int dst, off_t off, off_t len) {
 }
 
 static int copy_data(int src, int dst, off_t size, SafeCopyMethod *ret_method) {
-        bool sparse = true;
-        off_t pos = 0;
+        bool seek_data = true;
+        off_t pos = 0, copied = 0;
         int r;
 
         while (pos < size) {
@@ -1007,7 +1007,7 @@ static int copy_data(int src, int dst, off_t size, SafeCopyMethod *ret_method) {
                         if (!IN_SET(errno, EINVAL, EOPNOTSUPP))
                                 return -errno;
                         /* No SEEK_DATA here: copy every byte. */
-                        sparse = false;
+                        seek_data = false;
                         data = pos;
                         end = size;
                 } else {
@@ -1021,12 +1021,15 @@ static int copy_data(int src, int dst, off_t size, SafeCopyMethod *ret_method) {
                 r = copy_range(src, dst, data, end - data);
                 if (r < 0)
                         return r;
+                copied += end - data;
                 pos = end;
         }
         /* Trailing hole, and the size in any case. */
         if (ftruncate(dst, size) < 0)
                 return -errno;
-        *ret_method = sparse ? SAFE_COPY_SPARSE : SAFE_COPY_FULL;
+        /* "sparse" only when holes were actually skipped: a source without
+         * holes was copied byte for byte. */
+        *ret_method = seek_data && copied < size ? SAFE_COPY_SPARSE : SAFE_COPY_FULL;
         return 0;
 }
 

@@ -170,7 +170,7 @@ int safe_link_at(int src_fd, int rootfd, const char *path);
 typedef enum SafeCopyMethod {
         SAFE_COPY_REFLINK,      /* FICLONE: shared extents, copy-on-write */
         SAFE_COPY_SPARSE,       /* SEEK_DATA/SEEK_HOLE + copy_file_range: holes kept */
-        SAFE_COPY_FULL,         /* every byte (the source filesystem reports no holes) */
+        SAFE_COPY_FULL,         /* every byte (the source has or reports no holes) */
         _SAFE_COPY_METHOD_MAX,
 } SafeCopyMethod;
 const char *safe_copy_method_to_string(SafeCopyMethod m) _const_;

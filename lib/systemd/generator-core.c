@@ -78,8 +78,7 @@ static void put(Out *o, const char *key, const char *value, int (*escape)(const 
 int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, const char **ret_what) {
         _cleanup_free_ char *text = NULL, *state = NULL, *description = NULL, *source_comment = NULL;
         char digest[2 * SHA256_DIGEST_SIZE + 1], size[32], timeout[32];
-        const char *bridges[NICS_MAX];
-        size_t n_bridges = 0, len = 0;
+        size_t len = 0;
         bool thin = false;
         PathList mounts = {};
         Out o = {};
@@ -133,29 +132,6 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
         for (size_t i = 0; i < mounts.n; i++)
                 put(&o, "RequiresMountsFor", mounts.items[i], unit_escape_path_word, "path");
 
-        /* A NIC on a bridge needs the bridge: wait for it, and stop the VM
-         * when it goes away (its tap would be detached). */
-        for (size_t i = 0; i < c->n_nics; i++) {
-                const char *b = c->nics[i].bridge;
-                bool seen = false;
-
-                if (!b)
-                        continue;
-                for (size_t j = 0; j < n_bridges; j++)
-                        seen = seen || streq(bridges[j], b);
-                if (seen)
-                        continue;
-                bridges[n_bridges++] = b;
-        }
-        for (size_t i = 0; i < n_bridges && o.error >= 0; i++) {
-                _cleanup_free_ char *dev = unit_name_for_netdev(bridges[i]);
-                if (!dev) {
-                        o.error = -ENOMEM;
-                        break;
-                }
-                fprintf(o.f, "BindsTo=%s\nAfter=%s\n", dev, dev);
-        }
-
         sha256_hex(c->digest, digest);
         format_timespan_exact(c->stop_timeout, timeout);
         fprintf(o.f,
@@ -197,7 +173,7 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
         return 0;
 }
 
-static int add(GeneratedFiles *out, char *path, char *content, bool symlink) {
+static int add_sized(GeneratedFiles *out, char *path, char *content, size_t size, mode_t mode, bool symlink) {
         GeneratedFile *n = realloc(out->items, (out->n + 1) * sizeof *n);
 
         if (!n) {
@@ -206,8 +182,14 @@ static int add(GeneratedFiles *out, char *path, char *content, bool symlink) {
                 return -ENOMEM;
         }
         out->items = n;
-        out->items[out->n++] = (GeneratedFile) { .path = path, .content = content, .symlink = symlink };
+        out->items[out->n++] = (GeneratedFile) {
+                .path = path, .content = content, .size = size, .mode = mode, .symlink = symlink,
+        };
         return 0;
+}
+
+static int add(GeneratedFiles *out, char *path, char *content, bool symlink) {
+        return add_sized(out, path, content, 0, 0, symlink);
 }
 
 int generator_render_vm(const VmConfig *c, const HostConfig *h, const char *unit_dir, GeneratedFiles *out,
@@ -240,5 +222,55 @@ int generator_render_vm(const VmConfig *c, const HostConfig *h, const char *unit
                         return r;
                 }
         }
+        return 0;
+}
+
+/* A path that needs no quoting or escaping in a unit file: no specifier
+ * (%), no whitespace, quotes or backslashes. */
+static bool unit_path_plain(const char *p) {
+        if (!p || p[0] != '/')
+                return false;
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("/._-@+:", *p)))
+                        return false;
+        return true;
+}
+
+int generator_render_config_copy(const VmConfig *c, const char *dest, const char *data, size_t size,
+                                 GeneratedFiles *out) {
+        _cleanup_free_ char *dropin_path = NULL, *copy_path = NULL, *copy = NULL;
+        GeneratedFile *dropin = NULL;
+        char *text;
+
+        if (!unit_path_plain(dest))
+                return -EINVAL;
+        if (asprintf(&dropin_path, UNIT_PREFIX "%s.service.d/" GENERATOR_DROPIN, c->id) < 0 ||
+            asprintf(&copy_path, UNIT_PREFIX "%s.service.d/" GENERATOR_CONFIG_COPY, c->id) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < out->n; i++)
+                if (streq(out->items[i].path, dropin_path))
+                        dropin = &out->items[i];
+        if (!dropin)
+                return -EINVAL;
+
+        copy = malloc(size + 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, data, size);
+        copy[size] = '\0';
+        /* The drop-in ends in its [Service] section. */
+        if (asprintf(&text, "%sEnvironment=MICROVM_CONFIG_COPY=%s/%s\n", dropin->content, dest, copy_path) < 0)
+                return -ENOMEM;
+        if (add_sized(out, TAKE_PTR(copy_path), TAKE_PTR(copy), size, 0600, false) < 0) {
+                free(text);
+                return -ENOMEM;
+        }
+        /* out->items moved: find the drop-in again. */
+        for (size_t i = 0; i < out->n; i++)
+                if (streq(out->items[i].path, dropin_path)) {
+                        free(out->items[i].content);
+                        out->items[i].content = text;
+                }
         return 0;
 }

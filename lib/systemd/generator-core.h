@@ -11,6 +11,11 @@
 
 #define GENERATOR_PROGRAM "microvm-generator"
 #define GENERATOR_DROPIN "50-microvm.conf"
+/* Beside the drop-in: the bytes of the VM config it was generated from. Not
+ * a ".conf" name, so systemd does not read it as a drop-in; microvm-stage
+ * starts the VM from it ($MICROVM_CONFIG_COPY), whatever the file on disk
+ * says by then (microvm-generator(8)). */
+#define GENERATOR_CONFIG_COPY "vm-config"
 #define MICROVMS_TARGET "microvms.target"
 #define MICROVM_TEMPLATE "microvm@.service"
 
@@ -21,6 +26,8 @@
 typedef struct GeneratedFile {
         char *path;             /* relative to the output directory */
         char *content;          /* file contents, or the symlink target */
+        size_t size;            /* of content; 0: strlen(content) */
+        mode_t mode;            /* 0: 0644 */
         bool symlink;
 } GeneratedFile;
 
@@ -46,3 +53,12 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
  * generators link instances). On failure out is unchanged. */
 int generator_render_vm(const VmConfig *c, const HostConfig *h, const char *unit_dir, GeneratedFiles *out,
                         const char **ret_what);
+
+/* After generator_render_vm() for c: the copy of the config bytes (data,
+ * size: what c was parsed from) as microvm@<id>.service.d/vm-config, mode
+ * 0600, and the line Environment=MICROVM_CONFIG_COPY=<dest>/<that path>
+ * appended to the VM's drop-in. -EINVAL when dest cannot be written into a
+ * unit file as is (it is the manager's /run/systemd/generator). On failure
+ * out is unchanged. */
+int generator_render_config_copy(const VmConfig *c, const char *dest, const char *data, size_t size,
+                                 GeneratedFiles *out);

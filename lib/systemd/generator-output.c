@@ -48,10 +48,11 @@ int generated_file_write(int outfd, DirCache *cache, const GeneratedFile *f) {
         if (f->symlink)
                 return RET_NERRNO(symlinkat(f->content, outfd, f->path));
 
-        fd = openat(outfd, f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+        fd = openat(outfd, f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+                    f->mode ?: 0644);
         if (fd < 0)
                 return -errno;
-        r = loop_write(fd, f->content, strlen(f->content));
+        r = loop_write(fd, f->content, f->size ?: strlen(f->content));
         if (r < 0)
                 return r;
         return RET_NERRNO(close(TAKE_FD(fd)));

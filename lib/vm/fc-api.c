@@ -107,3 +107,95 @@ int fc_api_request(int fd, const char *method, const char *path, const char *bod
         }
         return fc_http_parse_status(resp, got);
 }
+
+int fc_api_get(int fd, const char *path, usec_t timeout, int *ret_status, char **ret_body) {
+        usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
+        _cleanup_free_ char *req = NULL;
+        char resp[4096 + 512];
+        size_t sent = 0, got = 0;
+        int len, r;
+
+        len = asprintf(&req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n", path);
+        if (len < 0)
+                return -ENOMEM;
+        while (sent < (size_t) len) {
+                ssize_t n;
+                r = wait_fd(fd, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+                n = send(fd, req + sent, (size_t) len - sent, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return errno == EPIPE ? -ECONNRESET : -errno;
+                }
+                sent += (size_t) n;
+        }
+
+        for (;;) {
+                const char *end = got > 0 ? strstr(resp, "\r\n\r\n") : NULL;
+                ssize_t n;
+
+                if (end) {
+                        const char *cl = strcasestr(resp, "\r\nContent-Length:");
+                        size_t head = (size_t) (end - resp) + 4, body_len = 0;
+                        int status = fc_http_parse_status(resp, got);
+
+                        if (status < 0)
+                                return status;
+                        if (cl && cl < end)
+                                body_len = strtoul(cl + 17, NULL, 10);
+                        if (head + body_len > sizeof resp - 1)
+                                return -EBADMSG;
+                        if (got >= head + body_len) {
+                                char *b = strndup(resp + head, body_len);
+                                if (!b)
+                                        return -ENOMEM;
+                                *ret_status = status;
+                                *ret_body = b;
+                                return 0;
+                        }
+                }
+                if (got >= sizeof resp - 1)
+                        return -EBADMSG;
+                r = wait_fd(fd, POLLIN, deadline);
+                if (r < 0)
+                        return r;
+                n = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -ECONNRESET;
+                got += (size_t) n;
+                resp[got] = '\0';
+        }
+}
+
+int fc_instance_state_parse(const char *body, char **ret) {
+        const char *p = strstr(body, "\"state\"");
+        size_t n;
+        char *s;
+
+        if (!p)
+                return -EBADMSG;
+        p += 7;
+        p += strspn(p, " \t\r\n");
+        if (*p != ':')
+                return -EBADMSG;
+        p++;
+        p += strspn(p, " \t\r\n");
+        if (*p != '"')
+                return -EBADMSG;
+        p++;
+        n = strcspn(p, "\"\\");
+        if (p[n] != '"' || n == 0 || n > 64)
+                return -EBADMSG;
+        s = strndup(p, n);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}

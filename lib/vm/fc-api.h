@@ -21,3 +21,14 @@ int fc_api_request(int fd, const char *method, const char *path, const char *bod
 
 /* Pure: parses "HTTP/1.1 204 No Content\r\n..." into 204, or -EBADMSG. */
 int fc_http_parse_status(const char *buf, size_t size);
+
+/* GET path: waits at most timeout in total; 0 with the HTTP status in
+ * *ret_status and the body (NUL-terminated, at most 4 KiB) in *ret_body.
+ * -ECONNRESET when the peer closed the connection before a whole response
+ * (firecracker exited), -ETIMEDOUT, -EBADMSG for a malformed response. */
+int fc_api_get(int fd, const char *path, usec_t timeout, int *ret_status, char **ret_body);
+
+/* Pure: the "state" of firecracker's InstanceInfo (GET /: {"id": ...,
+ * "state": "Not started" | "Running" | "Paused", ...}) into *ret (newly
+ * allocated), or -EBADMSG. */
+int fc_instance_state_parse(const char *body, char **ret);

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 
 #include "cgroup.h"
 #include "fc-config.h"
@@ -30,18 +31,74 @@ static int open_admin_file(const char *path, const char *what, int *ret_fd, stru
         return 0;
 }
 
+/* "the filesystem /var (ext4)": the mount the directory dir_fd is on, from
+ * /proc/self/mountinfo (the deepest mount point of its device that is a
+ * prefix of its path), so that a space error names what to grow or clean. */
+static void describe_fs(int dir_fd, char *buf, size_t size) {
+        _cleanup_fclose_ FILE *f = NULL;
+        char self[64], path[PATH_MAX], line[4096], best[PATH_MAX] = "", best_type[64] = "";
+        struct stat st;
+        ssize_t n;
+
+        snprintf(buf, size, "its filesystem");
+        snprintf(self, sizeof self, "/proc/self/fd/%d", dir_fd);
+        n = readlink(self, path, sizeof path - 1);
+        if (n <= 0 || fstat(dir_fd, &st) < 0)
+                return;
+        path[n] = '\0';
+        f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return;
+        while (fgets(line, sizeof line, f)) {
+                unsigned maj, min;
+                char mp[PATH_MAX], type[64];
+                const char *sep = strstr(line, " - ");
+                size_t l;
+
+                if (!sep || sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) != 3 ||
+                    sscanf(sep + 3, "%63s", type) != 1)
+                        continue;
+                if (makedev(maj, min) != st.st_dev)
+                        continue;
+                l = strlen(mp);
+                if (!(streq(mp, "/") || (strncmp(path, mp, l) == 0 && (path[l] == '/' || path[l] == '\0'))))
+                        continue;
+                if (strlen(mp) >= strlen(best)) {
+                        snprintf(best, sizeof best, "%s", mp);
+                        snprintf(best_type, sizeof best_type, "%s", type);
+                }
+        }
+        if (best[0])
+                snprintf(buf, size, "the filesystem %s (%s)", best, best_type);
+}
+
 static int check_space(int dir_fd, const struct stat *src, const char *what, const char *path, char **ret_error) {
         struct statvfs sv;
         uint64_t need = (uint64_t) src->st_blocks * 512, have;
-        char a[32], b[32];
+        char a[32], b[32], fs[PATH_MAX + 96];
 
         if (fstatvfs(dir_fd, &sv) < 0)
                 return 0;
         have = (uint64_t) sv.f_bavail * sv.f_frsize;
-        if (need > have)
-                return error_setf(ret_error, ENOSPC, "Not enough space for a copy of the %s %s: it needs %s, %s is free.",
-                                  what, path, format_size(need, a, sizeof a), format_size(have, b, sizeof b));
+        if (need > have) {
+                describe_fs(dir_fd, fs, sizeof fs);
+                return error_setf(ret_error, ENOSPC, "Not enough space on %s for a copy of the %s %s: it needs %s, "
+                                  "%s is free there.", fs, what, path, format_size(need, a, sizeof a),
+                                  format_size(have, b, sizeof b));
+        }
         return 0;
+}
+
+/* A copy that ran out of space midway (the check above cannot see other
+ * writers): the same naming of the filesystem. */
+static int copy_failed(int r, int dir_fd, const char *what, const char *path, const char *dest, char **ret_error) {
+        char fs[PATH_MAX + 96];
+
+        if (r == -ENOSPC || r == -EDQUOT) {
+                describe_fs(dir_fd, fs, sizeof fs);
+                return error_setf(ret_error, r, "Failed to copy the %s %s to %s: %m on %s.", what, path, dest, fs);
+        }
+        return error_setf(ret_error, r, "Failed to copy the %s %s to %s: %m", what, path, dest);
 }
 
 int stage_readonly_file(const StageTarget *t, const char *path, const char *what, const char *name,
@@ -84,7 +141,7 @@ int stage_readonly_file(const StageTarget *t, const char *path, const char *what
                 return r;
         r = safe_copy_file_at(fd, t->jail_fd, name, 0400, t->uid, t->gid, 0, ret_method, NULL);
         if (r < 0)
-                return error_setf(ret_error, r, "Failed to copy the %s %s into the jail: %m", what, path);
+                return copy_failed(r, t->jail_fd, what, path, "the jail", ret_error);
         return 1;
 }
 
@@ -121,9 +178,12 @@ int stage_file_drive(const StageTarget *t, const DriveConfig *d, const char *jai
                 if (r < 0)
                         return r;
                 r = safe_copy_file_at(tfd, t->vm_state_fd, rel, 0600, t->uid, t->gid, 0, ret_method, &cfd);
-                if (r < 0)
-                        return error_setf(ret_error, r, "Failed to copy the drive image %s to %s/%s: %m", d->path,
-                                          t->state_dir, rel);
+                if (r < 0) {
+                        _cleanup_free_ char *dest = NULL;
+                        if (asprintf(&dest, "%s/%s", t->state_dir, rel) < 0)
+                                return -ENOMEM;
+                        return copy_failed(r, t->vm_state_fd, "drive image", d->path, dest, ret_error);
+                }
                 copied = true;
         } else if (r < 0)
                 return error_setf(ret_error, r, "Cannot use the VM's copy %s/%s of drive %s: %m", t->state_dir, rel,
@@ -206,6 +266,33 @@ int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error) {
         r = safe_write_file_at(t->run_fd, rel, text, strlen(text), 0600, 0, 0, SAFE_WRITE_REPLACE);
         if (r < 0)
                 return error_setf(ret_error, r, "Failed to write the launch plan %s/%s: %m", t->host->run_dir, rel);
+        return 0;
+}
+
+int stage_check_bridges(const VmConfig *vm, char **ret_error) {
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                const NicConfig *n = &vm->nics[i];
+                char path[128];
+                struct stat st;
+
+                if (!n->bridge)
+                        continue;
+                snprintf(path, sizeof path, "/sys/class/net/%s", n->bridge);
+                if (stat(path, &st) < 0) {
+                        if (errno == ENOENT)
+                                return error_setf(ret_error, ENODEV,
+                                                  "NIC %s: bridge %s does not exist. Create it (e.g. a systemd-networkd "
+                                                  ".netdev with Kind=bridge, or \"ip link add %s type bridge\") or name "
+                                                  "another one with bridge = in [net.%s].",
+                                                  n->name, n->bridge, n->bridge, n->name);
+                        return error_setf(ret_error, errno, "NIC %s: cannot look up bridge %s (%s): %m", n->name,
+                                          n->bridge, path);
+                }
+                snprintf(path, sizeof path, "/sys/class/net/%s/bridge", n->bridge);
+                if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return error_setf(ret_error, ENOTTY, "NIC %s: network interface %s is not a bridge; bridge = "
+                                          "in [net.%s] must name a bridge.", n->name, n->bridge, n->name);
+        }
         return 0;
 }
 

@@ -69,6 +69,12 @@ int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error);
 /* systemd's ProtectSystem=full keeps /usr, /etc, /boot and /efi read-only
  * for the jailer, which must create <chroot_base>/<exec>/<id>/root/dev and
  * friends: -EROFS, naming the directory, when chroot_base lies below one. */
+/* Every bridge a NIC is on exists and is a bridge (sysfs): checked before
+ * anything is built, so that the error names the bridge at once. With or
+ * without udev (the unit has no dependency on the bridge's .device unit,
+ * which never appears without udev). */
+int stage_check_bridges(const VmConfig *vm, char **ret_error);
+
 int stage_check_chroot_base(const HostConfig *host, char **ret_error);
 
 /* The controllers the plan's jailer --cgroup values need (numa_node:

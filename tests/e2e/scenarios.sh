@@ -59,6 +59,7 @@ scenario() {
                                 vm_dump "${USED[@]}"
                                 # not to disturb the scenarios after this one
                                 stop_vm "${USED[@]}" >/dev/null 2>&1
+                                e2e_setup >/dev/null 2>&1 # a host config it broke
                         fi
                         exit $rc
                 }
@@ -572,8 +573,8 @@ sc_numa_cpuset() {
 sc_unknown_id() {
         use nosuchvm Bad_Id
         ! timeout 60 systemctl start microvm@nosuchvm.service 2>/dev/null || fail "microvm@nosuchvm started" || return
-        # No config, no drop-in: the template's Restart=on-failure retries
-        # until the start limit.
+        # No config, no drop-in: the template's Restart=no; microvm-launch
+        # exits 78 after the refused stage (RestartPreventExitStatus=).
         wait_state nosuchvm failed "" 20 || return
         note "microvm@nosuchvm: failed after $(vprop nosuchvm NRestarts) automatic restarts (Result=$(vprop nosuchvm Result))"
         wait_journal 5 'no such VM: no nosuchvm.conf in /etc/microvm/vms' -u microvm@nosuchvm.service || return
@@ -583,28 +584,212 @@ sc_unknown_id() {
         wait_journal 5 'is not a valid VM id' -u microvm@Bad_Id.service || return
         wait_state Bad_Id failed "" 20 || return
         note "journal: $(journalctl -q -o cat -u microvm@Bad_Id.service | grep -m 1 'is not a valid VM id')"
+        # Nothing can exist for an invalid id: cleanup succeeds (issue 12.8).
+        exec_succeeded Bad_Id ExecStopPost || return
+        [ "$(vprop Bad_Id ExecMainStatus)" = 78 ] ||
+                fail "microvm-launch exited $(vprop Bad_Id ExecMainStatus) for an invalid id, want 78 (not retried)" || return
         systemctl reset-failed microvm@nosuchvm.service microvm@Bad_Id.service
 }
 
+# Issue 12.1: a config edited (or broken) without daemon-reload starts
+# with the configuration the unit was generated from, and says so once.
 sc_edited() {
+        local jail=$E2E_CHROOT_BASE/$E2E_EXEC_NAME/edited/root
         use edited
         vm_config edited
         systemctl daemon-reload
         vm_config edited memory=256M
-        ! timeout 60 systemctl start microvm@edited.service 2>/dev/null ||
-                fail "started with a config edited after daemon-reload" || return
-        [ "$(vprop edited ActiveState)" = failed ] || fail "ActiveState=$(vprop edited ActiveState)" || return
-        wait_journal 5 'daemon-reload' -u microvm@edited.service || return
-        note "journal: $(journalctl -q -o cat -u microvm@edited.service | grep -m 1 'daemon-reload')"
+        start_vm edited || return
+        assert_vm_running edited || return
+        grep -q '"mem_size_mib": *128' "$jail/vm-config.json" ||
+                fail "the VM did not start with the generated config (128M): $(cat "$jail/vm-config.json")" || return
+        wait_journal 5 'differs from the configuration microvm@edited.service was generated from.*systemctl daemon-reload' \
+                -u microvm@edited.service || return
+        note "journal: $(journalctl -q -o cat -u microvm@edited.service | grep -m 1 'differs from')"
+        [ "$(vprop edited MemoryMax)" = $(( (128 << 20) + E2E_MEMORY_OVERHEAD )) ] ||
+                fail "MemoryMax=$(vprop edited MemoryMax) before the reload" || return
+        stop_vm edited || return
         assert_no_debris edited || return
         systemctl daemon-reload
-        systemctl reset-failed microvm@edited.service
         start_vm edited || return
         assert_vm_running edited || return
         [ "$(vprop edited MemoryMax)" = $(( (256 << 20) + E2E_MEMORY_OVERHEAD )) ] ||
                 fail "MemoryMax=$(vprop edited MemoryMax) after the reload" || return
+        grep -q '"mem_size_mib": *256' "$jail/vm-config.json" || fail "not 256M after the reload" || return
         stop_vm edited || return
         assert_no_debris edited || return
+}
+
+# Issue 12.1: "systemctl restart" after an edit without daemon-reload, or
+# after breaking the config, never leaves the VM down.
+sc_restart_edited() {
+        local pid
+        use redit
+        vm_config redit
+        systemctl daemon-reload
+        start_vm redit || return
+        assert_vm_running redit || return
+        pid=$(vprop redit MainPID)
+        vm_config redit memory=256M
+        timeout 60 systemctl restart microvm@redit.service || fail "systemctl restart after an edit failed" || return
+        assert_vm_running redit || return
+        [ "$(vprop redit MainPID)" != "$pid" ] || fail "not restarted" || return
+        wait_journal 5 'differs from the configuration microvm@redit.service was generated from' -u microvm@redit.service || return
+        printf '[vm]\nmemory = lots\n' >"$E2E_VM_DIR/redit.conf"
+        timeout 60 systemctl restart microvm@redit.service || fail "systemctl restart after breaking the config failed" || return
+        assert_vm_running redit || return
+        note "edited, then broken config: both restarts came up with the generated config"
+        rm -f "$E2E_VM_DIR/redit.conf"
+        timeout 60 systemctl restart microvm@redit.service || fail "systemctl restart after removing the config failed" || return
+        assert_vm_running redit || return
+        wait_journal 5 'config of redit is gone' -u microvm@redit.service || return
+        stop_vm redit || return
+        assert_no_debris redit || return
+        systemctl daemon-reload
+}
+
+# Issue 12.2: a daemon-reload with a broken host config, a broken VM config
+# or a removed VM config never changes a running VM's unit properties;
+# the generator's errors are in the journal; the reload is not blocked.
+sc_reload_keeps() {
+        local id props=(MemoryMax TasksMax TimeoutStopUSec Restart Environment) want_a want_b cursor
+        use keep-a keep-b
+        vm_config keep-a restart=on-failure stop_timeout=7s
+        vm_config keep-b memory=256M stop_timeout=9s
+        systemctl daemon-reload
+        start_vm keep-a keep-b || return
+        assert_vms_running keep-a keep-b || return
+        want_a=$(systemctl show "${props[@]/#/-p}" microvm@keep-a.service)
+        want_b=$(systemctl show "${props[@]/#/-p}" microvm@keep-b.service)
+
+        cp /etc/microvm/microvm.conf /etc/microvm/microvm.conf.good
+        sed -i 's/^memory_overhead = .*/memory_overhaed = 64M/' /etc/microvm/microvm.conf
+        cursor=$(journalctl -q -n 0 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')
+        timeout 60 systemctl daemon-reload || fail "daemon-reload with a broken host config failed or hung" || return
+        for id in keep-a keep-b; do
+                [ "$(systemctl show "${props[@]/#/-p}" "microvm@$id.service")" = "$( [ $id = keep-a ] && echo "$want_a" || echo "$want_b")" ] ||
+                        fail "a broken host config changed microvm@$id: $(systemctl show "${props[@]/#/-p}" "microvm@$id.service" | tr '\n' ' ')" || return
+        done
+        wait_journal 5 'memory_overhaed' -b -t microvm-generator ||
+                fail "the generator's error about the host config is not in journalctl -b" || return
+        wait_journal 5 'microvm@keep-a.service keeps the settings it was started with' -b -t microvm-generator || return
+        note "host config typo: limits kept; journal: $(journalctl -q -b -o cat -t microvm-generator --after-cursor "$cursor" | grep -m 1 'Not generating')"
+        mv -f /etc/microvm/microvm.conf.good /etc/microvm/microvm.conf
+
+        printf '[vm]\nvcpus = 99\n' >"$E2E_VM_DIR/keep-a.conf"
+        rm -f "$E2E_VM_DIR/keep-b.conf"
+        timeout 60 systemctl daemon-reload || fail "daemon-reload failed or hung" || return
+        [ "$(systemctl show "${props[@]/#/-p}" microvm@keep-a.service)" = "$want_a" ] ||
+                fail "a broken VM config changed microvm@keep-a: $(systemctl show "${props[@]/#/-p}" microvm@keep-a.service | tr '\n' ' ')" || return
+        [ "$(systemctl show "${props[@]/#/-p}" microvm@keep-b.service)" = "$want_b" ] ||
+                fail "a removed VM config changed microvm@keep-b: $(systemctl show "${props[@]/#/-p}" microvm@keep-b.service | tr '\n' ' ')" || return
+        assert_vms_running keep-a keep-b || return
+        note "broken keep-a.conf, removed keep-b.conf: both keep MemoryMax $(vprop keep-a MemoryMax), $(vprop keep-b MemoryMax)"
+
+        stop_vm keep-a keep-b || return
+        assert_no_debris keep-a keep-b || return
+        systemctl daemon-reload
+        [ -z "$(vprop keep-b DropInPaths)" ] || fail "keep-b still has drop-ins after it stopped: $(vprop keep-b DropInPaths)" || return
+        rm -f "$E2E_VM_DIR/keep-a.conf"
+        systemctl daemon-reload
+}
+
+# Issue 12.3: a start succeeds only once the VMM answers with the instance
+# state Running; a VMM that dies during start fails "systemctl start", and
+# "systemctl status" shows its exit status and last console lines.
+sc_start_dies() {
+        local out
+        use dying
+        vm_config dying knobs=fcdouble.bogus=1
+        systemctl daemon-reload
+        ! timeout 60 systemctl start microvm@dying.service 2>/dev/null ||
+                fail "systemctl start returned 0 for a VMM that exits during start" || return
+        wait_state dying failed || return
+        out=$(systemctl status --no-pager -l microvm@dying.service 2>&1)
+        grep -q 'status=1/FAILURE' <<<"$out" || fail "no exit status of the VMM in systemctl status: $out" || return
+        grep -q 'fcdouble.bogus' <<<"$out" || fail "no console line of the VMM in systemctl status: $out" || return
+        note "systemctl status: $(grep -m 1 'Main PID' <<<"$out" | sed 's/^ *//')"
+        assert_no_debris dying || return
+        systemctl reset-failed microvm@dying.service
+}
+
+# Issue 12.4: a configuration error is not retried and its message is the
+# unit's StatusText; other failures are retried every RestartSec=5s, with
+# the last error in StatusText.
+sc_restart_policy() {
+        local out
+        use cfgfinal transient
+        vm_config cfgfinal restart=on-failure
+        vm_config transient restart=on-failure kernel=$E2E_IMAGES/no-such-kernel
+        systemctl daemon-reload
+        [ "$(vprop cfgfinal RestartUSec)" = 5s ] || fail "RestartUSec=$(vprop cfgfinal RestartUSec), want 5s" || return
+
+        cp /etc/microvm/microvm.conf /etc/microvm/microvm.conf.good
+        sed -i 's/^memory_overhead = .*/memory_overhaed = 64M/' /etc/microvm/microvm.conf
+        ! timeout 60 systemctl start microvm@cfgfinal.service 2>/dev/null || fail "started with a broken host config" || return
+        mv -f /etc/microvm/microvm.conf.good /etc/microvm/microvm.conf
+        load_props microvm@cfgfinal.service ActiveState SubState NRestarts StatusText ExecMainStatus
+        [ "${P[ActiveState]}/${P[SubState]}" = failed/failed ] ||
+                fail "a config error is retried: ${P[ActiveState]}/${P[SubState]}, NRestarts=${P[NRestarts]}" || return
+        [ "${P[NRestarts]}" = 0 ] || fail "NRestarts=${P[NRestarts]}" || return
+        [ "${P[ExecMainStatus]}" = 78 ] || fail "ExecMainStatus=${P[ExecMainStatus]}, want 78" || return
+        grep -q 'memory_overhaed' <<<"${P[StatusText]}" || fail "StatusText without the error: '${P[StatusText]}'" || return
+        out=$(systemctl status --no-pager -l microvm@cfgfinal.service 2>&1)
+        grep -q 'Status: .*memory_overhaed' <<<"$out" || fail "systemctl status shows no error: $out" || return
+        note "config error: failed at once, not retried; $(grep -m 1 'Status:' <<<"$out" | sed 's/^ *//')"
+        systemctl reset-failed microvm@cfgfinal.service
+
+        ! timeout 60 systemctl start microvm@transient.service 2>/dev/null || fail "started without a kernel" || return
+        load_props microvm@transient.service ActiveState SubState StatusText
+        [ "${P[ActiveState]}/${P[SubState]}" = activating/auto-restart ] ||
+                fail "a missing kernel is not retried: ${P[ActiveState]}/${P[SubState]}" || return
+        grep -q 'no-such-kernel' <<<"${P[StatusText]}" || fail "StatusText without the error: '${P[StatusText]}'" || return
+        note "missing kernel: retried in 5s; StatusText: ${P[StatusText]}"
+        stop_vm transient || return
+        assert_no_debris cfgfinal transient || return
+        systemctl reset-failed microvm@transient.service 2>/dev/null || true
+}
+
+# Issue 12.5: a VM on a bridge starts without udev (no .device units in
+# this container); a missing bridge is a clear, immediate error naming it.
+sc_bridge() {
+        local t0 dt tap out
+        if ! command -v ip >/dev/null; then
+                echo "no ip command (iproute2) in the container to create a bridge"
+                return 77
+        fi
+        use onbr nobr
+        ip link add e2ebr0 type bridge || fail "cannot create bridge e2ebr0" || return
+        ip link set e2ebr0 up
+        vm_config onbr
+        printf '\n[net.eth0]\nbridge = e2ebr0\n' >>"$E2E_VM_DIR/onbr.conf"
+        vm_config nobr
+        printf '\n[net.eth0]\nbridge = nosuchbr0\n' >>"$E2E_VM_DIR/nobr.conf"
+        systemctl daemon-reload
+        timeout 20 systemctl start microvm@onbr.service ||
+                fail "a VM on the existing bridge e2ebr0 did not start (without udev)" || {
+                        systemctl stop microvm@onbr.service; return 1; }
+        assert_vm_running onbr || return
+        tap=onbr-eth0
+        [ "$(basename "$(readlink "/sys/class/net/$tap/master")")" = e2ebr0 ] ||
+                fail "tap $tap is not on e2ebr0" || return
+        stop_vm onbr || return
+        assert_no_debris onbr || return
+        [ ! -e "/sys/class/net/$tap" ] || fail "tap $tap left" || return
+
+        t0=$(now_ms)
+        ! timeout 20 systemctl start microvm@nobr.service 2>/dev/null || fail "started on a missing bridge" || return
+        dt=$(( $(now_ms) - t0 ))
+        systemctl stop microvm@nobr.service 2>/dev/null
+        out=$(systemctl status --no-pager -l microvm@nobr.service 2>&1)
+        grep -q 'bridge nosuchbr0 does not exist' <<<"$out" || fail "no error naming the bridge: $out" || return
+        [ $dt -lt 5000 ] || fail "the refusal took $dt ms" || return
+        note "missing bridge refused in $dt ms: $(grep -m 1 'Status:' <<<"$out" | sed 's/^ *//')"
+        assert_no_debris nobr || return
+        ip link del e2ebr0
+        systemctl reset-failed microvm@nobr.service 2>/dev/null || true
+        rm -f "$E2E_VM_DIR/onbr.conf" "$E2E_VM_DIR/nobr.conf"
+        systemctl daemon-reload
 }
 
 sc_guest_reboot() {
@@ -1012,7 +1197,12 @@ scenario "jailer double: --cgroup values enable the controller in every ancestor
 scenario "numa_node without cgroup v2 cpuset: refused by microvm-stage, the jailer never runs" sc_numa_refused
 scenario "numa_node: systemd enables cpuset down to the unit (AllowedMemoryNodes=), the leaf gets cpuset.mems" sc_numa_cpuset
 scenario "unknown or invalid id: start fails with the validator's message" sc_unknown_id
-scenario "config edited without daemon-reload: start refused with the hint" sc_edited
+scenario "config edited without daemon-reload: starts with the generated config, says so" sc_edited
+scenario "restart after an edit, a broken or a removed config without daemon-reload: the VM comes back" sc_restart_edited
+scenario "daemon-reload with a broken host config, broken or removed VM config: running VMs keep their limits" sc_reload_keeps
+scenario "VMM dies during start: systemctl start fails, status shows exit status and console" sc_start_dies
+scenario "restart policy: config errors not retried, others every 5s, the error in StatusText" sc_restart_policy
+scenario "bridges: a VM on a bridge starts without udev, a missing bridge is named at once" sc_bridge
 scenario "guest reboot: back with restart=always, down with on-failure" sc_guest_reboot
 scenario "autostart VMs start and stop with microvms.target" sc_autostart
 scenario "64-character id end to end" sc_long_id

@@ -77,7 +77,7 @@ fi
 # Normalize: the input root in file contents and the log, the unit
 # directory in symlink targets.
 sed -e "s|$in|@ROOT@|g" "$tmp/stderr.raw" >"$tmp/stderr"
-find "$tmp/normal" -type f -exec sed -i -e "s|$in|@ROOT@|g" {} +
+find "$tmp/normal" -type f -exec sed -i -e "s|$in|@ROOT@|g" -e "s|$tmp/normal|@OUT@|g" {} +
 while IFS= read -r -d '' l; do
         target=$(readlink "$l")
         case "$target" in

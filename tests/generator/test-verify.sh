@@ -47,7 +47,7 @@ mkdir -p "$root$unitdir"
 cp "$built_units"/microvm@.service "$built_units"/microvm-reclaim.service \
         "$source_units"/microvm.slice "$source_units"/microvms.target "$root$unitdir/"
 mkdir -p "$root$libexecdir"
-for t in stage launch stop cleanup reclaim; do
+for t in stage launch ready stop cleanup reclaim; do
         printf '#!/bin/sh\nexit 0\n' >"$root$libexecdir/microvm-$t"
         chmod 0755 "$root$libexecdir/microvm-$t"
 done

@@ -52,12 +52,13 @@ run() {
         echo "$status" >"$tmp/$name.status"
 }
 
-# The tree as text: type, path, symlink target; then every file's content.
+# The tree as text: type, path, symlink target; then every file's content
+# (the drop-ins name their own output directory: as @OUT@).
 describe() {
         (
                 cd "$tmp/$1/normal"
                 find . -printf '%y %p %l\n' | LC_ALL=C sort
-                find . -type f | LC_ALL=C sort | xargs sha256sum
+                find . -type f | LC_ALL=C sort | xargs sed "s|$tmp/$1/normal|@OUT@|g" | sha256sum
         )
 }
 

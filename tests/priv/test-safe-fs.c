@@ -908,6 +908,23 @@ BOTH_MODES(create, copies) {
         cr_expect_eq(safe_copy_file_at(src, state, "vm1/drives/data", 0600, VM_UID, VM_UID, SAFE_COPY_NO_REFLINK | SAFE_COPY_SYNC,
                                        &m, NULL), 0);
         cr_expect_eq(m, SAFE_COPY_SPARSE);
+        /* A source without holes is copied byte for byte: a full copy,
+         * never reported as sparse (issue 12.8). */
+        {
+                char block[4096];
+                int full = open(pathf("%s/full-src.img", T), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644), fsrc;
+                cr_assert_geq(full, 0);
+                memset(block, 'x', sizeof block);
+                for (int i = 0; i < 64; i++)
+                        cr_assert_eq(write(full, block, sizeof block), (ssize_t) sizeof block);
+                close(full);
+                fsrc = open_path(pathf("%s/full-src.img", T), O_PATH);
+                cr_expect_eq(safe_copy_file_at(fsrc, state, "vm1/drives/full", 0600, VM_UID, VM_UID,
+                                               SAFE_COPY_NO_REFLINK, &m, NULL), 0);
+                cr_expect_eq(m, SAFE_COPY_FULL, "a copy without holes reported as %s", safe_copy_method_to_string(m));
+                close(fsrc);
+                cr_assert_eq(unlink(pathf("%s/full-src.img", T)), 0);
+        }
 
         /* Out of space: -ENOSPC, and nothing left behind under any name. */
         mkdir_owned(pathf("%s/small", T), 0755, 0);

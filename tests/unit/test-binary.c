@@ -68,6 +68,23 @@ Test(http, status_line) {
         cr_assert_eq(fc_http_parse_status("", 0), -EBADMSG);
 }
 
+Test(http, instance_state) {
+        char *st = NULL;
+
+        /* firecracker's InstanceInfo, as its API serves GET / */
+        cr_assert_eq(fc_instance_state_parse("{\"id\":\"web1\",\"state\":\"Running\",\"vmm_version\":\"1.16.0\","
+                                             "\"app_name\":\"Firecracker\"}", &st), 0);
+        cr_assert_str_eq(st, "Running");
+        free(st);
+        cr_assert_eq(fc_instance_state_parse("{\"state\" : \"Not started\"}", &st), 0);
+        cr_assert_str_eq(st, "Not started");
+        free(st);
+        cr_assert_eq(fc_instance_state_parse("{\"id\":\"x\"}", &st), -EBADMSG);
+        cr_assert_eq(fc_instance_state_parse("{\"state\":42}", &st), -EBADMSG);
+        cr_assert_eq(fc_instance_state_parse("{\"state\":\"Runn", &st), -EBADMSG);
+        cr_assert_eq(fc_instance_state_parse("{\"state\":\"\"}", &st), -EBADMSG);
+}
+
 Test(util, read_full_fd_sizes) {
         /* Exactly at, below and above the limit, and across the growth steps. */
         static const size_t sizes[] = { 0, 1, 4094, 4095, 4096, 4097, 8191, 8192, 100000 };

@@ -258,7 +258,7 @@ Test(config, bad_drives) {
         expect_problem("[vm]\nkernel = /k\n", "web1.conf: no drive configured (add a [drive.NAME] section with root = yes)");
         expect_problem("[vm]\nkernel = /k\n[drive.a]\npath = /i\n", "no drive has root = yes (exactly one root drive is required)");
         expect_problem(BASE "[drive.b]\npath = /j\nroot = yes\n",
-                       "web1.conf: [drive.b] root: \"yes\" a second root drive ([drive.root] is already the root drive; exactly one is allowed)");
+                       "web1.conf: [drive.b] root: \"yes\" makes a second root drive ([drive.root] is already the root drive; exactly one is allowed)");
         expect_problem(BASE "[drive.b]\nmode = snapshoot\npath = /j\n",
                        "[drive.b] mode: \"snapshoot\" is not a storage mode (use file, snapshot, thin or block)");
         expect_problem(BASE "[drive.b]\n", "[drive.b] path: missing");
@@ -269,7 +269,7 @@ Test(config, bad_drives) {
         expect_problem(BASE "[drive.b]\nmode = block\npath = /dev/sda\npersistent = yes\n",
                        "[drive.b] persistent: \"yes\" only applies to snapshot drives (mode is block)");
         expect_problem(BASE "[drive.b]\nmode = snapshot\npath = /j\nread_only = yes\n",
-                       "[drive.b] read_only: \"yes\" a read-only drive needs no copy-on-write volume (use mode = file)");
+                       "[drive.b] read_only: \"yes\" is not possible with mode = snapshot: a read-only drive needs no copy-on-write volume (use mode = file)");
         expect_problem(BASE "[drive.b]\nmode = thin\npath = /j\n",
                        "[drive.b] mode: \"thin\" needs a thin pool, but the host config");
         expect_problem(BASE "[drive.b]\npath = /j\ncache = none\n", "[drive.b] cache: \"none\" is not a cache type (use unsafe or writeback)");
