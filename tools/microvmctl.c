@@ -47,7 +47,7 @@ static void help(void) {
                "     --offline            validate: skip the checks of this host (files,\n"
                "                          bridges, uid range)\n"
                "  -f --follow             logs: follow new lines until Ctrl-C\n"
-               "  -n --lines=N            logs: the last N lines (default 10, 0: all)\n"
+               "  -n --lines=N            logs: the last N lines (default 10)\n"
                "     --since=TIME         logs: lines since TIME (\"YYYY-MM-DD [HH:MM[:SS]]\",\n"
                "                          or -N[s|m|h|d] ago)\n"
                "\n"
@@ -71,6 +71,12 @@ static const struct {
         int min_args, max_args;         /* -1: any */
         unsigned options;
 } verbs[] = {
+        { "list", verb_list, 0, 0, OPT_JSON | OPT_REMOTE },
+        { "status", verb_status, 1, -1, OPT_JSON | OPT_REMOTE },
+        { "start", verb_start, 1, -1, OPT_REMOTE },
+        { "stop", verb_stop, 1, -1, OPT_REMOTE },
+        { "restart", verb_restart, 1, -1, OPT_REMOTE },
+        { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE },
         { "validate", verb_validate, 0, -1, OPT_OFFLINE },
 };
 
@@ -191,8 +197,6 @@ static int parse_since(const char *s, uint64_t *ret) {
                 errno = 0;
                 unsigned long long n = strtoull(s + 1, &e, 10);
                 uint64_t mult = USEC_PER_SEC;
-                struct timespec now;
-
                 if (errno || e == s + 1)
                         return -EINVAL;
                 if (streq(e, "m"))
@@ -203,8 +207,7 @@ static int parse_since(const char *s, uint64_t *ret) {
                         mult *= 86400;
                 else if (!streq(e, "s") && !streq(e, ""))
                         return -EINVAL;
-                clock_gettime(CLOCK_REALTIME, &now);
-                uint64_t nowu = (uint64_t) now.tv_sec * USEC_PER_SEC + (uint64_t) now.tv_nsec / 1000;
+                uint64_t nowu = now_usec(CLOCK_REALTIME);
                 *ret = n * mult >= nowu ? 1 : nowu - n * mult;
                 return 0;
         }

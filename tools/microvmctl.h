@@ -48,11 +48,13 @@ const char *format_timestamp(uint64_t usec, char buf[static 32]);
 const char *format_bytes_short(uint64_t bytes, char buf[static 32]);
 
 /* Journal (tools/microvmctl-journal.c). */
-/* Prints the last n messages tagged MICROVM_ID=id (since usec when not 0)
- * to f, prefix before each; -f follows until SIGINT/SIGTERM. */
-int journal_show(const char *id, unsigned n, uint64_t since, bool follow, const char *prefix, FILE *f);
+/* Prints the messages tagged MICROVM_ID=id to f, prefix before each: every
+ * one since since (CLOCK_REALTIME µs) when not 0, else the last n (-1:
+ * all); follow: then new ones until SIGINT or SIGTERM (return 0). */
+int journal_show(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f);
 /* The last n console lines of id as a NULL-terminated list. */
 int journal_last_lines(const char *id, unsigned n, char ***ret);
 /* The last message of priority err or worse that one of our tools logged
- * for unit in the invocation (NULL: any), as "MESSAGE (IDENTIFIER)". */
-int journal_last_error(const char *unit, const char *invocation, char **ret);
+ * for unit at or after since (CLOCK_REALTIME µs, 0: any time), as
+ * "MESSAGE (IDENTIFIER)"; -ENOENT when there is none. */
+int journal_last_error(const char *unit, uint64_t since, char **ret);

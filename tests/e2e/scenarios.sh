@@ -573,6 +573,9 @@ sc_leftovers() {
         [ -z "$left" ] || fail "processes with VM uids: $(echo $left)" || return
 }
 
+# microvmctl's scenarios (sc_ctl_*)
+. "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
+
 # ---------------------------------------------------------------- main
 
 e2e_setup || { echo "Bail out! cannot write the host config and images"; exit 1; }
@@ -591,4 +594,9 @@ scenario "guest reboot: back with restart=always, down with on-failure" sc_guest
 scenario "autostart VMs start and stop with microvms.target" sc_autostart
 scenario "64-character id end to end" sc_long_id
 scenario "50 VMs started concurrently, all active; stopped, zero debris" sc_fifty
+scenario "microvmctl start/restart/stop, list and status (--json against the schema), logs" sc_ctl_lifecycle
+scenario "microvmctl logs -f: a new console line, Ctrl-C ends it with 0" sc_ctl_logs_follow
+scenario "microvmctl start of a VM that cannot start: the tool's error and the unit's result; validate names it" sc_ctl_failed
+scenario "microvmctl list: orphaned and changed VMs, before and after daemon-reload" sc_ctl_orphan_changed
+scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "no VM leftovers in the container" sc_leftovers

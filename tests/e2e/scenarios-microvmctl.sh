@@ -1,0 +1,206 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# tests/e2e/scenarios-microvmctl.sh — microvmctl against the container's
+# real systemd and journal (sourced by scenarios.sh, which runs them):
+# running, stopped, never-loaded, failed and orphaned VMs; every --json
+# output checked against tests/microvmctl/schema.json.
+
+CTL_SCHEMA=$E2E_LIBDIR/schema.json
+CTL_CHECK=$E2E_LIBDIR/check-json
+
+# ctl_json KIND ARGS...: runs microvmctl ARGS (with --json), checks the
+# output against the schema, leaves it in $CTL_OUT.
+ctl_json() {
+        local kind=$1 errs
+        shift
+        CTL_OUT=$(microvmctl --json "$@") || fail "microvmctl --json $* failed (exit $?)" || return
+        errs=$(printf '%s' "$CTL_OUT" | "$CTL_CHECK" "$CTL_SCHEMA" "$kind") ||
+                fail "microvmctl --json $*: output does not match the schema: $errs
+$CTL_OUT" || return
+}
+
+# ctl_field ID KEY: KEY of ID's object in $CTL_OUT (JSON-encoded).
+ctl_field() {
+        printf '%s' "$CTL_OUT" | python3 -c '
+import json, sys
+for o in json.load(sys.stdin):
+    if o["id"] == sys.argv[1]:
+        print(json.dumps(o[sys.argv[2]]))
+        break
+else:
+    print("absent")' "$1" "$2"
+}
+
+expect_field() { # expect_field ID KEY VALUE (JSON-encoded)
+        local v
+        v=$(ctl_field "$1" "$2")
+        [ "$v" = "$3" ] || fail "microvmctl: $1.$2 is $v, want $3" || return
+}
+
+# start/stop/restart through the manager, waiting for the job; list and
+# status of a running, a stopped and a never-loaded VM; logs.
+sc_ctl_lifecycle() {
+        local out pid uid
+        vm_config ctla description="ctl test a" vcpus=2
+        vm_config ctlb autostart=yes
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        use ctla
+        microvmctl start ctla || fail "microvmctl start ctla: exit $?" || return
+        state_is ctla active running || fail "after microvmctl start: $(vprop ctla ActiveState)" || return
+        assert_vm_running ctla || return
+        assert_console ctla || return
+        pid=$(vprop ctla MainPID)
+        uid=$(vm_uid ctla)
+
+        ctl_json list list || return
+        expect_field ctla active_state '"active"' || return
+        expect_field ctla sub_state '"running"' || return
+        expect_field ctla main_pid "$pid" || return
+        expect_field ctla uid "$uid" || return
+        expect_field ctla vcpus 2 || return
+        expect_field ctla memory_bytes $((128 << 20)) || return
+        expect_field ctla config_changed false || return
+        expect_field ctla orphan false || return
+        expect_field ctlb active_state '"inactive"' || return
+        expect_field ctlb autostart true || return
+        expect_field ctlb main_pid null || return
+        out=$(microvmctl list) || fail "microvmctl list failed" || return
+        grep -qE "^ctla +active/running +[0-9-]+ [0-9:]+ UTC +2 +128M +$uid +$pid +no +no +no$" <<<"$out" ||
+                fail "microvmctl list has no right line for ctla:
+$out" || return
+        grep -qE "^ctlb +inactive/dead +- +1 +128M +- +- +yes +no +no$" <<<"$out" ||
+                fail "microvmctl list has no right line for ctlb (never started):
+$out" || return
+
+        ctl_json status status ctla || return
+        expect_field ctla jail_path "\"$E2E_CHROOT_BASE/$E2E_EXEC_NAME/ctla\"" || return
+        expect_field ctla config_path "\"$E2E_VM_DIR/ctla.conf\"" || return
+        [ "$(ctl_field ctla console)" != "[]" ] || fail "status --json: no console lines" || return
+        ctl_field ctla console | grep -q 'ctla login:' || fail "status: the console lines lack the login prompt: $(ctl_field ctla console)" || return
+        out=$(microvmctl status ctla) || fail "microvmctl status ctla failed" || return
+        grep -q "Config: $E2E_VM_DIR/ctla.conf" <<<"$out" && grep -q "Main PID: $pid" <<<"$out" &&
+                grep -q "Drives: root: file $E2E_IMAGES/rootfs.ext4 (root)" <<<"$out" && grep -q 'ctla login:' <<<"$out" ||
+                fail "microvmctl status ctla lacks the config, pid, drive or console:
+$out" || return
+
+        out=$(microvmctl logs -n 3 ctla) || fail "microvmctl logs failed" || return
+        [ "$(grep -c . <<<"$out")" = 3 ] || fail "logs -n 3 printed: $out" || return
+        grep -q 'ctla login:' <<<"$out" || fail "logs -n 3 lacks the login prompt: $out" || return
+
+        microvmctl restart ctla || fail "microvmctl restart ctla: exit $?" || return
+        state_is ctla active running || fail "after restart: $(vprop ctla ActiveState)" || return
+        [ "$(vprop ctla MainPID)" != "$pid" ] || fail "restart kept MainPID $pid" || return
+
+        microvmctl stop ctla || fail "microvmctl stop ctla: exit $?" || return
+        state_is ctla inactive dead || fail "after microvmctl stop: $(vprop ctla ActiveState)" || return
+        ctl_json list list || return
+        expect_field ctla active_state '"inactive"' || return
+        expect_field ctla main_pid null || return
+        assert_no_debris ctla || return
+        note "microvmctl start/restart/stop ctla, list and status checked against the schema"
+}
+
+# logs -f shows a line the guest prints after it started following, and
+# ends with exit status 0 on SIGINT (Ctrl-C).
+sc_ctl_logs_follow() {
+        local out fifo pid rc=0 line
+        vm_config ctlf1
+        systemctl daemon-reload
+        start_vm ctlf1 || return
+        assert_console ctlf1 || return
+        out=$(mktemp)
+        microvmctl logs -f -n 1 ctlf1 >"$out" 2>&1 &
+        pid=$!
+        # Following once the last old line is out (not before: a line
+        # written earlier would count as old).
+        wait_until 10 "logs -f to print the last line" test -s "$out" || { kill "$pid"; return 1; }
+        line="follow-me-$RANDOM$RANDOM"
+        # The guest echoes serial input: a line written to the console FIFO.
+        fifo=$E2E_RUN_DIR/ctlf1/console.in
+        printf '%s\n' "$line" >"$fifo" || fail "cannot write to $fifo" || return
+        wait_until 10 "logs -f to show $line" grep -qx "$line" "$out" || { cat "$out"; kill "$pid"; return 1; }
+        kill -INT "$pid"
+        wait "$pid" || rc=$?
+        [ $rc = 0 ] || fail "logs -f ended with exit status $rc on SIGINT" || return
+        rm -f "$out"
+        stop_vm ctlf1 || return
+        note "logs -f saw a line typed into the console after it started; SIGINT: exit 0"
+}
+
+# A VM that cannot start: microvmctl start exits 1 and says why (the
+# unit's result and our tool's last error from the journal).
+sc_ctl_failed() {
+        local out rc=0 why
+        vm_config ctlbad kernel=/var/lib/microvm/images/no-such-kernel
+        systemctl daemon-reload
+        use ctlbad
+        out=$(microvmctl start ctlbad 2>&1) || rc=$?
+        why=$(grep 'microvm-stage' <<<"$out" | head -n 1)
+        [ $rc = 1 ] || fail "microvmctl start of a VM without kernel: exit $rc, output: $out" || return
+        grep -q '^microvmctl: VM ctlbad: .*no-such-kernel.* (microvm-stage)$' <<<"$out" ||
+                fail "no line with microvm-stage's error: $out" || return
+        grep -q '^microvmctl: VM ctlbad: start failed: job failed, unit result exit-code' <<<"$out" ||
+                fail "no line with the job and the unit's result: $out" || return
+        ctl_json list list || return
+        expect_field ctlbad active_state '"failed"' || return
+        out=$(microvmctl status ctlbad) || fail "status of a failed VM: exit $?" || return
+        grep -q 'Result: exit-code' <<<"$out" || fail "status shows no Result: $out" || return
+        # validate, by default, says what stage said (issue 12 point 6)
+        rc=0
+        out=$(microvmctl validate ctlbad 2>&1) || rc=$?
+        [ $rc = 1 ] && grep -q 'kernel: "/var/lib/microvm/images/no-such-kernel" cannot be opened on this host: No such file or directory' <<<"$out" ||
+                fail "validate ctlbad: exit $rc: $out" || return
+        microvmctl validate --offline ctlbad >/dev/null || fail "validate --offline ctlbad failed" || return
+        systemctl reset-failed "$(unit_of ctlbad)"
+        rm -f "$E2E_VM_DIR/ctlbad.conf"
+        note "start failure explained: $why"
+}
+
+# A running VM whose config was removed: an orphan; one whose config was
+# edited since it started: config_changed (with or without daemon-reload).
+sc_ctl_orphan_changed() {
+        local out
+        vm_config ctlo
+        vm_config ctlc
+        systemctl daemon-reload
+        start_vm ctlo ctlc || return
+        rm -f "$E2E_VM_DIR/ctlo.conf"
+        vm_config ctlc description="edited while running"
+        ctl_json list list || return
+        expect_field ctlo orphan true || return
+        expect_field ctlo active_state '"active"' || return
+        expect_field ctlo config_path null || return
+        expect_field ctlc orphan false || return
+        expect_field ctlc config_changed true || return
+        systemctl daemon-reload
+        ctl_json list list || return
+        expect_field ctlo orphan true || return
+        expect_field ctlc config_changed true || return
+        out=$(microvmctl list) || return
+        grep -qE '^ctlo +active/running .* yes$' <<<"$out" || fail "list shows no orphan ctlo: $out" || return
+        stop_vm ctlo ctlc || return
+        assert_no_debris ctlo ctlc || return
+        ctl_json list list || return
+        [ "$(ctl_field ctlc config_changed)" = false ] || fail "config_changed of a stopped VM" || return
+        rm -f "$E2E_VM_DIR/ctlc.conf"
+        systemctl daemon-reload
+        note "orphan and changed config seen before and after daemon-reload"
+}
+
+# Usage errors exit 2; an unknown VM exits 1.
+sc_ctl_usage() {
+        local rc
+        rc=0; microvmctl validate --bogus >/dev/null 2>&1 || rc=$?
+        [ $rc = 2 ] || fail "validate --bogus: exit $rc, want 2" || return
+        rc=0; microvmctl status >/dev/null 2>&1 || rc=$?
+        [ $rc = 2 ] || fail "status without id: exit $rc, want 2" || return
+        rc=0; microvmctl logs a b >/dev/null 2>&1 || rc=$?
+        [ $rc = 2 ] || fail "logs with two ids: exit $rc, want 2" || return
+        rc=0; microvmctl status no-such-vm >/dev/null 2>&1 || rc=$?
+        [ $rc = 1 ] || fail "status of an unknown VM: exit $rc, want 1" || return
+        rc=0; microvmctl start Bad_Id >/dev/null 2>&1 || rc=$?
+        [ $rc = 1 ] || fail "start of an invalid id: exit $rc, want 1" || return
+        for v in list status start stop restart logs validate; do
+                microvmctl "$v" --help >/dev/null || fail "microvmctl $v --help failed" || return
+        done
+}
