@@ -3,13 +3,17 @@
  * plus, unless --offline, what microvm-stage would refuse on this host
  * (lib/vm/host-check.h). */
 
+#include <sys/stat.h>
+
 #include "config-files.h"
 #include "host-check.h"
 #include "log.h"
 #include "microvmctl.h"
+#include "vm-conflicts.h"
 
-/* "web1" → the config found for it; "path/web1.conf" → that file. */
-static int validate_one(const HostConfig *host, HostUidView *uids, const char *arg) {
+/* "web1" → the config found for it; "path/web1.conf" → that file. The
+ * parsed config goes to *ret_config (optional) when it parses. */
+static int validate_one(const HostConfig *host, HostUidView *uids, const char *arg, VmConfig **ret_config) {
         _cleanup_vm_config_ VmConfig *c = NULL;
         Problems problems = {};
         int r;
@@ -32,6 +36,7 @@ static int validate_one(const HostConfig *host, HostUidView *uids, const char *a
         } else
                 r = vm_config_load(host, arg, &c, &problems);
 
+        bool parsed = r >= 0;
         if (r >= 0 && !arg_offline && vm_host_check(host, c, uids, &problems) < 0)
                 r = -ENOMEM;
         ctl_log_problems(&problems);
@@ -42,7 +47,66 @@ static int validate_one(const HostConfig *host, HostUidView *uids, const char *a
                 return log_oom();
         if (r >= 0)
                 printf("%s: ok\n", c->source_path);
+        /* --all compares every config that parses, also one this host
+         * cannot start yet. */
+        if (parsed && ret_config)
+                *ret_config = TAKE_PTR(c);
         return r;
+}
+
+/* What a drive's path names on this host (--offline: only its path). */
+static DriveIdentity drive_identity(const DriveConfig *d) {
+        struct stat st;
+
+        if (arg_offline || stat(d->path, &st) < 0)
+                return (DriveIdentity) {};
+        if (S_ISBLK(st.st_mode))
+                return (DriveIdentity) { .known = true, .dev = st.st_rdev };
+        return (DriveIdentity) { .known = true, .dev = st.st_dev, .ino = st.st_ino };
+}
+
+/* --all: what two valid VMs must not share. */
+static int check_conflicts(VmConfig **configs, size_t n) {
+        _cleanup_free_ VmConflictInput *in = calloc(n + 1, sizeof *in);
+        _cleanup_free_ StageNetwork *nets = calloc(n + 1, sizeof *nets);
+        _cleanup_free_ DriveIdentity *ids = NULL;
+        size_t n_ids = 0, k = 0, m = 0;
+        Problems problems = {};
+        int r;
+
+        if (!in || !nets)
+                return log_oom();
+        for (size_t i = 0; i < n; i++)
+                if (configs[i])
+                        n_ids += configs[i]->n_drives;
+        ids = calloc(n_ids + 1, sizeof *ids);
+        if (!ids)
+                return log_oom();
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *error = NULL;
+
+                if (!configs[i])
+                        continue;
+                in[m].vm = configs[i];
+                if (stage_network_plan(configs[i], configs[i]->id, &nets[m], &error) >= 0)
+                        in[m].net = &nets[m];
+                else
+                        log_warning("VM %s: NICs not compared with other VMs': %s", configs[i]->id, error);
+                in[m].drives = &ids[k];
+                for (size_t d = 0; d < configs[i]->n_drives; d++)
+                        ids[k++] = drive_identity(&configs[i]->drives[d]);
+                m++;
+        }
+        r = vm_conflicts_check(in, m, &problems);
+        ctl_log_problems(&problems);
+        problems_done(&problems);
+        for (size_t i = 0; i < m; i++)
+                stage_network_done(&nets[i]);
+        if (r < 0)
+                return log_oom();
+        if (r > 0)
+                return log_error_errno(EINVAL, "%d conflict%s between VMs.", r, r == 1 ? "" : "s");
+        return 0;
 }
 
 int verb_validate(int argc, char **argv) {
@@ -50,13 +114,14 @@ int verb_validate(int argc, char **argv) {
         HostUidView uids = {};
         int r, ret = 0;
 
+
         r = ctl_load_host(&host);
         if (r < 0)
                 return r;
 
         if (argc > 0) {
                 for (int i = 0; i < argc; i++) {
-                        r = validate_one(host, &uids, argv[i]);
+                        r = validate_one(host, &uids, argv[i], NULL);
                         if (r < 0 && ret == 0)
                                 ret = r;
                 }
@@ -65,18 +130,35 @@ int verb_validate(int argc, char **argv) {
         }
 
         VmConfigFile *files = NULL;
+        VmConfig **configs = NULL;
         size_t n = 0;
         r = vm_config_enumerate(&files, &n);
         if (r < 0)
                 return log_error_errno(r, "Failed to list VM configs: %m");
+        if (arg_all) {
+                configs = calloc(n + 1, sizeof *configs);
+                if (!configs) {
+                        vm_config_files_free(files, n);
+                        return log_oom();
+                }
+        }
         for (size_t i = 0; i < n; i++) {
                 if (files[i].masked) {
                         printf("%s: masked\n", files[i].path);
                         continue;
                 }
-                r = validate_one(host, &uids, files[i].path);
+                r = validate_one(host, &uids, files[i].path, configs ? &configs[i] : NULL);
                 if (r < 0 && ret == 0)
                         ret = r;
+        }
+        if (configs) {
+                /* files are sorted by name, so configs by id */
+                r = check_conflicts(configs, n);
+                if (r < 0 && ret == 0)
+                        ret = r;
+                for (size_t i = 0; i < n; i++)
+                        vm_config_free(configs[i]);
+                free(configs);
         }
         vm_config_files_free(files, n);
         host_uid_view_done(&uids);

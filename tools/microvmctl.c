@@ -46,6 +46,8 @@ static void help(void) {
                "     --host-config=FILE   Use FILE instead of %s\n"
                "     --offline            validate: skip the checks of this host (files,\n"
                "                          bridges, uid range)\n"
+               "     --all                validate: every config, and what two VMs must not\n"
+               "                          share (MACs, taps, uids, vsock CIDs, disks)\n"
                "  -f --follow             logs: follow new lines until Ctrl-C\n"
                "  -n --lines=N            logs: the last N lines (default 10)\n"
                "     --since=TIME         logs: lines since TIME (\"YYYY-MM-DD [HH:MM[:SS]]\",\n"
@@ -63,6 +65,7 @@ enum {
         OPT_LINES = 1 << 3,
         OPT_SINCE = 1 << 4,
         OPT_REMOTE = 1 << 5,
+        OPT_ALL = 1 << 6,
 };
 
 static const struct {
@@ -77,7 +80,7 @@ static const struct {
         { "stop", verb_stop, 1, -1, OPT_REMOTE },
         { "restart", verb_restart, 1, -1, OPT_REMOTE },
         { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE },
-        { "validate", verb_validate, 0, -1, OPT_OFFLINE },
+        { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
 };
 
 static const char *option_name(unsigned o) {
@@ -88,6 +91,7 @@ static const char *option_name(unsigned o) {
         case OPT_LINES: return "--lines";
         case OPT_SINCE: return "--since";
         case OPT_REMOTE: return "--host";
+        case OPT_ALL: return "--all";
         }
         return "?";
 }
@@ -232,7 +236,7 @@ static int parse_since(const char *s, uint64_t *ret) {
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_HOST_CONFIG, ARG_JSON, ARG_OFFLINE, ARG_SINCE };
+        enum { ARG_VERSION = 0x100, ARG_HOST_CONFIG, ARG_JSON, ARG_OFFLINE, ARG_SINCE, ARG_ALL };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -240,6 +244,7 @@ int main(int argc, char **argv) {
                 { "host-config", required_argument, NULL, ARG_HOST_CONFIG },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "offline", no_argument, NULL, ARG_OFFLINE },
+                { "all", no_argument, NULL, ARG_ALL },
                 { "follow", no_argument, NULL, 'f' },
                 { "lines", required_argument, NULL, 'n' },
                 { "since", required_argument, NULL, ARG_SINCE },
@@ -276,6 +281,10 @@ int main(int argc, char **argv) {
                 case ARG_OFFLINE:
                         arg_offline = true;
                         given |= OPT_OFFLINE;
+                        break;
+                case ARG_ALL:
+                        arg_all = true;
+                        given |= OPT_ALL;
                         break;
                 case 'f':
                         arg_follow = true;
@@ -322,11 +331,15 @@ int main(int argc, char **argv) {
 
                 if (!streq(argv[optind], verbs[i].name))
                         continue;
-                for (unsigned o = 1; o <= OPT_REMOTE; o <<= 1)
+                for (unsigned o = 1; o <= OPT_ALL; o <<= 1)
                         if ((given & o) && !(verbs[i].options & o)) {
                                 log_error("%s does not take %s (see --help).", verbs[i].name, option_name(o));
                                 return EXIT_USAGE;
                         }
+                if (arg_all && n > 0) {
+                        log_error("validate --all checks every config: it takes no ids or files (see --help).");
+                        return EXIT_USAGE;
+                }
                 if (n < verbs[i].min_args || (verbs[i].max_args >= 0 && n > verbs[i].max_args)) {
                         log_error("%s takes %s (see --help).", verbs[i].name,
                                   verbs[i].max_args == 0 ? "no arguments" :
