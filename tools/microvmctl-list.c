@@ -21,27 +21,7 @@
 #include "unit-state.h"
 #include "vm-teardown.h"
 
-typedef struct VmRow {
-        char id[VM_ID_MAX + 1];
-        char *config_path;      /* NULL: no config file */
-        bool masked;
-        bool invalid;           /* the config does not validate */
-        VmConfig *config;
-        ManagerUnit *unit;      /* NULL: not loaded */
-        Plan *plan;             /* the running VM's launch plan */
-        uid_t uid;
-        bool config_changed;
-        bool orphan;
-} VmRow;
-
-typedef struct VmTable {
-        VmRow *rows;
-        size_t n;
-        ManagerUnit *units;
-        size_t n_units;
-} VmTable;
-
-static void vm_table_done(VmTable *t) {
+void vm_table_done(VmTable *t) {
         for (size_t i = 0; i < t->n; i++) {
                 free(t->rows[i].config_path);
                 vm_config_free(t->rows[i].config);
@@ -52,7 +32,7 @@ static void vm_table_done(VmTable *t) {
         *t = (VmTable) {};
 }
 
-static bool unit_running(const ManagerUnit *u) {
+bool unit_running(const ManagerUnit *u) {
         return u && active_state_is_running(u->active_state);
 }
 
@@ -154,7 +134,7 @@ static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state
 }
 
 /* ids NULL: every VM; else only these (in this order, each once). */
-static int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
+int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         _cleanup_host_config_ HostConfig *host = NULL;
         _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
         _cleanup_close_ int state_fd = -EBADF, run_fd = -EBADF;

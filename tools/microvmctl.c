@@ -35,6 +35,8 @@ static void help(void) {
                "  stop ID...              Stop VMs and wait until each stop is done\n"
                "  restart ID...           Restart VMs and wait until each restart is done\n"
                "  logs ID                 Show the serial console of a VM from the journal\n"
+               "  sync                    Start autostart VMs that are down, stop orphans,\n"
+               "                          list (or restart) VMs whose config changed\n"
                "  validate [ID|FILE...]   Check the host config and VM configs (all VMs in\n"
                "                          the config search path when none are named)\n"
                "\n"
@@ -48,6 +50,8 @@ static void help(void) {
                "                          bridges, uid range)\n"
                "     --all                validate: every config, and what two VMs must not\n"
                "                          share (MACs, taps, uids, vsock CIDs, disks)\n"
+               "     --dry-run            sync: print the plan only\n"
+               "     --restart-changed    sync: restart VMs whose config changed, one by one\n"
                "  -f --follow             logs: follow new lines until Ctrl-C\n"
                "  -n --lines=N            logs: the last N lines (default 10)\n"
                "     --since=TIME         logs: lines since TIME (\"YYYY-MM-DD [HH:MM[:SS]]\",\n"
@@ -66,6 +70,8 @@ enum {
         OPT_SINCE = 1 << 4,
         OPT_REMOTE = 1 << 5,
         OPT_ALL = 1 << 6,
+        OPT_DRY_RUN = 1 << 7,
+        OPT_RESTART_CHANGED = 1 << 8,
 };
 
 static const struct {
@@ -81,6 +87,7 @@ static const struct {
         { "restart", verb_restart, 1, -1, OPT_REMOTE },
         { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE },
         { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
+        { "sync", verb_sync, 0, 0, OPT_DRY_RUN | OPT_RESTART_CHANGED },
 };
 
 static const char *option_name(unsigned o) {
@@ -92,6 +99,8 @@ static const char *option_name(unsigned o) {
         case OPT_SINCE: return "--since";
         case OPT_REMOTE: return "--host";
         case OPT_ALL: return "--all";
+        case OPT_DRY_RUN: return "--dry-run";
+        case OPT_RESTART_CHANGED: return "--restart-changed";
         }
         return "?";
 }
@@ -236,7 +245,8 @@ static int parse_since(const char *s, uint64_t *ret) {
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_HOST_CONFIG, ARG_JSON, ARG_OFFLINE, ARG_SINCE, ARG_ALL };
+        enum { ARG_VERSION = 0x100, ARG_HOST_CONFIG, ARG_JSON, ARG_OFFLINE, ARG_SINCE, ARG_ALL, ARG_DRY_RUN,
+               ARG_RESTART_CHANGED };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -245,6 +255,8 @@ int main(int argc, char **argv) {
                 { "json", no_argument, NULL, ARG_JSON },
                 { "offline", no_argument, NULL, ARG_OFFLINE },
                 { "all", no_argument, NULL, ARG_ALL },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "restart-changed", no_argument, NULL, ARG_RESTART_CHANGED },
                 { "follow", no_argument, NULL, 'f' },
                 { "lines", required_argument, NULL, 'n' },
                 { "since", required_argument, NULL, ARG_SINCE },
@@ -285,6 +297,14 @@ int main(int argc, char **argv) {
                 case ARG_ALL:
                         arg_all = true;
                         given |= OPT_ALL;
+                        break;
+                case ARG_DRY_RUN:
+                        arg_dry_run = true;
+                        given |= OPT_DRY_RUN;
+                        break;
+                case ARG_RESTART_CHANGED:
+                        arg_restart_changed = true;
+                        given |= OPT_RESTART_CHANGED;
                         break;
                 case 'f':
                         arg_follow = true;
@@ -331,7 +351,7 @@ int main(int argc, char **argv) {
 
                 if (!streq(argv[optind], verbs[i].name))
                         continue;
-                for (unsigned o = 1; o <= OPT_ALL; o <<= 1)
+                for (unsigned o = 1; o <= OPT_RESTART_CHANGED; o <<= 1)
                         if ((given & o) && !(verbs[i].options & o)) {
                                 log_error("%s does not take %s (see --help).", verbs[i].name, option_name(o));
                                 return EXIT_USAGE;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "manager.h"
+#include "plan.h"
 #include "sd-lib.h"
 
 extern const char *arg_host_config;
@@ -22,6 +24,7 @@ extern uint64_t arg_since;              /* CLOCK_REALTIME µs, 0: unset */
 extern bool arg_dry_run;
 extern bool arg_restart_changed;
 
+
 #define EXIT_USAGE 2
 
 int verb_validate(int argc, char **argv);
@@ -31,6 +34,35 @@ int verb_start(int argc, char **argv);
 int verb_stop(int argc, char **argv);
 int verb_restart(int argc, char **argv);
 int verb_logs(int argc, char **argv);
+int verb_sync(int argc, char **argv);
+
+/* One row per VM (tools/microvmctl-list.c): its config file, its loaded
+ * unit and, while it runs, its launch plan. */
+typedef struct VmRow {
+        char id[VM_ID_MAX + 1];
+        char *config_path;      /* NULL: no config file */
+        bool masked;
+        bool invalid;           /* the config does not validate */
+        VmConfig *config;
+        ManagerUnit *unit;      /* NULL: not loaded */
+        Plan *plan;             /* the running VM's launch plan */
+        uid_t uid;
+        bool config_changed;
+        bool orphan;
+} VmRow;
+
+typedef struct VmTable {
+        VmRow *rows;
+        size_t n;
+        ManagerUnit *units;
+        size_t n_units;
+} VmTable;
+
+/* ids NULL: every VM (configs and loaded units); else only these, in this
+ * order. Logs on failure. */
+int vm_table_load(VmTable *t, char **ids, size_t n_ids);
+void vm_table_done(VmTable *t);
+bool unit_running(const ManagerUnit *u);
 
 /* Shared helpers (tools/microvmctl.c). */
 int ctl_load_host(HostConfig **ret);

@@ -97,6 +97,8 @@ $out" || return
         expect_field ctla active_state '"inactive"' || return
         expect_field ctla main_pid null || return
         assert_no_debris ctla || return
+        rm -f "$E2E_VM_DIR/ctla.conf" "$E2E_VM_DIR/ctlb.conf"
+        systemctl daemon-reload
         note "microvmctl start/restart/stop ctla, list and status checked against the schema"
 }
 
@@ -203,4 +205,51 @@ sc_ctl_usage() {
         for v in list status start stop restart logs validate; do
                 microvmctl "$v" --help >/dev/null || fail "microvmctl $v --help failed" || return
         done
+}
+
+# sync: stops an orphan, starts a down autostart VM, lists a changed one
+# and restarts it with --restart-changed; --dry-run changes nothing.
+sc_ctl_sync() {
+        local out pid started
+        vm_config syncauto autostart=yes
+        vm_config syncorph
+        vm_config syncchg
+        systemctl daemon-reload
+        start_vm syncorph syncchg || return
+        use syncauto
+        pid=$(vprop syncchg MainPID)
+        rm -f "$E2E_VM_DIR/syncorph.conf"
+        vm_config syncchg description="edited while running"
+
+        out=$(microvmctl sync --dry-run) || fail "sync --dry-run: exit $?: $out" || return
+        grep -qx 'stop syncorph (config removed) \[dry run\]' <<<"$out" &&
+                grep -qx 'start syncauto (autostart, down) \[dry run\]' <<<"$out" &&
+                grep -qx 'changed syncchg (config changed; --restart-changed restarts it)' <<<"$out" ||
+                fail "sync --dry-run plan: $out" || return
+        state_is syncorph active && state_is syncauto inactive ||
+                fail "sync --dry-run changed something: syncorph $(vprop syncorph ActiveState), syncauto $(vprop syncauto ActiveState)" || return
+        # any other autostart VM left down by earlier scenarios is started too: stop it after
+        started=$(sed -n 's/^start \([^ ]*\) .*/\1/p' <<<"$out")
+
+        out=$(microvmctl sync) || fail "sync: exit $?: $out" || return
+        state_is syncorph inactive || fail "sync left the orphan syncorph $(vprop syncorph ActiveState)" || return
+        state_is syncauto active running || fail "sync did not start syncauto: $(vprop syncauto ActiveState)" || return
+        [ "$(vprop syncchg MainPID)" = "$pid" ] || fail "sync without --restart-changed restarted syncchg" || return
+
+        systemctl daemon-reload
+        out=$(microvmctl sync --restart-changed) || fail "sync --restart-changed: exit $?: $out" || return
+        grep -qx 'restart syncchg (config changed)' <<<"$out" || fail "sync --restart-changed: $out" || return
+        state_is syncchg active running && [ "$(vprop syncchg MainPID)" != "$pid" ] ||
+                fail "syncchg not restarted: $(vprop syncchg ActiveState), MainPID $(vprop syncchg MainPID) (was $pid)" || return
+        ctl_json list list || return
+        expect_field syncchg config_changed false || return
+        out=$(microvmctl sync) || fail "second sync: exit $?" || return
+        [ "$out" = "Nothing to do: every autostart VM runs, no orphan, no changed config." ] ||
+                fail "second sync still acts: $out" || return
+
+        stop_vm syncauto syncchg $started || return
+        assert_no_debris syncorph syncauto syncchg || return
+        rm -f "$E2E_VM_DIR/syncauto.conf" "$E2E_VM_DIR/syncchg.conf"
+        systemctl daemon-reload
+        note "sync stopped the orphan, started the autostart VM, restarted the changed one"
 }
