@@ -11,237 +11,48 @@
  * anything that is not ours (only names that are valid VM ids, in our
  * directories, in microvm.slice). */
 
-#include <dirent.h>
 #include <getopt.h>
 
-#include "cgroup.h"
 #include "config-files.h"
 #include "log.h"
-#include "names.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "dm.h"
 #include "storage.h"
 #include "tool.h"
-#include "vm-unit.h"
-#include "vm-teardown.h"
+#include "vm-reclaim.h"
 
 static bool arg_dry_run = false;
 
-typedef struct Candidate {
-        char id[VM_ID_MAX + 1];
-        bool jail, run_dir, cgroup, storage;
-} Candidate;
-
-typedef struct Candidates {
-        Candidate *items;
-        size_t n;
-} Candidates;
-
-static Candidate *candidate(Candidates *c, const char *id) {
-        Candidate *n;
-
-        if (!vm_id_valid(id))
-                return NULL; /* not a name we could have made */
-        for (size_t i = 0; i < c->n; i++)
-                if (streq(c->items[i].id, id))
-                        return &c->items[i];
-        n = realloc(c->items, (c->n + 1) * sizeof *n);
-        if (!n)
-                return NULL;
-        c->items = n;
-        n = &c->items[c->n++];
-        *n = (Candidate) {};
-        strcpy(n->id, id);
-        return n;
-}
-
-/* Calls f for every subdirectory name of dir (no symlinks, no dot files).
- * A missing dir is nothing to reclaim. One we cannot trust (a symlink, or
- * writable by others, on the way) is an error naming the component: we
- * never look below it, and a boot-time sweep that silently found nothing
- * would hide what is left there. A symlink among the entries is not ours
- * (only root can put one there): left alone, and said so. */
-static int for_each_subdir(const char *dir, int (*f)(const char *name, void *userdata), void *userdata) {
-        _cleanup_close_ int fd = -EBADF;
+static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const ReclaimCandidate *c) {
         _cleanup_free_ char *error = NULL;
-        struct dirent *de;
-        int r, ret = 0;
-        DIR *d;
-
-        r = safe_root_open(dir, 0, 0, &fd, &error);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return log_error_errno(r, "Not looking for leftovers in %s: %s", dir, error ?: strerror(-r));
-        d = fdopendir(fd);
-        if (!d)
-                return log_error_errno(errno, "Failed to read %s: %m", dir);
-        TAKE_FD(fd);
-        while ((errno = 0, de = readdir(d))) {
-                unsigned char type = de->d_type;
-                struct stat st;
-
-                if (de->d_name[0] == '.')
-                        continue;
-                /* Some filesystems leave d_type unset. */
-                if (type == DT_UNKNOWN && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0)
-                        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISLNK(st.st_mode) ? DT_LNK : DT_REG;
-                if (type == DT_LNK)
-                        log_warning("%s/%s is a symlink: not ours, left alone.", dir, de->d_name);
-                if (type != DT_DIR)
-                        continue;
-                r = f(de->d_name, userdata);
-                if (r < 0 && ret == 0)
-                        ret = r;
-        }
-        if (errno != 0 && ret == 0)
-                ret = log_error_errno(errno, "Failed to read %s: %m", dir);
-        closedir(d);
-        return ret;
-}
-
-static int add_run_dir(const char *name, void *userdata) {
-        Candidate *c = candidate(userdata, name);
-        if (c)
-                c->run_dir = true;
-        return 0;
-}
-
-typedef struct ExecScan {
-        Candidates *c;
-        const char *base;
-} ExecScan;
-
-static int add_jail(const char *name, void *userdata) {
-        Candidate *c = candidate(userdata, name);
-        if (c)
-                c->jail = true;
-        return 0;
-}
-
-static int scan_exec_dir(const char *exec, void *userdata) {
-        ExecScan *s = userdata;
-        _cleanup_free_ char *dir = NULL;
-
-        if (asprintf(&dir, "%s/%s", s->base, exec) < 0)
-                return log_oom();
-        return for_each_subdir(dir, add_jail, s->c);
-}
-
-static void add_cgroup(const char *name, void *userdata) {
-        const char *rest = startswith(name, UNIT_PREFIX);
-        char id[VM_ID_MAX + 1];
-        const char *suffix;
-        Candidate *c;
-
-        if (!rest)
-                return;
-        suffix = endswith(rest, ".service");
-        if (!suffix || (size_t) (suffix - rest) > VM_ID_MAX)
-                return;
-        memcpy(id, rest, (size_t) (suffix - rest));
-        id[suffix - rest] = '\0';
-        c = candidate(userdata, id);
-        if (c)
-                c->cgroup = true;
-}
-
-static void scan_cgroups(Candidates *c) {
-        _cleanup_free_ char *mount = NULL, *slice = NULL;
-        struct dirent *de;
-        DIR *d;
-
-        if (cgroup2_find_mount(&mount) < 0 || asprintf(&slice, "%s/microvm.slice", mount) < 0)
-                return;
-        d = opendir(slice);
-        if (!d)
-                return;
-        while ((de = readdir(d)))
-                if (de->d_type == DT_DIR)
-                        add_cgroup(de->d_name, c);
-        closedir(d);
-}
-
-/* VMs that own dm devices (UUID MICROVM-<id>-<drive>) or block claims. */
-static void scan_storage(const HostConfig *host, Candidates *c) {
-        _cleanup_strv_free_ char **ids = NULL, **names = NULL;
-
-        if (storage_list_vm_ids(host, &ids, &names) < 0)
-                return;
-        for (char **id = ids; id && *id; id++) {
-                Candidate *cand = candidate(c, *id);
-                if (cand)
-                        cand->storage = true;
-        }
-}
-
-static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Candidate *c) {
-        _cleanup_close_ int lock_fd = -EBADF;
-        _cleanup_plan_ Plan *plan = NULL;
-        _cleanup_free_ char *cg = NULL, *error = NULL;
-        TeardownReport rep = {};
-        UnitRunning running;
-        const char *how;
+        ReclaimResult res;
         int r;
 
-        if (run_fd >= 0 && !arg_dry_run) {
-                r = vm_reclaim_lock(run_fd, true, &lock_fd);
-                if (r < 0)
-                        return log_error_errno(r, "%s: failed to take the reclaim lock: %m", c->id);
+        r = reclaim_vm(bus, host, run_fd, c, arg_dry_run, &res, &error);
+        if (r < 0 && error) {
+                reclaim_result_done(&res);
+                return log_error_errno(r, "%s", error);
         }
-        if (asprintf(&cg, "/microvm.slice/" UNIT_PREFIX "%s.service", c->id) < 0)
-                return log_oom();
-        r = vm_unit_running(bus, c->id, cg, &running, &how);
-        if (r < 0)
-                return log_error_errno(r, "%s: cannot tell whether microvm@%s.service runs; leaving it alone: %m",
-                                       c->id, c->id);
-        if (running == UNIT_RUNNING) {
-                log_debug("%s: microvm@%s.service is running (asked %s); leaving it alone.", c->id, c->id, how);
+        if (res.running) {
+                log_debug("%s: microvm@%s.service is running (asked %s); leaving it alone.", c->id, c->id, res.how);
+                reclaim_result_done(&res);
                 return 0;
         }
-
-        r = vm_plan_read(host, c->id, &plan, &error);
-        if (r < 0 && r != -ENOENT)
-                log_warning("%s: ignoring its launch plan: %s", c->id, error ?: strerror(-r));
-
+        if (res.plan_error)
+                log_warning("%s: ignoring its launch plan: %s", c->id, res.plan_error);
         if (arg_dry_run) {
-                const char *what[5];
-                size_t n = 0;
-
-                if (c->jail)
-                        what[n++] = "jail";
-                if (c->run_dir)
-                        what[n++] = "run directory";
-                if (c->cgroup)
-                        what[n++] = "cgroup";
-                if (plan && plan->tap)
-                        what[n++] = "taps";
-                if (c->storage)
-                        what[n++] = "device-mapper devices";
-                printf("%s: would remove its ", c->id);
-                for (size_t i = 0; i < n; i++)
-                        printf("%s%s", i == 0 ? "" : i + 1 == n ? " and " : ", ", what[i]);
-                printf(" (unit not running, per %s)\n", how);
-                return 0;
+                printf("%s: would remove its %s (unit not running, per %s)\n", c->id, res.what, res.how);
+                reclaim_result_done(&res);
+                return r;
         }
-
-        TeardownTarget t = {
-                .id = c->id,
-                .host = host,
-                .plan = plan,
-                .unit_cgroup = c->cgroup ? cg : NULL,
-                .remove_unit_cgroup = true, /* the unit is not running: its whole cgroup goes */
-                .remove_state = plan && plan->ephemeral,
-        };
-        r = vm_teardown(&t, &rep);
-        for (char **m = rep.failed; m && *m; m++)
+        for (char **m = res.report.failed; m && *m; m++)
                 log_error("%s: not removed: %s", c->id, *m);
         if (r >= 0)
-                log_info("Reclaimed what VM %s left behind%s%s%s%s.", c->id, rep.jail_removed ? ": jail" : "",
-                         rep.run_dir_removed ? ", run directory" : "",
-                         rep.n_cgroups_removed ? ", cgroups" : "", c->storage ? ", storage" : "");
-        teardown_report_done(&rep);
+                log_info("Reclaimed what VM %s left behind%s%s%s%s.", c->id, res.report.jail_removed ? ": jail" : "",
+                         res.report.run_dir_removed ? ", run directory" : "",
+                         res.report.n_cgroups_removed ? ", cgroups" : "", c->storage ? ", storage" : "");
+        reclaim_result_done(&res);
         return r;
 }
 
@@ -266,7 +77,7 @@ int main(int argc, char **argv) {
         _cleanup_(unit_bus_closep) sd_bus *bus = NULL;
         _cleanup_free_ char *bus_error = NULL;
         _cleanup_close_ int run_fd = -EBADF;
-        Candidates cands = {};
+        ReclaimScan cands = {};
         int c, r, ret = 0;
 
         log_set_program_name("microvm-reclaim");
@@ -292,21 +103,21 @@ int main(int argc, char **argv) {
 
         if (optind < argc) {
                 for (int i = optind; i < argc; i++) {
-                        Candidate *cand = candidate(&cands, argv[i]);
+                        ReclaimCandidate *cand = reclaim_candidate(&cands, argv[i]);
                         if (!cand)
                                 return tool_exit(log_error_errno(EINVAL, "\"%s\" is not a valid VM id.", argv[i]));
                         cand->jail = cand->run_dir = cand->cgroup = cand->storage = true;
                 }
         } else {
-                ExecScan s = { .c = &cands, .base = host->chroot_base };
                 /* A directory we could not look into fails the run (after
                  * reclaiming what we found elsewhere). */
-                ret = for_each_subdir(host->chroot_base, scan_exec_dir, &s);
-                r = for_each_subdir(host->run_dir, add_run_dir, &cands);
-                if (r < 0 && ret == 0)
-                        ret = r;
-                scan_cgroups(&cands);
-                scan_storage(host, &cands);
+                ret = reclaim_scan(host, &cands);
+                for (char **m = cands.warnings; m && *m; m++)
+                        log_warning("%s", *m);
+                for (char **m = cands.errors; m && *m; m++)
+                        log_error("%s", *m);
+                if (ret == -ENOMEM)
+                        return tool_exit(log_oom());
         }
 
         r = unit_bus_open(&bus, &bus_error);
@@ -349,6 +160,6 @@ int main(int argc, char **argv) {
         }
         if (cands.n == 0)
                 log_debug("Nothing to reclaim.");
-        free(cands.items);
+        reclaim_scan_done(&cands);
         return tool_exit(ret);
 }

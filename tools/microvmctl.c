@@ -37,6 +37,8 @@ static void help(void) {
                "  logs ID                 Show the serial console of a VM from the journal\n"
                "  sync                    Start autostart VMs that are down, stop orphans,\n"
                "                          list (or restart) VMs whose config changed\n"
+               "  gc                      Remove what VMs whose unit is not running left\n"
+               "                          behind (jails, run dirs, cgroups, taps, devices)\n"
                "  validate [ID|FILE...]   Check the host config and VM configs (all VMs in\n"
                "                          the config search path when none are named)\n"
                "\n"
@@ -50,7 +52,7 @@ static void help(void) {
                "                          bridges, uid range)\n"
                "     --all                validate: every config, and what two VMs must not\n"
                "                          share (MACs, taps, uids, vsock CIDs, disks)\n"
-               "     --dry-run            sync: print the plan only\n"
+               "     --dry-run            sync, gc: print the plan only\n"
                "     --restart-changed    sync: restart VMs whose config changed, one by one\n"
                "  -f --follow             logs: follow new lines until Ctrl-C\n"
                "  -n --lines=N            logs: the last N lines (default 10)\n"
@@ -88,6 +90,7 @@ static const struct {
         { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE },
         { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
         { "sync", verb_sync, 0, 0, OPT_DRY_RUN | OPT_RESTART_CHANGED },
+        { "gc", verb_gc, 0, 0, OPT_DRY_RUN },
 };
 
 static const char *option_name(unsigned o) {

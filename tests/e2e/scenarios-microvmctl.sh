@@ -202,7 +202,7 @@ sc_ctl_usage() {
         [ $rc = 1 ] || fail "status of an unknown VM: exit $rc, want 1" || return
         rc=0; microvmctl start Bad_Id >/dev/null 2>&1 || rc=$?
         [ $rc = 1 ] || fail "start of an invalid id: exit $rc, want 1" || return
-        for v in list status start stop restart logs validate; do
+        for v in list status start stop restart logs validate sync gc; do
                 microvmctl "$v" --help >/dev/null || fail "microvmctl $v --help failed" || return
         done
 }
@@ -252,4 +252,37 @@ sc_ctl_sync() {
         rm -f "$E2E_VM_DIR/syncauto.conf" "$E2E_VM_DIR/syncchg.conf"
         systemctl daemon-reload
         note "sync stopped the orphan, started the autostart VM, restarted the changed one"
+}
+
+# gc after a simulated crash: a VM stopped without its ExecStopPost=
+# cleanup (as if the host died) left its jail and run dir; gc --dry-run
+# lists them, gc removes them and says so, a running VM is left alone.
+sc_ctl_gc() {
+        local out
+        vm_config gccrash
+        vm_config gcrun
+        dropin gccrash "ExecStopPost="
+        systemctl daemon-reload
+        start_vm gccrash gcrun || return
+        stop_vm gccrash || return
+        [ -e "$E2E_RUN_DIR/gccrash" ] && [ -e "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/gccrash" ] ||
+                fail "the simulated crash left no debris to collect" || return
+
+        out=$(microvmctl gc --dry-run) || fail "gc --dry-run: exit $?: $out" || return
+        grep -qE '^gccrash: would remove its jail(, | and )run directory' <<<"$out" || fail "gc --dry-run: $out" || return
+        ! grep -q '^gcrun:' <<<"$out" || fail "gc --dry-run would touch the running gcrun: $out" || return
+        [ -e "$E2E_RUN_DIR/gccrash" ] || fail "gc --dry-run removed something" || return
+
+        out=$(microvmctl gc) || fail "gc: exit $?: $out" || return
+        grep -q '^gccrash: removed jail, run directory,' <<<"$out" || fail "gc: $out" || return
+        assert_no_debris gccrash || return
+        assert_vm_running gcrun || return
+        out=$(microvmctl gc) || fail "second gc: exit $?: $out" || return
+        [ "$out" = "Nothing to reclaim." ] || fail "second gc: $out" || return
+
+        stop_vm gcrun || return
+        rm -rf "/run/systemd/system/$(unit_of gccrash).d"
+        rm -f "$E2E_VM_DIR/gccrash.conf" "$E2E_VM_DIR/gcrun.conf"
+        systemctl daemon-reload
+        note "gc after a simulated crash removed gccrash's jail and run dir; a second gc: $out"
 }

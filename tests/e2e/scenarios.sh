@@ -599,5 +599,6 @@ scenario "microvmctl logs -f: a new console line, Ctrl-C ends it with 0" sc_ctl_
 scenario "microvmctl start of a VM that cannot start: the tool's error and the unit's result; validate names it" sc_ctl_failed
 scenario "microvmctl list: orphaned and changed VMs, before and after daemon-reload" sc_ctl_orphan_changed
 scenario "microvmctl sync: stops an orphan, starts a down autostart VM, restarts a changed one" sc_ctl_sync
+scenario "microvmctl gc after a simulated crash removes the debris, leaves a running VM alone" sc_ctl_gc
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "no VM leftovers in the container" sc_leftovers
