@@ -70,7 +70,19 @@ static void print_entry(sd_journal *j, const char *prefix, FILE *f) {
         fputc('\n', f);
 }
 
+static int journal_run(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f, int input_fd,
+                       ConsoleInputFunc input);
+
 int journal_show(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f) {
+        return journal_run(id, n, since, follow, prefix, f, -EBADF, NULL);
+}
+
+int journal_follow_with_input(const char *id, int n, int input_fd, ConsoleInputFunc input) {
+        return journal_run(id, n, 0, true, "", stdout, input_fd, input);
+}
+
+static int journal_run(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f, int input_fd,
+                       ConsoleInputFunc input) {
         _cleanup_(sd_lib_journal_closep) sd_journal *j = NULL;
         _cleanup_close_ int sfd = -EBADF;
         sigset_t mask;
@@ -133,9 +145,10 @@ int journal_show(const char *id, int n, uint64_t since, bool follow, const char 
                 int fd = sym_sd_journal_get_fd(j);
                 if (fd < 0)
                         return log_error_errno(fd, "Cannot follow the journal: %m");
-                struct pollfd p[2] = {
+                struct pollfd p[3] = {
                         { .fd = fd, .events = (short) sym_sd_journal_get_events(j) },
                         { .fd = sfd, .events = POLLIN },
+                        { .fd = input ? STDIN_FILENO : -1, .events = POLLIN },
                 };
                 uint64_t timeout = UINT64_MAX;
                 int ms = -1;
@@ -143,10 +156,20 @@ int journal_show(const char *id, int n, uint64_t since, bool follow, const char 
                         uint64_t nowu = now_usec(CLOCK_MONOTONIC);
                         ms = timeout > nowu ? (int) MIN((timeout - nowu + 999) / 1000, (uint64_t) INT32_MAX) : 0;
                 }
-                if (poll(p, 2, ms) < 0 && errno != EINTR)
+                if (poll(p, 3, ms) < 0 && errno != EINTR)
                         return log_error_errno(errno, "Cannot wait for the journal: %m");
                 if (p[1].revents & POLLIN)
                         return 0;
+                if (input && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+                        bool detach = false;
+                        r = input(input_fd, &detach);
+                        if (r == -EPIPE)
+                                return log_error_errno(r, "VM %s stopped: nobody reads its console any more.", id);
+                        if (r < 0)
+                                return log_error_errno(r, "Cannot write to the console of VM %s: %m", id);
+                        if (detach)
+                                return 0;
+                }
                 r = sym_sd_journal_process(j);
                 if (r < 0)
                         return log_error_errno(r, "Cannot follow the journal: %m");

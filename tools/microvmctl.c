@@ -35,6 +35,7 @@ static void help(void) {
                "  stop ID...              Stop VMs and wait until each stop is done\n"
                "  restart ID...           Restart VMs and wait until each restart is done\n"
                "  logs ID                 Show the serial console of a VM from the journal\n"
+               "  console ID              Attach to the serial console of a VM (Ctrl-] detaches)\n"
                "  sync                    Start autostart VMs that are down, stop orphans,\n"
                "                          list (or restart) VMs whose config changed\n"
                "  gc                      Remove what VMs whose unit is not running left\n"
@@ -88,6 +89,7 @@ static const struct {
         { "stop", verb_stop, 1, -1, OPT_REMOTE },
         { "restart", verb_restart, 1, -1, OPT_REMOTE },
         { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE },
+        { "console", verb_console, 1, 1, 0 },
         { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
         { "sync", verb_sync, 0, 0, OPT_DRY_RUN | OPT_RESTART_CHANGED },
         { "gc", verb_gc, 0, 0, OPT_DRY_RUN },

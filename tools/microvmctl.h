@@ -36,6 +36,7 @@ int verb_restart(int argc, char **argv);
 int verb_logs(int argc, char **argv);
 int verb_sync(int argc, char **argv);
 int verb_gc(int argc, char **argv);
+int verb_console(int argc, char **argv);
 
 /* One row per VM (tools/microvmctl-list.c): its config file, its loaded
  * unit and, while it runs, its launch plan. */
@@ -85,6 +86,11 @@ const char *format_bytes_short(uint64_t bytes, char buf[static 32]);
  * one since since (CLOCK_REALTIME µs) when not 0, else the last n (-1:
  * all); follow: then new ones until SIGINT or SIGTERM (return 0). */
 int journal_show(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f);
+/* For microvmctl console: the same, following, with standard input
+ * handed to input(input_fd, &detach) whenever it is readable; ends when
+ * input says detach, on SIGINT/SIGTERM, or on an error of input. */
+typedef int (*ConsoleInputFunc)(int input_fd, bool *ret_detach);
+int journal_follow_with_input(const char *id, int n, int input_fd, ConsoleInputFunc input);
 /* The last n console lines of id as a NULL-terminated list. */
 int journal_last_lines(const char *id, unsigned n, char ***ret);
 /* The last message of priority err or worse that one of our tools logged

@@ -202,7 +202,7 @@ sc_ctl_usage() {
         [ $rc = 1 ] || fail "status of an unknown VM: exit $rc, want 1" || return
         rc=0; microvmctl start Bad_Id >/dev/null 2>&1 || rc=$?
         [ $rc = 1 ] || fail "start of an invalid id: exit $rc, want 1" || return
-        for v in list status start stop restart logs validate sync gc; do
+        for v in list status start stop restart logs console validate sync gc; do
                 microvmctl "$v" --help >/dev/null || fail "microvmctl $v --help failed" || return
         done
 }
@@ -285,4 +285,70 @@ sc_ctl_gc() {
         rm -f "$E2E_VM_DIR/gccrash.conf" "$E2E_VM_DIR/gcrun.conf"
         systemctl daemon-reload
         note "gc after a simulated crash removed gccrash's jail and run dir; a second gc: $out"
+}
+
+# console_round_trip USER-ARGS...: attaches (as setpriv USER-ARGS, or
+# root), types a line, waits for the guest's echo in the output, detaches
+# with Ctrl-]; exit status 0 expected.
+console_round_trip() {
+        local id=$1 tmp pid w line rc=0
+        shift
+        tmp=$(mktemp -d)
+        chmod 0755 "$tmp"
+        mkfifo -m 0666 "$tmp/in"
+        if [ $# -gt 0 ]; then
+                setpriv "$@" microvmctl console "$id" <"$tmp/in" >"$tmp/out" 2>&1 &
+        else
+                microvmctl console "$id" <"$tmp/in" >"$tmp/out" 2>&1 &
+        fi
+        pid=$!
+        exec {w}>"$tmp/in"
+        wait_until 10 "console to show the last lines" grep -q "$id login:" "$tmp/out" ||
+                { cat "$tmp/out"; kill "$pid"; exec {w}>&-; rm -rf "$tmp"; return 1; }
+        line="typed-$RANDOM$RANDOM"
+        printf '%s\n' "$line" >&$w
+        wait_until 10 "the guest's echo of $line" grep -qx "$line" "$tmp/out" ||
+                { cat "$tmp/out"; kill "$pid"; exec {w}>&-; rm -rf "$tmp"; return 1; }
+        printf '\035' >&$w
+        wait "$pid" || rc=$?
+        exec {w}>&-
+        [ $rc = 0 ] || { cat "$tmp/out"; rm -rf "$tmp"; fail "console ended with exit status $rc after Ctrl-]"; return; }
+        rm -rf "$tmp"
+}
+
+# console: a typed line reaches firecracker's stdin (the double echoes it
+# on the serial console, into the journal) and comes back; Ctrl-] detaches.
+# Only root, and members of console_group, may attach: the FIFO's owner
+# and mode say so.
+sc_ctl_console() {
+        local out rc
+        vm_config con1
+        systemctl daemon-reload
+        start_vm con1 || return
+        assert_console con1 || return
+        console_round_trip con1 || return
+        [ "$(stat -c '%a %U:%G' "$E2E_RUN_DIR/con1/console.in")" = "600 root:root" ] ||
+                fail "console FIFO: $(stat -c '%a %U:%G' "$E2E_RUN_DIR/con1/console.in")" || return
+        rc=0
+        out=$(setpriv --reuid=65534 --regid=65534 --clear-groups microvmctl console con1 </dev/null 2>&1) || rc=$?
+        [ $rc = 1 ] && grep -q 'only root' <<<"$out" || fail "nobody attached: exit $rc: $out" || return
+
+        # A console group: its members attach, others still may not.
+        getent group mvcon >/dev/null || groupadd mvcon || return
+        id mvuser >/dev/null 2>&1 || useradd -M -N -g nogroup -G mvcon,systemd-journal mvuser || return
+        sed -i '/^\[host\]/a console_group = mvcon' /etc/microvm/microvm.conf
+        microvmctl restart con1 || { e2e_setup; fail "restart with console_group failed"; return; }
+        [ "$(stat -c '%a %U:%G' "$E2E_RUN_DIR/con1/console.in")" = "620 root:mvcon" ] &&
+                [ "$(stat -c '%a %U:%G' "$E2E_RUN_DIR/con1")" = "710 root:mvcon" ] ||
+                { e2e_setup; fail "with console_group: FIFO $(stat -c '%a %U:%G' "$E2E_RUN_DIR/con1/console.in"), dir $(stat -c '%a %U:%G' "$E2E_RUN_DIR/con1")"; return; }
+        console_round_trip con1 --reuid=mvuser --regid=nogroup --init-groups || { e2e_setup; return 1; }
+        rc=0
+        out=$(setpriv --reuid=65534 --regid=65534 --clear-groups microvmctl console con1 </dev/null 2>&1) || rc=$?
+        e2e_setup
+        [ $rc = 1 ] && grep -q 'only root' <<<"$out" || fail "nobody attached with console_group: exit $rc: $out" || return
+        stop_vm con1 || return
+        assert_no_debris con1 || return
+        rm -f "$E2E_VM_DIR/con1.conf"
+        systemctl daemon-reload
+        note "console round trip as root and as a console_group member; others refused: $(head -n 1 <<<"$out")"
 }

@@ -600,5 +600,6 @@ scenario "microvmctl start of a VM that cannot start: the tool's error and the u
 scenario "microvmctl list: orphaned and changed VMs, before and after daemon-reload" sc_ctl_orphan_changed
 scenario "microvmctl sync: stops an orphan, starts a down autostart VM, restarts a changed one" sc_ctl_sync
 scenario "microvmctl gc after a simulated crash removes the debris, leaves a running VM alone" sc_ctl_gc
+scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "no VM leftovers in the container" sc_leftovers
