@@ -21,10 +21,12 @@
  * works. The plan is written before anything is created: whatever a
  * SIGKILL interrupts, the plan names it for the next cleanup. */
 
+#include <grp.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 
+#include "config-files.h"
 #include "binary.h"
 #include "cgroup.h"
 #include "config-files.h"
@@ -57,6 +59,7 @@ typedef struct Stage {
         int jail_fd;            /* <chroot_base>/<exec>/<id>/root */
         int lock_fd;            /* shared reclaim lock, held for the whole stage */
         UidAllocation uid;
+        gid_t console_gid;      /* console_group, (gid_t) -1: none */
         StageNetwork net;
         Plan *plan;
 } Stage;
@@ -162,7 +165,9 @@ static int open_roots(Stage *s) {
                 return log_error_errno(r, "Cannot use the state directory: %s", strna(error));
         free(error);
         error = NULL;
-        r = safe_root_open(s->host->run_dir, SAFE_ROOT_CREATE, 0700, &s->run_fd, &error);
+        /* 0711 as tmpfiles.d makes it: names not listable, a console_group
+         * member may pass to its VM's console FIFO. */
+        r = safe_root_open(s->host->run_dir, SAFE_ROOT_CREATE, 0711, &s->run_fd, &error);
         if (r < 0)
                 return log_error_errno(r, "Cannot use the run directory: %s", strna(error));
         free(error);
@@ -256,6 +261,26 @@ static int plan_start(Stage *s) {
         return 0;
 }
 
+/* The host's console_group: an NSS lookup, so before the seccomp filter. */
+static int console_group_lookup(Stage *s) {
+        struct group grp, *result = NULL;
+        char buf[4096];
+        int r;
+
+        s->console_gid = (gid_t) -1;
+        if (!s->host->console_group)
+                return 0;
+        r = getgrnam_r(s->host->console_group, &grp, buf, sizeof buf, &result);
+        if (r != 0)
+                return log_error_errno(r, "Failed to look up console_group %s of %s: %m", s->host->console_group,
+                                       host_config_path());
+        if (!result)
+                return log_error_errno(ENOENT, "console_group %s of %s does not exist: create it (groupadd) or remove the key.",
+                                       s->host->console_group, host_config_path());
+        s->console_gid = result->gr_gid;
+        return 0;
+}
+
 static StageTarget stage_target(const Stage *s) {
         return (StageTarget) {
                 .id = s->id,
@@ -270,6 +295,7 @@ static StageTarget stage_target(const Stage *s) {
                 .uid = s->uid.uid,
                 .gid = s->uid.gid,
                 .previous_uid = s->uid.previous,
+                .console_gid = s->console_gid,
         };
 }
 
@@ -476,6 +502,10 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (s->uid.created)
                 log_info("VM %s runs as uid and gid %u.", s->id, (unsigned) s->uid.uid);
         test_hook("stage-uid-allocated");
+        r = console_group_lookup(s);
+        if (r < 0)
+                return r;
+        test_hook("stage-console-group-lookup");
         r = safe_open_dir_at(s->state_fd, s->id, &s->vm_state_fd);
         if (r < 0)
                 return log_error_errno(r, "Failed to open %s: %m", s->paths.state_dir);

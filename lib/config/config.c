@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
 #include <inttypes.h>
 
 #include "config.h"
@@ -341,6 +342,23 @@ static void key_ifname(const Ctx *ctx, const IniEntry *e, void *field, const Key
         parse_string_field(ctx, e, field, 15);
 }
 
+/* A group name as shadow-utils accepts it by default (useradd's
+ * NAME_REGEX): [a-z_][a-z0-9_-]*[$]?, at most 32 bytes. */
+static void key_group_name(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        const char *v = e->value;
+        size_t n = strlen(v);
+        bool ok = n > 0 && n <= 32 && (islower((unsigned char) v[0]) || v[0] == '_');
+
+        for (size_t i = 1; ok && i < n; i++)
+                ok = islower((unsigned char) v[i]) || isdigit((unsigned char) v[i]) || v[i] == '_' || v[i] == '-' ||
+                     (v[i] == '$' && i + 1 == n);
+        if (!ok) {
+                BAD(ctx, e, "is not a group name (1-32 bytes of a-z, 0-9, '_' and '-', not starting with a digit or '-')");
+                return;
+        }
+        parse_string_field(ctx, e, field, 32);
+}
+
 static void key_nic_mac(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
         NicConfig *n = field;
         int r;
@@ -504,6 +522,7 @@ static const KeyDesc host_keys[] = {
         KSELF("uid_range", key_uid_range),
         K("memory_overhead", key_size, HostConfig, memory_overhead, 0, 64ULL << 30),
         K("bridge", key_ifname, HostConfig, bridge, 0, 0),
+        K("console_group", key_group_name, HostConfig, console_group, 0, 0),
 };
 
 static const KeyDesc thin_pool_keys[] = {
@@ -588,6 +607,7 @@ HostConfig *host_config_free(HostConfig *h) {
         free(h->state_dir);
         free(h->run_dir);
         free(h->bridge);
+        free(h->console_group);
         free(h->thin_pool.name);
         free(h->thin_pool.data);
         free(h->thin_pool.metadata);

@@ -137,6 +137,7 @@ typedef struct HostConfig {
         uid_t uid_max;
         uint64_t memory_overhead;
         char *bridge;
+        char *console_group;    /* may write the VMs' serial input; NULL: root only */
         ThinPoolConfig thin_pool;
 } HostConfig;
 

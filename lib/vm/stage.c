@@ -243,11 +243,34 @@ int stage_console_fifo(const StageTarget *t, char **ret_error) {
 
         if (asprintf(&rel, "%s/" RUN_CONSOLE_FIFO, t->id) < 0)
                 return -ENOMEM;
-        r = safe_mkfifo_at(t->run_fd, rel, 0600, 0, 0);
-        if (r == -EEXIST)
-                return 0;
-        if (r < 0)
+        bool group = t->console_gid != (gid_t) -1;
+        gid_t gid = group ? t->console_gid : 0;
+        _cleanup_close_ int dir_fd = -EBADF, fifo_fd = -EBADF;
+
+        r = safe_mkfifo_at(t->run_fd, rel, group ? 0620 : 0600, 0, gid);
+        if (r < 0 && r != -EEXIST)
                 return error_setf(ret_error, r, "Failed to create the serial input FIFO %s/%s: %m",
+                                  t->host->run_dir, rel);
+        /* Who may write keystrokes into the VM is decided here, by mode and
+         * owner: the directory and the FIFO are ours (root-owned, verified
+         * by type, one link), so changing their group and mode is safe. */
+        /* A run dir from before console_group (0700): let the group pass. */
+        struct stat st;
+        if (group && fstat(t->run_fd, &st) >= 0 && (st.st_mode & 0011) != 0011)
+                (void) safe_fd_chmod(t->run_fd, (st.st_mode & 07777) | 0011);
+        r = safe_open_dir_at(t->run_fd, t->id, &dir_fd);
+        if (r >= 0)
+                r = safe_fd_chown(dir_fd, 0, gid);
+        if (r >= 0)
+                r = safe_fd_chmod(dir_fd, group ? 0710 : 0700);
+        if (r >= 0)
+                r = safe_open_at(t->run_fd, rel, O_PATH, S_IFIFO, &fifo_fd);
+        if (r >= 0)
+                r = safe_fd_chown(fifo_fd, 0, gid);
+        if (r >= 0)
+                r = safe_fd_chmod(fifo_fd, group ? 0620 : 0600);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to set the owner and mode of the serial input FIFO %s/%s: %m",
                                   t->host->run_dir, rel);
         return 0;
 }

@@ -34,6 +34,7 @@ typedef struct StageTarget {
         uid_t uid;                      /* the VM's uid and gid */
         gid_t gid;
         uid_t previous_uid;             /* the uid before a uid = N change, else (uid_t) -1 */
+        gid_t console_gid;              /* the host's console_group, (gid_t) -1: none */
 } StageTarget;
 
 /* A file firecracker only reads (kernel, initrd, read-only drive), as
@@ -60,7 +61,10 @@ int stage_block_drive(const StageTarget *t, const DriveConfig *d, const char *ja
 int stage_taps(const StageTarget *t, char *const *taps, char **ret_error);
 
 /* <run_dir>/<id>/console.in, the serial input FIFO; an existing one is
- * kept (microvm-launch may hold it open across a restart). */
+ * kept (microvm-launch may hold it open across a restart). Mode 0600
+ * root:root, or, with a console group, 0620 root:<group> in a 0710
+ * root:<group> <run_dir>/<id> (set again on every start, so a changed
+ * console_group applies to a kept FIFO too). */
 int stage_console_fifo(const StageTarget *t, char **ret_error);
 
 /* <run_dir>/<id>/plan, replaced atomically. */

@@ -1180,6 +1180,9 @@ sc_leftovers() {
         [ -z "$left" ] || fail "processes with VM uids: $(echo $left)" || return
 }
 
+# microvmctl's scenarios (sc_ctl_*)
+. "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
+
 # ---------------------------------------------------------------- main
 
 e2e_setup || { echo "Bail out! cannot write the host config and images"; exit 1; }
@@ -1213,4 +1216,12 @@ scenario "reclaim held between its decision and its teardown: a start begun then
 scenario "stop during ExecStartPre: inactive, not failed; first uid given back" sc_stop_during_stage
 scenario "microvm-reclaim.service restarted 12 times in a row" sc_reclaim_restart
 scenario "SIGKILL at every (tool, step) injection point, then the next action: no leftovers, a working VM" sc_kill_points
+scenario "microvmctl start/restart/stop, list and status (--json against the schema), logs" sc_ctl_lifecycle
+scenario "microvmctl logs -f: a new console line, Ctrl-C ends it with 0" sc_ctl_logs_follow
+scenario "microvmctl start of a VM that cannot start: the tool's error and the unit's result; validate names it" sc_ctl_failed
+scenario "microvmctl list: orphaned and changed VMs, before and after daemon-reload" sc_ctl_orphan_changed
+scenario "microvmctl sync: stops an orphan, starts a down autostart VM, restarts a changed one" sc_ctl_sync
+scenario "microvmctl gc after a simulated crash removes the debris, leaves a running VM alone" sc_ctl_gc
+scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
+scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "no VM leftovers in the container" sc_leftovers

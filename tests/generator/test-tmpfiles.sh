@@ -65,7 +65,8 @@ fi
 status=0
 systemd-tmpfiles --root="$root" --create --remove --boot "$conf" 2>"$tmp/log" || status=$?
 
-check "/run/microvm is 0700" test "$(mode "$root/run/microvm")" = 700
+# 0711: not listable; a console_group member passes to its VM's console FIFO
+check "/run/microvm is 0711" test "$(mode "$root/run/microvm")" = 711
 check "/var/lib/microvm is 0700" test "$(mode "$root/var/lib/microvm")" = 700
 check "$base is 0711" test "$(mode "$root$base")" = 711
 check "stale jails removed" test ! -e "$root$base/firecracker/stale"

@@ -19,6 +19,7 @@ FLOWS = {
     'tools/microvm-stop.c': ('microvm-stop', ['main']),
     'tools/microvm-cleanup.c': ('microvm-cleanup', ['main']),
     'tools/microvm-reclaim.c': ('microvm-reclaim', ['reclaim_one']),
+    'lib/vm/vm-reclaim.c': ('microvm-reclaim', ['reclaim_vm']),
 }
 # Shared code with points of its own, and the tools that run it.
 SHARED = {
@@ -33,9 +34,13 @@ def function_body(lines, name):
     """(first, last) line index of the body of function name."""
     start = None
     for i, l in enumerate(lines):
-        if re.match(r'^(static )?[a-z].*\b' + re.escape(name) + r'\(', l) and l.rstrip().endswith('{'):
-            start = i + 1
-            break
+        if re.match(r'^(static )?[a-z][^;(]*\b' + re.escape(name) + r'\(', l):
+            j = i
+            while j < len(lines) and not lines[j].rstrip().endswith('{') and not lines[j].rstrip().endswith(';'):
+                j += 1
+            if j < len(lines) and lines[j].rstrip().endswith('{'):
+                start = j + 1
+                break
     if start is None:
         sys.exit(f'steps.py: no function {name}')
     for j in range(start, len(lines)):

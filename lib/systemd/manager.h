@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Asking systemd's manager about units and acting on them over D-Bus, for
+ * microvmctl (libsystemd through lib/systemd/sd-lib.h: call sd_lib_load()
+ * first). Nothing here logs: -errno and a message in *ret_error. */
+
+#include "sd-lib.h"
+
+/* The local system bus (host NULL), or [user@]host's through ssh
+ * (sd_bus_open_system_remote). */
+int manager_open(const char *host, sd_bus **ret, char **ret_error);
+
+typedef struct ManagerUnit {
+        char *name;             /* microvm@web1.service */
+        char *load_state;
+        char *active_state;
+        char *sub_state;
+        char *path;             /* its object path */
+        /* Filled in by manager_unit_facts(): */
+        uint32_t main_pid;
+        uint64_t state_change_usec;     /* CLOCK_REALTIME µs, 0: unknown */
+} ManagerUnit;
+
+/* Every unit the manager has loaded whose name matches pattern (a glob,
+ * e.g. "microvm@*.service"), one ListUnitsByPatterns call. */
+int manager_list_units(sd_bus *bus, const char *pattern, ManagerUnit **ret, size_t *ret_n, char **ret_error);
+void manager_units_free(ManagerUnit *u, size_t n);
+
+/* MainPID and StateChangeTimestamp of the units with want[i] set, asked
+ * all at once (pipelined calls, at most a window of them in flight) rather
+ * than one round trip after another. Units whose answer fails keep 0. */
+int manager_unit_facts(sd_bus *bus, ManagerUnit *units, size_t n, const bool *want, char **ret_error);
+
+/* One property of a unit by object path, 'u' or 't' typed. */
+int manager_get_u64(sd_bus *bus, const char *path, const char *iface, const char *property, char type,
+                    uint64_t *ret);
+int manager_get_string(sd_bus *bus, const char *path, const char *iface, const char *property, char **ret);
+/* The object path of unit (GetUnit; -ENOENT when not loaded), or of
+ * unit loaded on demand (LoadUnit) with load. */
+int manager_unit_path(sd_bus *bus, const char *unit, bool load, char **ret, char **ret_error);
+
+/* method is StartUnit, StopUnit or RestartUnit: queues the job (mode
+ * "replace") and waits until the manager says it is done. *ret_result is
+ * the job's result ("done", "failed", "canceled", "timeout", "dependency",
+ * "skipped", ...). */
+int manager_unit_job(sd_bus *bus, const char *method, const char *unit, char **ret_result, char **ret_error);

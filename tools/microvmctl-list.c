@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* microvmctl list and status: one row per VM, from three sources joined
+ * by id — the config files in the search path, the microvm@ units the
+ * manager has loaded (one ListUnitsByPatterns call, then MainPID and
+ * StateChangeTimestamp of the units that are not inactive, pipelined),
+ * and, for running VMs, the launch plan in <run_dir>/<id>/plan, which
+ * records the digest of the config the VM was started from. */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "config-files.h"
+#include "log.h"
+#include "manager.h"
+#include "microvmctl.h"
+#include "names.h"
+#include "safe-fs.h"
+#include "stage-plan.h"
+#include "uid-alloc.h"
+#include "unit-state.h"
+#include "vm-teardown.h"
+
+void vm_table_done(VmTable *t) {
+        for (size_t i = 0; i < t->n; i++) {
+                free(t->rows[i].config_path);
+                vm_config_free(t->rows[i].config);
+                plan_free(t->rows[i].plan);
+        }
+        free(t->rows);
+        manager_units_free(t->units, t->n_units);
+        *t = (VmTable) {};
+}
+
+bool unit_running(const ManagerUnit *u) {
+        return u && active_state_is_running(u->active_state);
+}
+
+/* "microvm@web1.service" → "web1" (false for anything else). */
+static bool unit_vm_id(const char *unit, char id[static VM_ID_MAX + 1]) {
+        const char *s = startswith(unit, UNIT_PREFIX), *e;
+
+        if (!s || !(e = endswith(s, ".service")) || (size_t) (e - s) > VM_ID_MAX)
+                return false;
+        memcpy(id, s, (size_t) (e - s));
+        id[e - s] = 0;
+        return vm_id_valid(id);
+}
+
+static VmRow *row_add(VmTable *t, size_t *allocated, const char *id) {
+        if (greedy_realloc((void **) &t->rows, allocated, t->n + 1, sizeof *t->rows) < 0)
+                return NULL;
+        VmRow *r = &t->rows[t->n++];
+        *r = (VmRow) { .uid = UID_INVALID };
+        memcpy(r->id, id, strlen(id) + 1);
+        return r;
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static int cmp_row(const void *a, const void *b) {
+        return strcmp(((const VmRow *) a)->id, ((const VmRow *) b)->id);
+}
+
+/* rows[0..n) sorted by id. */
+static VmRow *row_find(VmRow *rows, size_t n, const char *id) {
+        VmRow key = {};
+        memcpy(key.id, id, strlen(id) + 1);
+        return bsearch(&key, rows, n, sizeof *rows, cmp_row);
+}
+
+/* Reads and parses one config (the validator's problems are not shown
+ * here: "microvmctl validate" names them). */
+static void row_load_config(VmRow *r, const HostConfig *host) {
+        _cleanup_free_ char *data = NULL;
+        Problems problems = {};
+        size_t size;
+
+        if (config_read_file(r->config_path, &data, &size) < 0 ||
+            vm_config_parse(r->config_path, r->id, data, size, host, &r->config, &problems) < 0)
+                r->invalid = true;
+        problems_done(&problems);
+}
+
+/* The ids with a directory in <state_dir> (only they can have a uid
+ * record), sorted: one readdir instead of a failed open per VM. */
+static char **state_ids(int state_fd) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char **ids = NULL;
+        struct dirent *de;
+        int fd;
+
+        if (state_fd < 0 || (fd = openat(state_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return NULL;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return NULL;
+        }
+        while ((de = readdir(d)))
+                if (vm_id_valid(de->d_name) && strv_push(&ids, de->d_name) < 0)
+                        break;
+        if (ids)
+                qsort(ids, strv_length(ids), sizeof *ids, cmp_str);
+        return ids;
+}
+
+/* What only files on this host tell: uid, plan, config changed. */
+static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state) {
+        if (unit_running(r->unit) && run_fd >= 0)
+                (void) vm_plan_read_at(run_fd, r->id, &r->plan, NULL);
+        if (r->plan)
+                r->uid = r->plan->uid;
+        else if (state_fd >= 0 && with_state &&
+                 bsearch(&(const char *) { r->id }, with_state, strv_length(with_state), sizeof *with_state, cmp_str) &&
+                 uid_record_read(state_fd, r->id, &r->uid) >= 0)
+                ;
+        else if (r->config && !r->config->uid_auto)
+                r->uid = r->config->uid;
+
+        r->orphan = unit_running(r->unit) && (!r->config_path || r->masked);
+        if (r->plan && r->plan->config_digest) {
+                char hex[2 * SHA256_DIGEST_SIZE + 1];
+
+                if (!r->config_path || r->masked || r->invalid)
+                        r->config_changed = true;
+                else {
+                        sha256_hex(r->config->digest, hex);
+                        r->config_changed = !streq(hex, r->plan->config_digest);
+                }
+        }
+}
+
+/* ids NULL: every VM; else only these (in this order, each once). */
+int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
+        _cleanup_host_config_ HostConfig *host = NULL;
+        _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
+        _cleanup_close_ int state_fd = -EBADF, run_fd = -EBADF;
+        _cleanup_strv_free_ char **with_state = NULL;
+        _cleanup_free_ bool *want = NULL;
+        _cleanup_free_ char *error = NULL;
+        size_t allocated = 0;
+        int r;
+
+        /* Files: only on this host. With -H, the remote host's files are
+         * out of reach (we run nothing there): rows come from its units. */
+        if (!arg_host) {
+                r = ctl_load_host(&host);
+                if (r < 0)
+                        return r;
+                if (safe_root_open(host->state_dir, 0, 0, &state_fd, NULL) < 0)
+                        state_fd = -EBADF; /* not root, or no VM yet: uids from plans and configs */
+                if (safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) < 0)
+                        run_fd = -EBADF;
+                with_state = state_ids(state_fd);
+        }
+
+        if (!ids && !arg_host) {
+                VmConfigFile *files = NULL;
+                size_t n = 0;
+
+                r = vm_config_enumerate(&files, &n);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to list VM configs: %m");
+                for (size_t i = 0; i < n; i++) {
+                        if (!vm_id_valid(files[i].name))
+                                continue;
+                        VmRow *row = row_add(t, &allocated, files[i].name);
+                        if (!row) {
+                                vm_config_files_free(files, n);
+                                return log_oom();
+                        }
+                        row->masked = files[i].masked;
+                        row->config_path = TAKE_PTR(files[i].path);
+                }
+                vm_config_files_free(files, n);
+        } else if (ids) {
+                for (size_t i = 0; i < n_ids; i++) {
+                        VmRow *row = row_add(t, &allocated, ids[i]);
+                        if (!row)
+                                return log_oom();
+                        if (arg_host)
+                                continue;
+                        r = vm_config_find(ids[i], &row->config_path);
+                        if (r == -ERFKILL)
+                                row->masked = true;
+                        else if (r < 0 && r != -ENOENT)
+                                return log_error_errno(r, "Failed to look up the config of VM %s: %m", ids[i]);
+                }
+        }
+        if (!ids)
+                qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
+
+        r = ctl_bus_open(&bus);
+        if (r < 0)
+                return r;
+        r = manager_list_units(bus, UNIT_PREFIX "*.service", &t->units, &t->n_units, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to list the microvm@ units: %s", error ?: strerror(-r));
+        want = calloc(t->n_units + 1, sizeof *want);
+        if (!want)
+                return log_oom();
+        size_t n_rows_from_files = t->n;
+        for (size_t i = 0; i < t->n_units; i++) {
+                char id[VM_ID_MAX + 1];
+                VmRow *row;
+
+                if (!unit_vm_id(t->units[i].name, id))
+                        continue;
+                row = NULL;
+                if (ids) {
+                        for (size_t k = 0; k < t->n && !row; k++)
+                                if (streq(t->rows[k].id, id))
+                                        row = &t->rows[k];
+                } else
+                        row = row_find(t->rows, n_rows_from_files, id);
+                if (!row) {
+                        if (ids)
+                                continue; /* not asked for */
+                        row = row_add(t, &allocated, id); /* loaded, no config: an orphan or a leftover */
+                        if (!row)
+                                return log_oom();
+                }
+                row->unit = &t->units[i];
+                want[i] = !streq(t->units[i].active_state, "inactive");
+        }
+        if (!ids)
+                qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
+        r = manager_unit_facts(bus, t->units, t->n_units, want, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
+                                       error ?: strerror(-r));
+
+        for (size_t i = 0; i < t->n; i++) {
+                VmRow *row = &t->rows[i];
+
+                if (row->config_path && !row->masked)
+                        row_load_config(row, host);
+                if (host)
+                        row_load_state(row, run_fd, state_fd, with_state);
+                else
+                        row->orphan = false; /* unknown without the remote host's files */
+        }
+        return 0;
+}
+
+static const char *yes_no(bool b) {
+        return b ? "yes" : "no";
+}
+
+static void json_bool(FILE *f, const char *key, bool b) {
+        fprintf(f, ",\"%s\":%s", key, b ? "true" : "false");
+}
+
+static void json_uint_or_null(FILE *f, const char *key, bool known, uint64_t v) {
+        if (known)
+                fprintf(f, ",\"%s\":%" PRIu64, key, v);
+        else
+                fprintf(f, ",\"%s\":null", key);
+}
+
+static const char *row_active(const VmRow *r) {
+        return r->unit ? r->unit->active_state : "inactive";
+}
+static const char *row_sub(const VmRow *r) {
+        return r->unit ? r->unit->sub_state : "dead";
+}
+
+/* The fields list and status share. */
+static void row_json_common(FILE *f, const VmRow *r) {
+        fputs("{\"id\":", f);
+        json_string(f, r->id);
+        fputs(",\"active_state\":", f);
+        json_string(f, row_active(r));
+        fputs(",\"sub_state\":", f);
+        json_string(f, row_sub(r));
+        json_bool(f, "loaded", r->unit != NULL);
+        json_uint_or_null(f, "since_usec", r->unit && r->unit->state_change_usec, r->unit ? r->unit->state_change_usec : 0);
+        json_uint_or_null(f, "vcpus", r->config, r->config ? r->config->vcpus : 0);
+        json_uint_or_null(f, "memory_bytes", r->config, r->config ? r->config->memory : 0);
+        json_uint_or_null(f, "uid", r->uid != UID_INVALID, r->uid);
+        json_uint_or_null(f, "main_pid", r->unit && r->unit->main_pid, r->unit ? r->unit->main_pid : 0);
+        json_bool(f, "autostart", r->config && r->config->autostart);
+        json_bool(f, "config_changed", r->config_changed);
+        json_bool(f, "orphan", r->orphan);
+        json_bool(f, "masked", r->masked);
+        json_bool(f, "valid", r->config && !r->invalid);
+        fputs(",\"config_path\":", f);
+        json_string(f, r->masked ? NULL : r->config_path);
+}
+
+int verb_list(int argc, char **argv) {
+        _cleanup_(vm_table_done) VmTable t = {};
+        int r;
+
+        r = vm_table_load(&t, NULL, 0);
+        if (r < 0)
+                return r;
+
+        if (arg_json) {
+                fputc('[', stdout);
+                for (size_t i = 0; i < t.n; i++) {
+                        if (i > 0)
+                                fputc(',', stdout);
+                        fputc('\n', stdout);
+                        row_json_common(stdout, &t.rows[i]);
+                        fputc('}', stdout);
+                }
+                fputs("\n]\n", stdout);
+                return fflush(stdout) == 0 ? 0 : log_error_errno(errno, "Failed to write the list: %m");
+        }
+
+        printf("%-20s %-22s %-23s %5s %7s %8s %8s %-9s %-7s %s\n", "ID", "STATE", "SINCE", "VCPUS", "MEMORY",
+               "UID", "PID", "AUTOSTART", "CHANGED", "ORPHAN");
+        for (size_t i = 0; i < t.n; i++) {
+                const VmRow *row = &t.rows[i];
+                char state[64], since[32], mem[32], uid[16], pid[16], vcpus[16];
+
+                snprintf(state, sizeof state, "%s/%s", row_active(row), row_sub(row));
+                if (row->config) {
+                        snprintf(vcpus, sizeof vcpus, "%" PRIu32, row->config->vcpus);
+                        format_bytes_short(row->config->memory, mem);
+                } else {
+                        strcpy(vcpus, row->masked ? "masked" : row->invalid ? "invalid" : "-");
+                        strcpy(mem, "-");
+                }
+                if (row->uid != UID_INVALID)
+                        snprintf(uid, sizeof uid, "%u", (unsigned) row->uid);
+                else
+                        strcpy(uid, "-");
+                if (row->unit && row->unit->main_pid)
+                        snprintf(pid, sizeof pid, "%" PRIu32, row->unit->main_pid);
+                else
+                        strcpy(pid, "-");
+                printf("%-20s %-22s %-23s %5s %7s %8s %8s %-9s %-7s %s\n", row->id, state,
+                       format_timestamp(row->unit ? row->unit->state_change_usec : 0, since), vcpus, mem, uid, pid,
+                       row->config ? yes_no(row->config->autostart) : "-", yes_no(row->config_changed),
+                       yes_no(row->orphan));
+        }
+        if (arg_host)
+                printf("\n(-H %s: configs, uids and plans of that host are not shown)\n", arg_host);
+        return fflush(stdout) == 0 ? 0 : log_error_errno(errno, "Failed to write the list: %m");
+}
+
+/* ---- status ---------------------------------------------------------------------- */
+
+static bool strv_contains(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+/* The loop devices under dm device name (its slaves in sysfs). */
+static char **dm_loops(const char *dm_name, char *kname, size_t kname_size) {
+        _cleanup_(closedirp) DIR *d = opendir("/sys/block");
+        char **loops = NULL;
+        struct dirent *de;
+
+        kname[0] = 0;
+        if (!d)
+                return NULL;
+        while ((de = readdir(d))) {
+                char path[PATH_MAX], name[128];
+
+                if (!startswith(de->d_name, "dm-"))
+                        continue;
+                snprintf(path, sizeof path, "/sys/block/%s/dm/name", de->d_name);
+                if (read_one_line_file(path, name, sizeof name) < 0 || !streq(name, dm_name))
+                        continue;
+                snprintf(kname, kname_size, "/dev/%.32s", de->d_name);
+                snprintf(path, sizeof path, "/sys/block/%s/slaves", de->d_name);
+                _cleanup_(closedirp) DIR *s = opendir(path);
+                struct dirent *se;
+                while (s && (se = readdir(s)))
+                        if (se->d_name[0] != '.' && strv_push(&loops, se->d_name) < 0)
+                                break;
+                break;
+        }
+        return loops;
+}
+
+/* The plan's jail, or where the next start puts it (<chroot_base>/<name
+ * of the firecracker binary>/<id>; the plan has the canonical name). */
+static char *jail_path(const VmRow *r, const HostConfig *host) {
+        const char *exec;
+        char *p;
+
+        if (r->plan)
+                return strdup(r->plan->jail_dir);
+        if (!host)
+                return NULL;
+        exec = strrchr(host->firecracker, '/') ? strrchr(host->firecracker, '/') + 1 : host->firecracker;
+        if (asprintf(&p, "%s/%s/%s", host->chroot_base, exec, r->id) < 0)
+                return NULL;
+        return p;
+}
+
+typedef struct UnitUsage {
+        bool loaded;
+        uint64_t memory_current, cpu_nsec, tasks_current, memory_max;
+        char *result;
+        char *invocation;
+} UnitUsage;
+
+static void unit_usage_load(sd_bus *bus, const VmRow *r, UnitUsage *u) {
+        static const char service[] = "org.freedesktop.systemd1.Service";
+
+        *u = (UnitUsage) { .memory_current = UINT64_MAX, .cpu_nsec = UINT64_MAX, .tasks_current = UINT64_MAX,
+                           .memory_max = UINT64_MAX };
+        if (!r->unit)
+                return;
+        u->loaded = true;
+        (void) manager_get_u64(bus, r->unit->path, service, "MemoryCurrent", 't', &u->memory_current);
+        (void) manager_get_u64(bus, r->unit->path, service, "CPUUsageNSec", 't', &u->cpu_nsec);
+        (void) manager_get_u64(bus, r->unit->path, service, "TasksCurrent", 't', &u->tasks_current);
+        (void) manager_get_u64(bus, r->unit->path, service, "MemoryMax", 't', &u->memory_max);
+        (void) manager_get_string(bus, r->unit->path, service, "Result", &u->result);
+}
+
+static void status_text(const VmRow *r, const HostConfig *host, const UnitUsage *u, char **console) {
+        char buf[32], buf2[32];
+        _cleanup_free_ char *jail = NULL;
+
+        printf("● %s - %s\n", r->id, r->config && r->config->description ? r->config->description : "microVM");
+        printf("      State: %s/%s%s%s%s\n", row_active(r), row_sub(r), r->unit ? " since " : "",
+               r->unit ? format_timestamp(r->unit->state_change_usec, buf) : "",
+               r->unit ? "" : " (unit not loaded)");
+        if (u->result && !streq(u->result, "success"))
+                printf("     Result: %s\n", u->result);
+        printf("     Config: %s%s%s%s\n", r->masked ? "masked" : r->config_path ?: "none (orphan)",
+               r->invalid ? " (invalid: see microvmctl validate)" : "", r->config_changed ? " (changed since start)" : "",
+               r->orphan ? " (orphan: running without a config)" : "");
+        jail = jail_path(r, host);
+        if (jail)
+                printf("       Jail: %s%s\n", jail, r->plan ? "" : " (when running)");
+        if (r->unit && r->unit->main_pid)
+                printf("   Main PID: %" PRIu32 "\n", r->unit->main_pid);
+        if (r->uid != UID_INVALID)
+                printf("        UID: %u\n", (unsigned) r->uid);
+        if (r->config)
+                printf("       vCPU: %" PRIu32 ", memory %s, autostart %s\n", r->config->vcpus,
+                       format_bytes_short(r->config->memory, buf), yes_no(r->config->autostart));
+        if (u->memory_current != UINT64_MAX)
+                printf("     Memory: %s (max %s)\n", format_bytes_short(u->memory_current, buf),
+                       u->memory_max == UINT64_MAX ? "infinity" : format_bytes_short(u->memory_max, buf2));
+        if (u->cpu_nsec != UINT64_MAX)
+                printf("        CPU: %" PRIu64 ".%03" PRIu64 "s\n", u->cpu_nsec / 1000000000, (u->cpu_nsec / 1000000) % 1000);
+        if (u->tasks_current != UINT64_MAX)
+                printf("      Tasks: %" PRIu64 "\n", u->tasks_current);
+        if (r->config) {
+                StageNetwork net = {};
+                bool have_net = stage_network_plan(r->config, r->id, &net, NULL) >= 0;
+
+                for (size_t i = 0; i < r->config->n_drives; i++) {
+                        const DriveConfig *d = &r->config->drives[i];
+                        char dm[128], kname[64] = "";
+                        _cleanup_strv_free_ char **loops = NULL;
+
+                        printf(i == 0 ? "     Drives: " : "             ");
+                        printf("%s: %s %s%s%s", d->name, drive_mode_to_string(d->mode), d->path, d->root ? " (root)" : "",
+                               d->read_only ? " (read-only)" : "");
+                        if (r->plan && dm_name_for(r->id, d->name, dm) >= 0 && strv_contains(r->plan->dm, dm)) {
+                                loops = dm_loops(dm, kname, sizeof kname);
+                                printf(", dm %s%s%s", dm, *kname ? " " : "", kname);
+                                for (char **l = loops; l && *l; l++)
+                                        printf("%s/dev/%s", l == loops ? ", loops " : " ", *l);
+                        }
+                        putchar('\n');
+                }
+                for (size_t i = 0; i < r->config->n_nics; i++) {
+                        const NicConfig *n = &r->config->nics[i];
+                        printf(i == 0 ? "       NICs: " : "             ");
+                        if (have_net)
+                                printf("%s: tap %s, mac %02x:%02x:%02x:%02x:%02x:%02x, bridge %s\n", n->name, net.taps[i],
+                                       net.macs[i][0], net.macs[i][1], net.macs[i][2], net.macs[i][3], net.macs[i][4],
+                                       net.macs[i][5], n->bridge ?: "none");
+                        else
+                                printf("%s: bridge %s\n", n->name, n->bridge ?: "none");
+                }
+                if (r->config->has_vsock) {
+                        if (!r->config->vsock_cid_auto)
+                                printf("      vsock: cid %" PRIu32 "\n", r->config->vsock_cid);
+                        else if (r->uid != UID_INVALID)
+                                printf("      vsock: cid %u (auto: the uid)\n", (unsigned) r->uid);
+                        else
+                                printf("      vsock: cid auto (the uid, once allocated)\n");
+                }
+                stage_network_done(&net);
+        }
+        if (console) {
+                printf("\n");
+                for (char **l = console; *l; l++)
+                        printf("%s\n", *l);
+        }
+}
+
+static void status_json(const VmRow *r, const HostConfig *host, const UnitUsage *u, char **console, bool first) {
+        _cleanup_free_ char *jail = NULL;
+        FILE *f = stdout;
+
+        if (!first)
+                fputc(',', f);
+        fputc('\n', f);
+        row_json_common(f, r);
+        jail = jail_path(r, host);
+        fputs(",\"jail_path\":", f);
+        json_string(f, jail);
+        fputs(",\"result\":", f);
+        json_string(f, u->result);
+        json_uint_or_null(f, "memory_current_bytes", u->memory_current != UINT64_MAX, u->memory_current);
+        json_uint_or_null(f, "cpu_usage_nsec", u->cpu_nsec != UINT64_MAX, u->cpu_nsec);
+        json_uint_or_null(f, "tasks_current", u->tasks_current != UINT64_MAX, u->tasks_current);
+        fputs(",\"drives\":[", f);
+        for (size_t i = 0; r->config && i < r->config->n_drives; i++) {
+                const DriveConfig *d = &r->config->drives[i];
+                char dm[128], kname[64] = "";
+                _cleanup_strv_free_ char **loops = NULL;
+                bool has_dm = r->plan && dm_name_for(r->id, d->name, dm) >= 0 && strv_contains(r->plan->dm, dm);
+
+                fprintf(f, "%s{\"name\":", i ? "," : "");
+                json_string(f, d->name);
+                fputs(",\"mode\":", f);
+                json_string(f, drive_mode_to_string(d->mode));
+                fputs(",\"path\":", f);
+                json_string(f, d->path);
+                json_bool(f, "root", d->root);
+                json_bool(f, "read_only", d->read_only);
+                if (has_dm)
+                        loops = dm_loops(dm, kname, sizeof kname);
+                fputs(",\"dm\":", f);
+                json_string(f, has_dm ? dm : NULL);
+                fputs(",\"loops\":[", f);
+                for (char **l = loops; l && *l; l++) {
+                        char dev[300];
+                        snprintf(dev, sizeof dev, "/dev/%s", *l);
+                        if (l != loops)
+                                fputc(',', f);
+                        json_string(f, dev);
+                }
+                fputs("]}", f);
+        }
+        fputs("],\"nics\":[", f);
+        if (r->config) {
+                StageNetwork net = {};
+                bool have_net = stage_network_plan(r->config, r->id, &net, NULL) >= 0;
+                for (size_t i = 0; i < r->config->n_nics; i++) {
+                        const NicConfig *n = &r->config->nics[i];
+                        char mac[18];
+
+                        fprintf(f, "%s{\"name\":", i ? "," : "");
+                        json_string(f, n->name);
+                        fputs(",\"tap\":", f);
+                        json_string(f, have_net ? net.taps[i] : NULL);
+                        if (have_net)
+                                snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", net.macs[i][0], net.macs[i][1],
+                                         net.macs[i][2], net.macs[i][3], net.macs[i][4], net.macs[i][5]);
+                        fputs(",\"mac\":", f);
+                        json_string(f, have_net ? mac : NULL);
+                        fputs(",\"bridge\":", f);
+                        json_string(f, n->bridge);
+                        fputc('}', f);
+                }
+                stage_network_done(&net);
+        }
+        fputc(']', f);
+        bool cid_known = r->config && r->config->has_vsock && (!r->config->vsock_cid_auto || r->uid != UID_INVALID);
+        json_uint_or_null(f, "vsock_cid", cid_known,
+                          !cid_known ? 0 : r->config->vsock_cid_auto ? r->uid : r->config->vsock_cid);
+        fputs(",\"console\":[", f);
+        for (char **l = console; l && *l; l++) {
+                if (l != console)
+                        fputc(',', f);
+                json_string(f, *l);
+        }
+        fputs("]}", f);
+}
+
+int verb_status(int argc, char **argv) {
+        _cleanup_(vm_table_done) VmTable t = {};
+        _cleanup_host_config_ HostConfig *host = NULL;
+        _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
+        int r, ret = 0;
+
+        for (int i = 0; i < argc; i++) {
+                r = ctl_check_id(argv[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = vm_table_load(&t, argv, (size_t) argc);
+        if (r < 0)
+                return r;
+        if (!arg_host) {
+                r = ctl_load_host(&host);
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_bus_open(&bus);
+        if (r < 0)
+                return r;
+
+        if (arg_json)
+                fputc('[', stdout);
+        for (size_t i = 0; i < t.n; i++) {
+                const VmRow *row = &t.rows[i];
+                _cleanup_strv_free_ char **console = NULL;
+                UnitUsage u;
+
+                if (!row->config_path && !row->unit && !row->masked) {
+                        log_error("VM %s: no config in the search path and no loaded unit %s%s.service.", row->id,
+                                  UNIT_PREFIX, row->id);
+                        ret = -ENOENT;
+                        continue;
+                }
+                unit_usage_load(bus, row, &u);
+                if (!arg_host)
+                        (void) journal_last_lines(row->id, 10, &console);
+                if (arg_json)
+                        status_json(row, host, &u, console, i == 0);
+                else {
+                        if (i > 0)
+                                putchar('\n');
+                        status_text(row, host, &u, console);
+                }
+                free(u.result);
+                free(u.invocation);
+        }
+        if (arg_json)
+                fputs("\n]\n", stdout);
+        if (fflush(stdout) != 0)
+                return log_error_errno(errno, "Failed to write the status: %m");
+        return ret;
+}

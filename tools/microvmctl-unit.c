@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* microvmctl start|stop|restart: the manager's StartUnit, StopUnit and
+ * RestartUnit, one VM after another, each waited for (JobRemoved). A job
+ * that does not end "done" is explained: the unit's Result and the last
+ * error one of our tools logged for the unit in the journal, e.g.
+ *   VM web1: drive root: /var/lib/images/web.ext4: No such file or directory (microvm-stage) */
+
+#include <time.h>
+
+#include "log.h"
+#include "manager.h"
+#include "microvmctl.h"
+#include "names.h"
+
+static int explain_failure(sd_bus *bus, const char *id, const char *unit, const char *verb, const char *job_result,
+                           uint64_t since) {
+        _cleanup_free_ char *path = NULL, *result = NULL, *why = NULL;
+
+        if (manager_unit_path(bus, unit, false, &path, NULL) >= 0)
+                (void) manager_get_string(bus, path, "org.freedesktop.systemd1.Service", "Result", &result);
+        if (!arg_host && journal_last_error(unit, since, &why) >= 0)
+                log_error("VM %s: %s", id, why);
+        return log_error_errno(EIO, "VM %s: %s failed: job %s, unit result %s (see microvmctl status %s, microvmctl logs %s).",
+                               id, verb, job_result, result ?: "unknown", id, id);
+}
+
+static int unit_verb(int argc, char **argv, const char *method, const char *verb) {
+        _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
+        int r, ret = 0;
+
+        for (int i = 0; i < argc; i++) {
+                r = ctl_check_id(argv[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_bus_open(&bus);
+        if (r < 0)
+                return r;
+
+        for (int i = 0; i < argc; i++) {
+                _cleanup_free_ char *unit = NULL, *result = NULL, *error = NULL;
+                uint64_t since = now_usec(CLOCK_REALTIME);
+
+                if (asprintf(&unit, UNIT_PREFIX "%s.service", argv[i]) < 0)
+                        return log_oom();
+                r = manager_unit_job(bus, method, unit, &result, &error);
+                if (r < 0) {
+                        log_error_errno(r, "VM %s: %s failed: %s", argv[i], verb, error ?: strerror(-r));
+                        if (ret == 0)
+                                ret = r;
+                        continue;
+                }
+                if (!streq(result, "done")) {
+                        r = explain_failure(bus, argv[i], unit, verb, result, since);
+                        if (ret == 0)
+                                ret = r;
+                }
+        }
+        return ret;
+}
+
+int verb_start(int argc, char **argv) {
+        return unit_verb(argc, argv, "StartUnit", "start");
+}
+
+int verb_stop(int argc, char **argv) {
+        return unit_verb(argc, argv, "StopUnit", "stop");
+}
+
+int verb_restart(int argc, char **argv) {
+        return unit_verb(argc, argv, "RestartUnit", "restart");
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* microvmctl's verbs, one file each (tools/microvmctl-*.c), sharing the
+ * options parsed in tools/microvmctl.c. A verb returns 0, or -errno after
+ * logging (exit 1); usage errors are caught before it runs (exit 2). */
+
+#include <stdio.h>
+
+#include "config.h"
+#include "manager.h"
+#include "plan.h"
+#include "sd-lib.h"
+
+extern const char *arg_host_config;
+extern const char *arg_host;            /* -H [user@]host */
+extern bool arg_json;
+extern bool arg_offline;
+extern bool arg_all;
+extern bool arg_follow;
+extern unsigned arg_lines;
+extern bool arg_lines_set;
+extern uint64_t arg_since;              /* CLOCK_REALTIME µs, 0: unset */
+extern bool arg_dry_run;
+extern bool arg_restart_changed;
+
+
+#define EXIT_USAGE 2
+
+int verb_validate(int argc, char **argv);
+int verb_list(int argc, char **argv);
+int verb_status(int argc, char **argv);
+int verb_start(int argc, char **argv);
+int verb_stop(int argc, char **argv);
+int verb_restart(int argc, char **argv);
+int verb_logs(int argc, char **argv);
+int verb_sync(int argc, char **argv);
+int verb_gc(int argc, char **argv);
+int verb_console(int argc, char **argv);
+
+/* One row per VM (tools/microvmctl-list.c): its config file, its loaded
+ * unit and, while it runs, its launch plan. */
+typedef struct VmRow {
+        char id[VM_ID_MAX + 1];
+        char *config_path;      /* NULL: no config file */
+        bool masked;
+        bool invalid;           /* the config does not validate */
+        VmConfig *config;
+        ManagerUnit *unit;      /* NULL: not loaded */
+        Plan *plan;             /* the running VM's launch plan */
+        uid_t uid;
+        bool config_changed;
+        bool orphan;
+} VmRow;
+
+typedef struct VmTable {
+        VmRow *rows;
+        size_t n;
+        ManagerUnit *units;
+        size_t n_units;
+} VmTable;
+
+/* ids NULL: every VM (configs and loaded units); else only these, in this
+ * order. Logs on failure. */
+int vm_table_load(VmTable *t, char **ids, size_t n_ids);
+void vm_table_done(VmTable *t);
+bool unit_running(const ManagerUnit *u);
+
+/* Shared helpers (tools/microvmctl.c). */
+int ctl_load_host(HostConfig **ret);
+/* Each problem as one "microvmctl: FILE: [SECTION] KEY: ..." line. */
+void ctl_log_problems(const Problems *problems);
+/* libsystemd and the bus (-H honoured); logs on failure. */
+int ctl_bus_open(sd_bus **ret);
+/* Exits with EXIT_USAGE after a message when id is not a valid VM id. */
+int ctl_check_id(const char *id);
+
+/* JSON output. */
+void json_string(FILE *f, const char *s);
+/* "2026-12-07 02:13:50 UTC" (or "-" for 0). */
+const char *format_timestamp(uint64_t usec, char buf[static 32]);
+const char *format_bytes_short(uint64_t bytes, char buf[static 32]);
+
+/* Journal (tools/microvmctl-journal.c). */
+/* Prints the messages tagged MICROVM_ID=id to f, prefix before each: every
+ * one since since (CLOCK_REALTIME µs) when not 0, else the last n (-1:
+ * all); follow: then new ones until SIGINT or SIGTERM (return 0). */
+int journal_show(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f);
+/* For microvmctl console: the same, following, with standard input
+ * handed to input(input_fd, &detach) whenever it is readable; ends when
+ * input says detach, on SIGINT/SIGTERM, or on an error of input. */
+typedef int (*ConsoleInputFunc)(int input_fd, bool *ret_detach);
+int journal_follow_with_input(const char *id, int n, int input_fd, ConsoleInputFunc input);
+/* The last n console lines of id as a NULL-terminated list. */
+int journal_last_lines(const char *id, unsigned n, char ***ret);
+/* The last message of priority err or worse that one of our tools logged
+ * for unit at or after since (CLOCK_REALTIME µs, 0: any time), as
+ * "MESSAGE (IDENTIFIER)"; -ENOENT when there is none. */
+int journal_last_error(const char *unit, uint64_t since, char **ret);
