@@ -449,6 +449,8 @@ ct_kill() {
 ct_crash() {
         local h cg lock
         lock=/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$CT_ROOT")
+        # no "Killed" job report for nspawn: its death is the point here
+        [ -z "$CT_NSPAWN_PID" ] || disown "$CT_NSPAWN_PID" 2>/dev/null || true
         ct_kill || return 1
         for h in $(ct_cgroup_mounts); do
                 cg=$h/$CT_NAME
