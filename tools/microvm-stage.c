@@ -80,75 +80,28 @@ static void stage_done(Stage *s) {
         plan_free(s->plan);
 }
 
-/* What this start uses, kept in <run_dir>/<id>/ until cleanup removes the
- * directory: the generated drop-in and the config copy beside it. A
- * daemon-reload that cannot generate the VM's units any more (its config
- * became invalid or was removed, the host config does not parse) emits
- * these instead, so the running VM keeps its limits (microvm-generator(8)).
- * Written after the plan, i.e. after the run directory is ours. */
-static int save_start_record(Stage *s) {
-        const char *copy = getenv("MICROVM_CONFIG_COPY");
-        _cleanup_free_ char *dir = NULL, *dropin_path = NULL, *dropin = NULL, *rel = NULL;
-        size_t size;
-        int r;
+/* Logs a step's error; -ENOMEM comes without a message. */
+static int step(int r, char **error) {
+        _cleanup_free_ char *e = *error;
 
-        if (!s->config_copy || isempty(copy))
-                return 0;
-        dir = strdup(copy);
-        if (!dir)
+        *error = NULL;
+        if (r == -ENOMEM && !e)
                 return log_oom();
-        if (strrchr(dir, '/'))
-                *strrchr(dir, '/') = '\0';
-        if (asprintf(&dropin_path, "%s/" GENERATOR_DROPIN, dir) < 0)
-                return log_oom();
-        r = config_read_file(dropin_path, &dropin, &size);
         if (r < 0)
-                return log_error_errno(r, "Failed to read the drop-in microvm@%s.service was generated with, %s: %s",
-                                       s->id, dropin_path, config_read_strerror(r));
-        if (asprintf(&rel, "%s/" RUN_STARTED_DROPIN, s->id) < 0)
-                return log_oom();
-        r = safe_write_file_at(s->run_fd, rel, dropin, size, 0600, 0, 0, SAFE_WRITE_REPLACE);
-        if (r >= 0) {
-                free(rel);
-                if (asprintf(&rel, "%s/" RUN_STARTED_CONFIG, s->id) < 0)
-                        return log_oom();
-                r = safe_write_file_at(s->run_fd, rel, s->config_copy, s->config_copy_size, 0600, 0, 0,
-                                       SAFE_WRITE_REPLACE);
-        }
-        if (r < 0)
-                return log_error_errno(r, "Failed to write %s/%s: %m", s->host->run_dir, rel);
-        return 0;
+                return log_error_errno(r, "%s", e ?: strerror(-r));
+        return r;
 }
 
-static int mark_staged(Stage *s) {
-        const char *inv = getenv("INVOCATION_ID");
-        _cleanup_free_ char *rel = NULL;
-        int r;
-
-        if (asprintf(&rel, "%s/" RUN_STAGED_FILE, s->id) < 0)
-                return log_oom();
-        r = safe_write_file_at(s->run_fd, rel, strempty(inv), strlen(strempty(inv)), 0600, 0, 0, SAFE_WRITE_REPLACE);
-        if (r < 0)
-                return log_error_errno(r, "Failed to write %s/%s: %m", s->host->run_dir, rel);
-        return 0;
-}
-
+/* Before anything is built: the jailer's cgroup controllers must already
+ * be enabled by systemd down to the unit (see stage.h). */
 static int check_binaries(Stage *s) {
         _cleanup_free_ char *error = NULL;
         int r;
 
-        r = trusted_binary_open(s->host->jailer, false, NULL, NULL, &error);
+        r = step(stage_check_binaries(s->host, &s->exec_file, &error), &error);
         if (r < 0)
-                return log_error_errno(r, "Refusing to use the jailer: %s", strna(error));
-        free(error);
-        error = NULL;
-        r = trusted_binary_open(s->host->firecracker, true, &s->exec_file, NULL, &error);
-        if (r < 0)
-                return log_error_errno(r, "Refusing to use firecracker: %s", strna(error));
+                return r;
         s->exec_name = exec_name_from_path(s->exec_file);
-        if (!filename_valid(s->exec_name))
-                return log_error_errno(EINVAL, "The firecracker binary's file name \"%s\" cannot name a jail "
-                                       "directory.", s->exec_name);
         if (!exec_name_ok_for_old_jailers(s->exec_name))
                 log_warning("The firecracker binary %s has the file name \"%s\", without \"firecracker\": "
                             "jailers " JAILER_EXEC_NAME_RULE_VERSIONS " refuse it, v1.13.0 and later accept it.",
@@ -157,83 +110,24 @@ static int check_binaries(Stage *s) {
 }
 
 static int open_roots(Stage *s) {
-        _cleanup_free_ char *error = NULL, *exec_dir = NULL;
-        int r;
-
-        r = safe_root_open(s->host->state_dir, SAFE_ROOT_CREATE, 0700, &s->state_fd, &error);
-        if (r < 0)
-                return log_error_errno(r, "Cannot use the state directory: %s", strna(error));
-        free(error);
-        error = NULL;
-        /* 0711 as tmpfiles.d makes it: names not listable, a console_group
-         * member may pass to its VM's console FIFO. */
-        r = safe_root_open(s->host->run_dir, SAFE_ROOT_CREATE, 0711, &s->run_fd, &error);
-        if (r < 0)
-                return log_error_errno(r, "Cannot use the run directory: %s", strna(error));
-        free(error);
-        error = NULL;
-        if (asprintf(&exec_dir, "%s/%s", s->host->chroot_base, s->exec_name) < 0)
-                return log_oom();
-        /* 0711: others may traverse to their own jail, not list the VMs. */
-        r = safe_root_open(exec_dir, SAFE_ROOT_CREATE, 0711, &s->exec_fd, &error);
-        if (r < 0)
-                return log_error_errno(r, "Cannot use the chroot base: %s", strna(error));
-        return 0;
+        _cleanup_free_ char *error = NULL;
+        return step(stage_open_roots(s->host, s->exec_name, &s->state_fd, &s->run_fd, &s->exec_fd, &error), &error);
 }
 
 static int reset(Stage *s) {
-        _cleanup_plan_ Plan *old = NULL;
-        _cleanup_free_ char *cg = NULL, *error = NULL;
-        TeardownReport rep = {};
-        bool inside = false;
-        const char *child = NULL;
+        _cleanup_free_ char *error = NULL, *warning = NULL;
+        _cleanup_strv_free_ char **left = NULL;
+        bool removed = false;
         int r;
 
-        r = vm_plan_read(s->host, s->id, &old, &error);
-        if (r < 0 && r != -ENOENT)
-                log_warning("Ignoring the old launch plan of %s: %s", s->id, error ?: strerror(-r));
-        r = vm_unit_cgroup(s->id, &cg, &inside, &child);
-        if (r < 0)
-                return log_error_errno(r, "Failed to find the cgroup of microvm@%s.service: %m", s->id);
-        if (!inside) {
-                /* Run by hand: never rebuild a running VM's jail under it. */
-                const char *how = NULL;
-                r = vm_unit_refuse_if_running(s->id, cg, &how);
-                if (r == -EBUSY)
-                        return log_error_errno(r, "microvm@%s.service is running (per %s): use \"systemctl "
-                                               "restart microvm@%s\" instead.", s->id, how, s->id);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot tell whether microvm@%s.service runs; not touching it: "
-                                               "%m", s->id);
-        }
-
-        TeardownTarget t = {
-                .id = s->id,
-                .host = s->host,
-                .plan = old,
-                .exec_name = s->exec_name,
-                /* Only from inside our unit: never kill a running VM's
-                 * processes because someone ran microvm-stage by hand. */
-                .unit_cgroup = inside ? cg : NULL,
-                .keep_child = child,
-                /* An ephemeral VM begins every start from the template
-                 * images, so the current config decides too, not only the
-                 * old plan: after a host crash there is no plan (run_dir is
-                 * a tmpfs), no stop removed the disk state, and the start
-                 * would otherwise reuse the crashed run's thin volumes,
-                 * persistent CoW files and drive copies (and leave the old
-                 * thin volume in the pool). */
-                .remove_state = (old && old->ephemeral) || s->vm->ephemeral,
-        };
-        r = vm_teardown(&t, &rep);
-        for (char **m = rep.failed; m && *m; m++)
+        r = stage_reset(s->host, s->vm, s->id, s->exec_name, &removed, &left, &warning, &error);
+        if (warning)
+                log_warning("%s", warning);
+        for (char **m = left; m && *m; m++)
                 log_error("Left over from an earlier run: %s", *m);
-        if (r < 0)
-                log_error_errno(r, "Cannot start %s over what an earlier run left behind (see above).", s->id);
-        else if (rep.jail_removed || rep.n_cgroups_removed > 0)
+        if (r >= 0 && removed)
                 log_info("Removed what an earlier run of %s left behind.", s->id);
-        teardown_report_done(&rep);
-        return r;
+        return step(r, &error);
 }
 
 static int plan_start(Stage *s) {
@@ -262,25 +156,6 @@ static int plan_start(Stage *s) {
 }
 
 /* The host's console_group: an NSS lookup, so before the seccomp filter. */
-static int console_group_lookup(Stage *s) {
-        struct group grp, *result = NULL;
-        char buf[4096];
-        int r;
-
-        s->console_gid = (gid_t) -1;
-        if (!s->host->console_group)
-                return 0;
-        r = getgrnam_r(s->host->console_group, &grp, buf, sizeof buf, &result);
-        if (r != 0)
-                return log_error_errno(r, "Failed to look up console_group %s of %s: %m", s->host->console_group,
-                                       host_config_path());
-        if (!result)
-                return log_error_errno(ENOENT, "console_group %s of %s does not exist: create it (groupadd) or remove the key.",
-                                       s->host->console_group, host_config_path());
-        s->console_gid = result->gr_gid;
-        return 0;
-}
-
 static StageTarget stage_target(const Stage *s) {
         return (StageTarget) {
                 .id = s->id,
@@ -299,20 +174,6 @@ static StageTarget stage_target(const Stage *s) {
         };
 }
 
-/* Logs a step's error; -ENOMEM comes without a message. */
-static int step(int r, char **error) {
-        _cleanup_free_ char *e = *error;
-
-        *error = NULL;
-        if (r == -ENOMEM && !e)
-                return log_oom();
-        if (r < 0)
-                return log_error_errno(r, "%s", e ?: strerror(-r));
-        return r;
-}
-
-/* Before anything is built: the jailer's cgroup controllers must already
- * be enabled by systemd down to the unit (see stage.h). */
 static int check_cgroup_controllers(Stage *s) {
         _cleanup_free_ char *mount = NULL, *cg = NULL, *error = NULL;
         bool inside = false;
@@ -329,43 +190,10 @@ static int check_cgroup_controllers(Stage *s) {
         return step(stage_check_cgroup_controllers(s->vm, s->plan, mount, inside ? cg : NULL, &error), &error);
 }
 
-static int stage_readonly(Stage *s, const char *path, const char *what, const char *name) {
-        StageTarget t = stage_target(s);
-        _cleanup_free_ char *error = NULL;
-        SafeCopyMethod method;
-        int r;
-
-        r = step(stage_readonly_file(&t, path, what, name, &method, &error), &error);
-        if (r > 0)
-                log_debug("Copied the %s %s into the jail (%s).", what, path, safe_copy_method_to_string(method));
-        return r;
-}
-
-static int stage_drives(Stage *s) {
-        StageTarget t = stage_target(s);
-        _cleanup_free_ char *error = NULL;
-        SafeCopyMethod method;
-
-        for (size_t i = 0; i < s->vm->n_drives; i++) {
-                const DriveConfig *d = &s->vm->drives[i];
-                char name[64];
-                int r;
-
-                snprintf(name, sizeof name, JAIL_DRIVE_PREFIX "%s", d->name);
-                if (d->mode != DRIVE_MODE_FILE)
-                        r = step(stage_block_drive(&t, d, name, &error), &error);
-                else if (d->read_only)
-                        r = stage_readonly(s, d->path, "read-only drive image", name);
-                else {
-                        r = step(stage_file_drive(&t, d, name, &method, &error), &error);
-                        if (r > 0)
-                                log_info("Drive %s: made the VM's own copy of %s (%s).", d->name, d->path,
-                                         safe_copy_method_to_string(method));
-                }
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+/* Logs what the files step noted (which copies it made, and how). */
+static void log_notes(char **notes, int level) {
+        for (char **n = notes; n && *n; n++)
+                log_full(level, "%s", *n);
 }
 
 static int stage_jail(Stage *s) {
@@ -384,16 +212,14 @@ static int stage_jail(Stage *s) {
                 return log_error_errno(r, "Failed to create %s: %m", s->paths.jail_root);
         test_hook("stage-jail-root");
 
-        r = stage_readonly(s, s->vm->kernel, "kernel", JAIL_KERNEL);
-        if (r >= 0 && s->vm->initrd)
-                r = stage_readonly(s, s->vm->initrd, "initrd", JAIL_INITRD);
-        if (r >= 0)
-                r = stage_drives(s);
+        StageTarget t = stage_target(s);
+        _cleanup_strv_free_ char **notes = NULL;
+        r = step(stage_jail_files(&t, &notes, &error), &error);
+        log_notes(notes, LOG_INFO);
         if (r < 0)
                 return r;
         test_hook("stage-jail-files");
 
-        StageTarget t = stage_target(s);
         return step(stage_jail_run_dir_and_config(&t, &s->net, &error), &error);
 }
 
@@ -502,7 +328,7 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (s->uid.created)
                 log_info("VM %s runs as uid and gid %u.", s->id, (unsigned) s->uid.uid);
         test_hook("stage-uid-allocated");
-        r = console_group_lookup(s);
+        r = step(stage_console_gid(s->host, &s->console_gid, &error), &error);
         if (r < 0)
                 return r;
         test_hook("stage-console-group-lookup");
@@ -533,7 +359,8 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (r < 0)
                 return r;
         test_hook("stage-plan-write");
-        r = save_start_record(s);
+        r = step(stage_save_start_record(&t, getenv("MICROVM_CONFIG_COPY"), s->config_copy, s->config_copy_size,
+                                         &error), &error);
         if (r < 0)
                 return r;
         test_hook("stage-save-start-record");
@@ -551,7 +378,7 @@ static int run(Stage *s, bool *ret_fresh_uid) {
 
         /* Last: the proof that this start was staged completely, which
          * microvm-launch checks (ExecStartPre=- runs it after a failure). */
-        r = mark_staged(s);
+        r = step(stage_mark_staged(&t, getenv("INVOCATION_ID"), &error), &error);
         if (r < 0)
                 return r;
         test_hook("stage-mark-staged");

@@ -5,9 +5,16 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#if ENABLE_TEST_HOOKS
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#endif
 #include <termios.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "seccomp-generator.h"
 #include "util.h"
 
@@ -122,3 +129,48 @@ int seccomp_confine_generator(bool sanitizer_build) {
         }
         return seccomp_install_allowlist(allow, n, SECCOMP_VIOLATION_TRAP);
 }
+
+/* Test-only (tests/generator/test-seccomp.sh): try something the filter
+ * forbids, right after confinement. Every action is harmless even without
+ * a filter (a shell that exits 0, a socket, a new file in our own output
+ * dir), so that the test sees clearly when the filter did not stop it.
+ * Compiled only with -Dtest-hooks=true. */
+#if ENABLE_TEST_HOOKS
+void seccomp_generator_test_violation(int outfd) {
+        const char *what = getenv("MICROVM_GENERATOR_TEST_VIOLATION");
+
+        if (isempty(what))
+                return;
+        log_notice("Test: attempting %s after confinement.", what);
+        if (streq(what, "execve")) {
+                char *const argv[] = { (char *) "sh", (char *) "-c", (char *) "exit 0", NULL };
+                char *const envp[] = { NULL };
+                execve("/bin/sh", argv, envp);
+                log_error_errno(errno, "Test: execve() was not blocked: %m");
+        } else if (streq(what, "socket")) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                log_error("Test: socket() was not blocked (fd %d).", fd);
+                safe_close(fd);
+        } else if (streq(what, "overwrite")) {
+                int fd = openat(outfd, "test-violation", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+                log_error("Test: openat(O_TRUNC) without O_EXCL was not blocked (fd %d).", fd);
+                safe_close(fd);
+        } else if (streq(what, "namespace")) {
+                /* A fork into a new mount namespace: not fork()'s flags. */
+                long pid = syscall(SYS_clone, (long) (CLONE_NEWNS | SIGCHLD), 0L, 0L, 0L, 0L);
+                if (pid == 0)
+                        _exit(EXIT_SUCCESS);
+                log_error("Test: clone(CLONE_NEWNS) was not blocked (%ld).", pid);
+                if (pid > 0)
+                        (void) waitpid((pid_t) pid, NULL, 0);
+        } else if (streq(what, "ptrace")) {
+                long r = ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+                log_error("Test: ptrace() was not blocked (%ld).", r);
+        } else
+                log_error("Test: unknown violation \"%s\".", what);
+        _exit(EXIT_FAILURE);
+}
+#else
+void seccomp_generator_test_violation(int outfd) {
+}
+#endif

@@ -13,3 +13,8 @@
  * sanitizer_build: also allow what the ASan/UBSan runtime needs (test
  * builds only). */
 int seccomp_confine_generator(bool sanitizer_build);
+
+/* Test builds only (-Dtest-hooks=true, tests/generator/test-seccomp.sh):
+ * with MICROVM_GENERATOR_TEST_VIOLATION set, attempts the forbidden call
+ * it names right after confinement and exits; a no-op otherwise. */
+void seccomp_generator_test_violation(int outfd);

@@ -23,3 +23,12 @@ typedef struct DirCache {
  * alone or shared with other VMs), then the file with O_EXCL, or the
  * symlink: 0 or -errno (-EEXIST when the name exists). */
 int generated_file_write(int outfd, DirCache *cache, const GeneratedFile *f);
+
+/* For a VM whose unit runs and whose config can no longer be generated
+ * (invalid, masked, removed, or the host config does not parse): writes
+ * the drop-in and config copy it was started with, as microvm-stage kept
+ * them in <run_dir>/<id>/ (started.dropin, started.config), so that a
+ * reload changes none of its unit's settings. Returns 1 when written, 0
+ * when the VM kept nothing (not running), -errno with *ret_error. */
+int generator_keep_started(int outfd, DirCache *cache, const char *dest, const char *run_dir, const char *id,
+                           char **ret_error);

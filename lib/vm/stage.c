@@ -5,12 +5,19 @@
 #include <sys/sysmacros.h>
 
 #include "cgroup.h"
+#include <grp.h>
+
+#include "binary.h"
+#include "config-files.h"
 #include "fc-config.h"
+#include "generator-core.h"
 #include "names.h"
 #include "parse-util.h"
 #include "stage.h"
 #include "storage.h"
 #include "tap.h"
+#include "vm-teardown.h"
+#include "vm-unit.h"
 #include "util.h"
 
 /* Opens an administrator's file (kernel, initrd, template image) named in
@@ -396,5 +403,209 @@ int stage_check_cgroup_controllers(const VmConfig *vm, const Plan *plan, const c
                                           why ?: "A jailer cgroup value", vm->id, controller, mount, unit_cgroup,
                                           list);
         }
+        return 0;
+}
+
+int stage_check_binaries(const HostConfig *host, char **ret_exec_file, char **ret_error) {
+        _cleanup_free_ char *error = NULL, *exec_file = NULL;
+        int r;
+
+        r = trusted_binary_open(host->jailer, false, NULL, NULL, &error);
+        if (r < 0)
+                return error_setf(ret_error, r, "Refusing to use the jailer: %s", strna(error));
+        free(error);
+        error = NULL;
+        r = trusted_binary_open(host->firecracker, true, &exec_file, NULL, &error);
+        if (r < 0)
+                return error_setf(ret_error, r, "Refusing to use firecracker: %s", strna(error));
+        if (!filename_valid(exec_name_from_path(exec_file)))
+                return error_setf(ret_error, EINVAL, "The firecracker binary's file name \"%s\" cannot name a jail "
+                                  "directory.", exec_name_from_path(exec_file));
+        *ret_exec_file = TAKE_PTR(exec_file);
+        return 0;
+}
+
+int stage_open_roots(const HostConfig *host, const char *exec_name, int *ret_state_fd, int *ret_run_fd,
+                     int *ret_exec_fd, char **ret_error) {
+        _cleanup_close_ int state_fd = -EBADF, run_fd = -EBADF, exec_fd = -EBADF;
+        _cleanup_free_ char *error = NULL, *exec_dir = NULL;
+        int r;
+
+        r = safe_root_open(host->state_dir, SAFE_ROOT_CREATE, 0700, &state_fd, &error);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot use the state directory: %s", strna(error));
+        free(error);
+        error = NULL;
+        r = safe_root_open(host->run_dir, SAFE_ROOT_CREATE, 0711, &run_fd, &error);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot use the run directory: %s", strna(error));
+        free(error);
+        error = NULL;
+        if (asprintf(&exec_dir, "%s/%s", host->chroot_base, exec_name) < 0)
+                return -ENOMEM;
+        r = safe_root_open(exec_dir, SAFE_ROOT_CREATE, 0711, &exec_fd, &error);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot use the chroot base: %s", strna(error));
+        *ret_state_fd = TAKE_FD(state_fd);
+        *ret_run_fd = TAKE_FD(run_fd);
+        *ret_exec_fd = TAKE_FD(exec_fd);
+        return 0;
+}
+
+int stage_console_gid(const HostConfig *host, gid_t *ret_gid, char **ret_error) {
+        struct group grp, *result = NULL;
+        char buf[4096];
+        int r;
+
+        if (!host->console_group) {
+                *ret_gid = (gid_t) -1;
+                return 0;
+        }
+        r = getgrnam_r(host->console_group, &grp, buf, sizeof buf, &result);
+        if (r != 0)
+                return error_setf(ret_error, r, "Failed to look up console_group %s of %s: %m", host->console_group,
+                                  host_config_path());
+        if (!result)
+                return error_setf(ret_error, ENOENT,
+                                  "console_group %s of %s does not exist: create it (groupadd) or remove the key.",
+                                  host->console_group, host_config_path());
+        *ret_gid = result->gr_gid;
+        return 0;
+}
+
+int stage_save_start_record(const StageTarget *t, const char *config_copy_path, const char *config_copy,
+                            size_t config_copy_size, char **ret_error) {
+        _cleanup_free_ char *dir = NULL, *dropin_path = NULL, *dropin = NULL, *rel = NULL;
+        size_t size;
+        int r;
+
+        if (!config_copy || isempty(config_copy_path))
+                return 0;
+        dir = strdup(config_copy_path);
+        if (!dir)
+                return -ENOMEM;
+        if (strrchr(dir, '/'))
+                *strrchr(dir, '/') = '\0';
+        if (asprintf(&dropin_path, "%s/" GENERATOR_DROPIN, dir) < 0)
+                return -ENOMEM;
+        r = config_read_file(dropin_path, &dropin, &size);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to read the drop-in microvm@%s.service was generated with, %s: %s",
+                                  t->id, dropin_path, config_read_strerror(r));
+        if (asprintf(&rel, "%s/" RUN_STARTED_DROPIN, t->id) < 0)
+                return -ENOMEM;
+        r = safe_write_file_at(t->run_fd, rel, dropin, size, 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (r >= 0) {
+                free(rel);
+                if (asprintf(&rel, "%s/" RUN_STARTED_CONFIG, t->id) < 0)
+                        return -ENOMEM;
+                r = safe_write_file_at(t->run_fd, rel, config_copy, config_copy_size, 0600, 0, 0, SAFE_WRITE_REPLACE);
+        }
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to write %s/%s: %m", t->host->run_dir, rel);
+        return 0;
+}
+
+int stage_mark_staged(const StageTarget *t, const char *invocation_id, char **ret_error) {
+        _cleanup_free_ char *rel = NULL;
+        int r;
+
+        if (asprintf(&rel, "%s/" RUN_STAGED_FILE, t->id) < 0)
+                return -ENOMEM;
+        r = safe_write_file_at(t->run_fd, rel, strempty(invocation_id), strlen(strempty(invocation_id)), 0600, 0, 0,
+                               SAFE_WRITE_REPLACE);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to write %s/%s: %m", t->host->run_dir, rel);
+        return 0;
+}
+
+static int readonly_noted(const StageTarget *t, const char *path, const char *what, const char *name, char ***notes,
+                          char **ret_error) {
+        SafeCopyMethod method;
+        int r = stage_readonly_file(t, path, what, name, &method, ret_error);
+
+        if (r > 0)
+                (void) strv_push_errorf(notes, 0, "Copied the %s %s into the jail (%s).", what, path,
+                                        safe_copy_method_to_string(method));
+        return r;
+}
+
+int stage_jail_files(const StageTarget *t, char ***ret_notes, char **ret_error) {
+        SafeCopyMethod method;
+        int r;
+
+        r = readonly_noted(t, t->vm->kernel, "kernel", JAIL_KERNEL, ret_notes, ret_error);
+        if (r >= 0 && t->vm->initrd)
+                r = readonly_noted(t, t->vm->initrd, "initrd", JAIL_INITRD, ret_notes, ret_error);
+        for (size_t i = 0; r >= 0 && i < t->vm->n_drives; i++) {
+                const DriveConfig *d = &t->vm->drives[i];
+                char name[64];
+
+                snprintf(name, sizeof name, JAIL_DRIVE_PREFIX "%s", d->name);
+                if (d->mode != DRIVE_MODE_FILE)
+                        r = stage_block_drive(t, d, name, ret_error);
+                else if (d->read_only)
+                        r = readonly_noted(t, d->path, "read-only drive image", name, ret_notes, ret_error);
+                else {
+                        r = stage_file_drive(t, d, name, &method, ret_error);
+                        if (r > 0)
+                                (void) strv_push_errorf(ret_notes, 0, "Drive %s: made the VM's own copy of %s (%s).",
+                                                        d->name, d->path, safe_copy_method_to_string(method));
+                }
+        }
+        return r < 0 ? r : 0;
+}
+
+int stage_reset(const HostConfig *host, const VmConfig *vm, const char *id, const char *exec_name, bool *ret_removed,
+                char ***ret_left, char **ret_warning, char **ret_error) {
+        _cleanup_plan_ Plan *old = NULL;
+        _cleanup_free_ char *cg = NULL, *error = NULL;
+        TeardownReport rep = {};
+        bool inside = false;
+        const char *child = NULL;
+        int r;
+
+        r = vm_plan_read(host, id, &old, &error);
+        if (r < 0 && r != -ENOENT)
+                (void) error_setf(ret_warning, r, "Ignoring the old launch plan of %s: %s", id, error ?: strerror(-r));
+        r = vm_unit_cgroup(id, &cg, &inside, &child);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to find the cgroup of microvm@%s.service: %m", id);
+        if (!inside) {
+                /* Run by hand: never rebuild a running VM's jail under it. */
+                const char *how = NULL;
+                r = vm_unit_refuse_if_running(id, cg, &how);
+                if (r == -EBUSY)
+                        return error_setf(ret_error, r, "microvm@%s.service is running (per %s): use \"systemctl "
+                                          "restart microvm@%s\" instead.", id, how, id);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Cannot tell whether microvm@%s.service runs; not touching "
+                                          "it: %m", id);
+        }
+
+        TeardownTarget t = {
+                .id = id,
+                .host = host,
+                .plan = old,
+                .exec_name = exec_name,
+                /* Only from inside our unit: never kill a running VM's
+                 * processes because someone ran microvm-stage by hand. */
+                .unit_cgroup = inside ? cg : NULL,
+                .keep_child = child,
+                /* An ephemeral VM begins every start from the template
+                 * images, so the current config decides too, not only the
+                 * old plan: after a host crash there is no plan (run_dir is
+                 * a tmpfs), no stop removed the disk state, and the start
+                 * would otherwise reuse the crashed run's thin volumes,
+                 * persistent CoW files and drive copies (and leave the old
+                 * thin volume in the pool). */
+                .remove_state = (old && old->ephemeral) || vm->ephemeral,
+        };
+        r = vm_teardown(&t, &rep);
+        *ret_left = TAKE_PTR(rep.failed);
+        *ret_removed = rep.jail_removed || rep.n_cgroups_removed > 0;
+        teardown_report_done(&rep);
+        if (r < 0)
+                return error_setf(ret_error, r, "Cannot start %s over what an earlier run left behind (see above).", id);
         return 0;
 }

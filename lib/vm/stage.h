@@ -98,3 +98,49 @@ int stage_check_cgroup_controllers(const VmConfig *vm, const Plan *plan, const c
  * VM's uid) and firecracker's --config-file (root-owned, read-only for the
  * VM, which only reads it). */
 int stage_jail_run_dir_and_config(const StageTarget *t, const StageNetwork *net, char **ret_error);
+
+/* The jailer and firecracker are root-owned regular files no one else can
+ * write, in directories likewise (lib/jail/binary.h); *ret_exec_file: the
+ * canonical path of firecracker, whose file name names the jail. */
+int stage_check_binaries(const HostConfig *host, char **ret_exec_file, char **ret_error);
+
+/* The state dir (0700), the run dir (0711, as tmpfiles.d makes it: names
+ * not listable, a console_group member may pass to its VM's FIFO) and
+ * <chroot_base>/<exec_name> (0711: others may traverse to their own jail,
+ * not list the VMs), created if missing, each opened without following a
+ * symlink or trusting a directory others can write. */
+int stage_open_roots(const HostConfig *host, const char *exec_name, int *ret_state_fd, int *ret_run_fd,
+                     int *ret_exec_fd, char **ret_error);
+
+/* The gid of the host's console_group, (gid_t) -1 without one; -ENOENT
+ * with a message when the group does not exist. */
+int stage_console_gid(const HostConfig *host, gid_t *ret_gid, char **ret_error);
+
+/* What this start uses, kept in <run_dir>/<id>/ until cleanup removes the
+ * directory: the generated drop-in beside config_copy_path (the
+ * generator's copy of the config, MICROVM_CONFIG_COPY) and that copy. A
+ * daemon-reload that cannot generate the VM's units any more (its config
+ * became invalid or was removed, the host config does not parse) emits
+ * these instead, so the running VM keeps its limits (microvm-generator(8)).
+ * Nothing without a copy (run by hand). */
+int stage_save_start_record(const StageTarget *t, const char *config_copy_path, const char *config_copy,
+                            size_t config_copy_size, char **ret_error);
+
+/* <run_dir>/<id>/staged with the start's invocation id: the proof that
+ * this start was staged completely, which microvm-launch checks. */
+int stage_mark_staged(const StageTarget *t, const char *invocation_id, char **ret_error);
+
+/* Everything stage_readonly_file(), stage_file_drive() and
+ * stage_block_drive() put into the jail for this VM: kernel, initrd, each
+ * drive as drive-<name>. *ret_notes gets a line for each copy made ("Drive
+ * data: made the VM's own copy of ... (reflink)"), also on failure. */
+int stage_jail_files(const StageTarget *t, char ***ret_notes, char **ret_error);
+
+/* Before a start, whatever an earlier run of the VM left (the launch plan
+ * names it; an ephemeral VM's disk state too) is torn down. Run from inside
+ * the unit, what runs in its cgroup is killed; run by hand, a running unit
+ * is refused (-EBUSY) and no process is touched. *ret_removed: something
+ * was removed; *ret_left: what was not (one line each); *ret_warning: an
+ * old plan that was ignored. */
+int stage_reset(const HostConfig *host, const VmConfig *vm, const char *id, const char *exec_name, bool *ret_removed,
+                char ***ret_left, char **ret_warning, char **ret_error);
