@@ -31,34 +31,6 @@
  * is wedged. */
 #define READY_TIMEOUT (30 * USEC_PER_SEC)
 
-static int pidfd_open_compat(pid_t pid) {
-#if HAVE_SYS_PIDFD_OPEN
-        return (int) syscall(SYS_pidfd_open, pid, 0);
-#else
-        errno = ENOSYS;
-        return -1;
-#endif
-}
-
-static int open_main_pid(int *ret_pidfd, pid_t *ret_pid) {
-        const char *e = getenv("MAINPID");
-        long pid;
-        char *end;
-        int fd;
-
-        if (isempty(e))
-                return -ESRCH;
-        errno = 0;
-        pid = strtol(e, &end, 10);
-        if (errno || *end || pid <= 1)
-                return -EINVAL;
-        fd = pidfd_open_compat((pid_t) pid);
-        if (fd < 0)
-                return -errno;
-        *ret_pidfd = fd;
-        *ret_pid = (pid_t) pid;
-        return 0;
-}
 
 /* 1: the main process has exited. */
 static int main_exited(int pidfd) {
@@ -138,7 +110,7 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return tool_exit(log_error_errno(r, "Cannot use the launch plan of %s: %s", id,
                                                  error ?: strerror(-r)));
-        r = open_main_pid(&pidfd, &pid);
+        r = tool_open_main_pid(&pidfd, &pid);
         if (r < 0)
                 return tool_exit(log_error_errno(r, "The VMM of %s exited during start (no main process left); "
                                                  "its exit status and last console lines are in the unit's log.",

@@ -157,21 +157,18 @@ int main(int argc, char **argv) {
         /* Loops of ours nothing is built on any more (their dm devices went
          * above, or a crash left them): after every VM's teardown. */
         if (!arg_dry_run) {
-                StorageReport srep = {};
-                r = storage_reclaim_loops(&srep);
-                for (char **m = srep.failed; m && *m; m++)
+                _cleanup_strv_free_ char **failed = NULL;
+                int loops, cookies;
+
+                r = reclaim_host_leftovers(&loops, &cookies, &failed);
+                for (char **m = failed; m && *m; m++)
                         log_error("Not removed: %s", *m);
-                if (r > 0)
-                        log_info("Detached %d loop device(s) of ours that nothing used.", r);
+                if (loops > 0)
+                        log_info("Detached %d loop device(s) of ours that nothing used.", loops);
+                if (cookies > 0)
+                        log_info("Removed %d abandoned device-mapper udev cookie(s).", cookies);
                 if (r < 0 && ret == 0)
                         ret = r;
-                storage_report_done(&srep);
-
-                /* udev cookies (semaphores) of dm operations whose process
-                 * was killed before it could remove them. */
-                r = dm_udev_cookies_reclaim(60 * USEC_PER_SEC);
-                if (r > 0)
-                        log_info("Removed %d abandoned device-mapper udev cookie(s).", r);
         }
         if (cands.n == 0)
                 log_debug("Nothing to reclaim.");

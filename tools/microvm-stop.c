@@ -26,35 +26,6 @@
 
 #define API_TIMEOUT (2 * USEC_PER_SEC)
 
-static int pidfd_open_compat(pid_t pid) {
-#if HAVE_SYS_PIDFD_OPEN
-        return (int) syscall(SYS_pidfd_open, pid, 0);
-#else
-        errno = ENOSYS;
-        return -1;
-#endif
-}
-
-/* The main process, if systemd told us and it is still there. */
-static int open_main_pid(int *ret_pidfd, pid_t *ret_pid) {
-        const char *e = getenv("MAINPID");
-        long pid;
-        char *end;
-        int fd;
-
-        if (isempty(e))
-                return -ESRCH;
-        errno = 0;
-        pid = strtol(e, &end, 10);
-        if (errno || *end || pid <= 1)
-                return -EINVAL;
-        fd = pidfd_open_compat((pid_t) pid);
-        if (fd < 0)
-                return -errno;
-        *ret_pidfd = fd;
-        *ret_pid = (pid_t) pid;
-        return 0;
-}
 
 static int ask_guest(const Plan *plan) {
         _cleanup_close_ int base_fd = -EBADF, sock = -EBADF;
@@ -108,7 +79,7 @@ int main(int argc, char **argv) {
                 return EXIT_SUCCESS;
         }
         test_hook("stop-vm-plan-read");
-        r = open_main_pid(&pidfd, &pid);
+        r = tool_open_main_pid(&pidfd, &pid);
         if (r < 0) {
                 log_info("VM %s has no running main process; nothing to stop gracefully.", id);
                 return EXIT_SUCCESS;

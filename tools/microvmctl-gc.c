@@ -86,18 +86,18 @@ int verb_gc(int argc, char **argv) {
         reclaim_scan_done(&scan);
 
         if (!arg_dry_run) {
-                StorageReport srep = {};
-                r = storage_reclaim_loops(&srep);
-                for (char **m = srep.failed; m && *m; m++)
+                _cleanup_strv_free_ char **failed = NULL;
+                int loops, cookies;
+
+                r = reclaim_host_leftovers(&loops, &cookies, &failed);
+                for (char **m = failed; m && *m; m++)
                         log_error("Not removed: %s", *m);
-                if (r > 0)
-                        printf("Detached %d loop device(s) of ours that nothing used.\n", r);
+                if (loops > 0)
+                        printf("Detached %d loop device(s) of ours that nothing used.\n", loops);
+                if (cookies > 0)
+                        printf("Removed %d abandoned device-mapper udev cookie(s).\n", cookies);
                 if (r < 0 && ret == 0)
                         ret = r;
-                storage_report_done(&srep);
-                r = dm_udev_cookies_reclaim(60 * USEC_PER_SEC);
-                if (r > 0)
-                        printf("Removed %d abandoned device-mapper udev cookie(s).\n", r);
         }
         if (n_done == 0)
                 printf("Nothing to reclaim.\n");

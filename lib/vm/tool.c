@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <getopt.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "config-files.h"
 #include "names.h"
@@ -203,4 +205,33 @@ bool tool_start_refusal_is_final(const char *id) {
                 r = tool_load_vm_config_for_unit(host, id, &vm, NULL, NULL);
         log_set_max_level(level);
         return r < 0 && r != -ENOMEM;
+}
+
+static int pidfd_open_compat(pid_t pid) {
+#if HAVE_SYS_PIDFD_OPEN
+        return (int) syscall(SYS_pidfd_open, pid, 0);
+#else
+        errno = ENOSYS;
+        return -1;
+#endif
+}
+
+int tool_open_main_pid(int *ret_pidfd, pid_t *ret_pid) {
+        const char *e = getenv("MAINPID");
+        long pid;
+        char *end;
+        int fd;
+
+        if (isempty(e))
+                return -ESRCH;
+        errno = 0;
+        pid = strtol(e, &end, 10);
+        if (errno || *end || pid <= 1)
+                return -EINVAL;
+        fd = pidfd_open_compat((pid_t) pid);
+        if (fd < 0)
+                return -errno;
+        *ret_pidfd = fd;
+        *ret_pid = (pid_t) pid;
+        return 0;
 }

@@ -51,3 +51,8 @@ bool tool_start_refusal_is_final(const char *id);
 static inline int tool_exit(int r) {
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+/* The unit's main process as systemd names it ($MAINPID, for ExecStop= and
+ * ExecStartPost=), opened as a pidfd while it is still there: -ESRCH
+ * without one, -EINVAL for a bad value, -errno when it is gone. */
+int tool_open_main_pid(int *ret_pidfd, pid_t *ret_pid);

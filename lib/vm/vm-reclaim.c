@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "cgroup.h"
+#include "dm.h"
 #include "names.h"
 #include "safe-fs.h"
 #include "storage.h"
@@ -262,4 +263,20 @@ int reclaim_vm(sd_bus *bus, const HostConfig *host, int run_fd, const ReclaimCan
                 .remove_state = plan && plan->ephemeral,
         };
         return vm_teardown(&t, &res->report);
+}
+
+int reclaim_host_leftovers(int *ret_loops, int *ret_cookies, char ***ret_failed) {
+        StorageReport srep = {};
+        int r;
+
+        /* Loops of ours nothing is built on any more (their dm devices went
+         * with the VMs' teardown, or a crash left them). */
+        r = storage_reclaim_loops(&srep);
+        *ret_failed = TAKE_PTR(srep.failed);
+        storage_report_done(&srep);
+        *ret_loops = MAX(r, 0);
+        /* udev cookies (semaphores) of dm operations whose process was
+         * killed before it could remove them. */
+        *ret_cookies = MAX(dm_udev_cookies_reclaim(60 * USEC_PER_SEC), 0);
+        return MIN(r, 0);
 }

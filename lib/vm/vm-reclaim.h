@@ -49,3 +49,9 @@ typedef struct ReclaimResult {
 int reclaim_vm(sd_bus *bus, const HostConfig *host, int run_fd, const ReclaimCandidate *c, bool dry_run,
                ReclaimResult *r, char **ret_error);
 void reclaim_result_done(ReclaimResult *r);
+
+/* After every VM's teardown: detaches loops of ours that nothing uses and
+ * removes abandoned device-mapper udev cookies. *ret_loops and
+ * *ret_cookies: how many; *ret_failed: what could not be removed. Returns
+ * the loops' first error, else 0. */
+int reclaim_host_leftovers(int *ret_loops, int *ret_cookies, char ***ret_failed);
