@@ -619,8 +619,12 @@ Test(jail, second_start_over_an_old_jail_fails) {
 Test(jail, cgroup_values_ebusy_unless_the_parent_is_empty) {
         Child c;
         const char *cg_file, *cg_value, *cg_arg = pick_cgroup_value(&cg_file, &cg_value);
-        if (!cg_arg)
-                skip_test("no controller usable in %s/cgroup.controllers", t.cg_mount);
+        if (!cg_arg) {
+                /* skip_test() tears down (t.cg_mount goes) before it formats */
+                static char mount[4096];
+                snprintf(mount, sizeof(mount), "%s", t.cg_mount);
+                skip_test("no controller usable in %s/cgroup.controllers", mount);
+        }
 
         stage_jail("console=ttyS0 reboot=k", NULL);
         cr_assert(mkdir(t.cg_parent, 0755) >= 0);
