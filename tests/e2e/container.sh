@@ -67,7 +67,7 @@ CT_STOP_TIMEOUT=${MICROVM_CT_STOP_TIMEOUT:-30}
 # test environment, sanitizer options).
 CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CT_NAME="" CT_BASE="" CT_ROOT="" CT_LOG="" CT_OWNER="" CT_CG2="" CT_CGSD=""
-CT_NSPAWN_PID="" CT_PID1="" CT_PIDNS="" CT_DEVS="" CT_DONE="" CT_BOOT_MS=""
+CT_NSPAWN_PID="" CT_PID1="" CT_PIDNS="" CT_PIDNS_FD="" CT_DEVS="" CT_DONE="" CT_BOOT_MS=""
 # More arguments for the container's systemd, e.g. systemd.setenv=VAR=VALUE
 # (in a container systemd reads its "kernel command line" from its argv).
 CT_INIT_ARGS=()
@@ -309,6 +309,10 @@ ct_boot() {
         CT_NSPAWN_PID=$!
         ct_find_pid1 || return 1
         CT_PIDNS=$(readlink "/proc/$CT_PID1/ns/pid")
+        # Held open until ct_destroy has checked for leftovers: a freed
+        # namespace's inode number is soon another's (a busy host starts
+        # containers all the time), and ct_verify_clean compares numbers.
+        exec {CT_PIDNS_FD}<"/proc/$CT_PID1/ns/pid"
         ct_wait_running || return 1
         CT_BOOT_MS=$(( $(ct_now_ms) - t0 ))
 }
@@ -391,6 +395,10 @@ ct_destroy() {
         ct_poweroff || rc=1
         ct_teardown || rc=1
         ct_verify_clean || rc=1
+        if [ -n "$CT_PIDNS_FD" ]; then
+                exec {CT_PIDNS_FD}<&-
+                CT_PIDNS_FD=
+        fi
         CT_DONE=1
         return $rc
 }
