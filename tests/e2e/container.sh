@@ -20,6 +20,10 @@
 #     ct_exec systemctl ...      # a command inside (all namespaces)
 #     ct_destroy                 # poweroff, teardown, ct_verify_clean
 #
+# scripts/fresh-host-test boots a bootstrapped Debian root instead of the
+# host's /: ct_create_copy DIR (a copy on disk, not an overlay),
+# CT_BOOT_TARGET, CT_PRIVATE_NETWORK=no and its own CT_PREFIX.
+#
 # Nothing may stay on the host — mounts, cgroups (in the cgroup2 mount and
 # in every v1 hierarchy), processes, nspawn's lock files — however the
 # caller ends:
