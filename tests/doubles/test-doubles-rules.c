@@ -238,8 +238,8 @@ Test(jailer_args, cgroup_and_resource_limit_repeat) {
         child_done(&c);
 }
 
-/* This test process (criterion forks one per test) in a mount namespace of
- * its own; the jailer double it spawns inherits it. */
+/* This test's process (criterion runs each test in a process of its own)
+ * in a mount namespace of its own; the jailer double it spawns inherits it. */
 static void private_mount_namespace(void) {
         if (geteuid() != 0)
                 skip_test("needs root (a private mount namespace to change which cgroup hierarchies the jailer sees)");
