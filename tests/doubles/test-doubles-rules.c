@@ -282,8 +282,9 @@ Test(jailer_args, cgroup_v1_request_on_a_host_with_v1) {
                 /* A named hierarchy, no controller: gone with the namespace. */
                 cr_assert(mkdir(dir, 0755) >= 0);
                 if (mount("cgroup", dir, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, "none,name=microvm-test") < 0)
-                        skip_test("cannot mount a cgroup v1 hierarchy here (%m): the kernel has no cgroup v1 "
-                                  "or refuses named hierarchies");
+                        skip_test("cannot mount a cgroup v1 hierarchy here (%m): a kernel without cgroup v1, "
+                                  "or a cgroup namespace other than the host's (a container), where no new v1 "
+                                  "hierarchy may be made");
         }
         cr_assert(host_has_cgroup_v1());
         assert_v1_cgroup_answer(true);
