@@ -6,6 +6,11 @@
  * hybrid host /sys/fs/cgroup/unified), device nodes, the pid file, a tap,
  * namespaces, and the API reached through an O_PATH fd of the socket.
  *
+ * The jails live on a tmpfs of the test's own, mounted with device nodes
+ * allowed, in a mount namespace of its own: /tmp may be mounted nodev (a
+ * tmpfs /tmp: Debian 13, any host with tmp.mount), where the nodes the
+ * jailer makes could not be opened.
+ *
  * Exits 77 (skip) with the reason when not root, without cgroup2, or where
  * device nodes cannot be made. Everything a test creates (jail trees, test
  * cgroups, taps, processes, controllers it enabled on the cgroup root) is
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -613,8 +619,12 @@ Test(jail, second_start_over_an_old_jail_fails) {
 Test(jail, cgroup_values_ebusy_unless_the_parent_is_empty) {
         Child c;
         const char *cg_file, *cg_value, *cg_arg = pick_cgroup_value(&cg_file, &cg_value);
-        if (!cg_arg)
-                skip_test("no controller usable in %s/cgroup.controllers", t.cg_mount);
+        if (!cg_arg) {
+                /* skip_test() tears down (t.cg_mount goes) before it formats */
+                static char mount[4096];
+                snprintf(mount, sizeof(mount), "%s", t.cg_mount);
+                skip_test("no controller usable in %s/cgroup.controllers", mount);
+        }
 
         stage_jail("console=ttyS0 reboot=k", NULL);
         cr_assert(mkdir(t.cg_parent, 0755) >= 0);
@@ -836,24 +846,48 @@ int main(int argc, char *argv[]) {
         _cleanup_free_ char *cg = find_cgroup2_mount();
         if (!cg)
                 return skip("no cgroup2 mount in /proc/self/mountinfo");
-        /* A container without CAP_MKNOD cannot host a jailer. */
-        char probe[] = "/tmp/doubles-mknod-XXXXXX";
-        if (!mkdtemp(probe))
-                return skip("mkdtemp failed");
-        char node[64];
-        snprintf(node, sizeof(node), "%s/n", probe);
-        int r = mknod(node, S_IFCHR | 0600, makedev(1, 9));
-        (void) unlink(node);
-        (void) rmdir(probe);
-        if (r < 0)
-                return skip("cannot create device nodes here (mknod: no CAP_MKNOD?)");
         if (access("/dev/net/tun", R_OK | W_OK) < 0)
                 return skip("no /dev/net/tun");
+
+        /* The jails' file system: a tmpfs of our own that allows device
+         * nodes, on a directory below /tmp, in a mount namespace of our own
+         * (criterion's test processes inherit it; it goes with the last of
+         * them). The build tree and everything else stay as they are. */
+        char top[] = "/tmp/doubles-jail-dev-XXXXXX";
+        if (!mkdtemp(top))
+                return skip("mkdtemp below /tmp failed");
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("doubles-jail", top, "tmpfs", MS_NOSUID, "mode=0755") < 0) {
+                int e = errno;
+                (void) rmdir(top);
+                fprintf(stderr, "test-doubles-jail: a tmpfs of its own on %s: %s\n", top, strerror(e));
+                return skip("cannot mount a tmpfs in a private mount namespace (jails need one that allows device "
+                            "nodes)");
+        }
+        set_temp_dir_base(top);
+
+        /* A container without CAP_MKNOD, or one whose device policy denies
+         * opening the nodes it makes, cannot host a jailer. */
+        char node[64];
+        snprintf(node, sizeof(node), "%s/null", top);
+        int fd = mknod(node, S_IFCHR | 0666, makedev(1, 3)) < 0 ? -2 : open(node, O_RDWR | O_CLOEXEC);
+        (void) unlink(node);
+        if (fd < 0) {
+                (void) umount2(top, MNT_DETACH);
+                (void) rmdir(top);
+                return skip(fd == -2 ? "cannot create device nodes here (mknod: no CAP_MKNOD?)"
+                                     : "device nodes made here cannot be opened (the device cgroup denies it)");
+        }
+        close(fd);
 
         struct criterion_test_set *tests = criterion_initialize();
         int result = 0;
         if (criterion_handle_args(argc, argv, true))
                 result = !criterion_run_all_tests(tests);
         criterion_finalize(tests);
+        /* The mount point below the host's /tmp: empty once our namespace
+         * is gone; remove it from the host's side of the mount. */
+        (void) umount2(top, MNT_DETACH);
+        (void) rmdir(top);
         return result;
 }

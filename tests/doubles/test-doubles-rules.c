@@ -8,10 +8,12 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,6 +43,36 @@ static char *tmp_path(const char *name) {
         char *p;
         cr_assert(asprintf(&p, "%s/%s", tmp, name) >= 0);
         return p;
+}
+
+/* The firecracker double for a run as spawned with o. A run that drops to
+ * a VM uid executes a copy in the test's own 0755 tree: the build tree may
+ * be out of that uid's reach (a checkout in /root, 0700 on a stock Debian),
+ * and the real jailer, too, runs a copy inside the jail. */
+static const char *fc_exec_path(const SpawnOptions *o) {
+        static char *copy;      /* per test process, inside tmp */
+        _cleanup_close_ int in = -EBADF, out = -EBADF;
+        char buf[65536];
+        ssize_t n;
+
+        if (!o || !o->drop_privileges)
+                return firecracker_path();
+        if (copy && access(copy, X_OK) == 0)
+                return copy;
+        free(copy);
+        copy = tmp_path("bin");
+        cr_assert(mkdir(copy, 0755) >= 0 || errno == EEXIST, "mkdir %s: %m", copy);
+        free(copy);
+        copy = tmp_path("bin/firecracker");
+        in = open(firecracker_path(), O_RDONLY | O_CLOEXEC);
+        cr_assert(in >= 0, "open %s: %m", firecracker_path());
+        out = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+        cr_assert(out >= 0, "create %s: %m", copy);
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                cr_assert(write(out, buf, (size_t) n) == n, "write %s: %m", copy);
+        cr_assert(n == 0, "read %s: %m", firecracker_path());
+        cr_assert(fchmod(out, 0755) >= 0);
+        return copy;
 }
 
 static void setup(void) {
@@ -154,21 +186,108 @@ Test(jailer_args, repeating_a_single_value_flag_fails) {
         child_done(&c);
 }
 
-Test(jailer_args, cgroup_and_resource_limit_repeat) {
+/* Whether /proc/self/mounts lists a cgroup v1 hierarchy: the real jailer's
+ * CgroupHierarchies::new(1, ...) finds one exactly then. */
+static bool host_has_cgroup_v1(void) {
+        _cleanup_free_ char *mounts = read_file("/proc/self/mounts");
+
+        cr_assert(mounts, "read /proc/self/mounts: %m");
+        for (char *s = mounts, *line; (line = strsep(&s, "\n"));) {
+                char type[64];
+                if (sscanf(line, "%*s %*s %63s", type) == 1 && streq(type, "cgroup"))
+                        return true;
+        }
+        return false;
+}
+
+/* --cgroup and --resource-limit repeat, with a v1 --cgroup request. The
+ * answer depends on the host, and is checked for the host as it is:
+ *  - no cgroup v1 hierarchy mounted (a stock host, pure cgroup v2): the
+ *    real jailer's own answer, CgroupHierarchyMissing (cgroup.rs:
+ *    CgroupHierarchies::new() found no mount point for version 1);
+ *  - a v1 hierarchy mounted (a hybrid host): the jailer would go on to
+ *    create v1 cgroups, which the double does not implement; it says so.
+ * Both come after every --cgroup value was parsed. The two tests after
+ * this one produce each host in a mount namespace of their own (root). */
+static void assert_v1_cgroup_answer(bool v1_mounted) {
         Child c;
+
         JAILER(&c, "--id", "vm1", "--exec-file", firecracker_path(), "--uid", "1", "--gid", "1",
                "--chroot-base-dir", base, "--resource-limit", "no-file=1024", "--resource-limit", "fsize=1000",
                "--cgroup", "a.b=1", "--cgroup-version", "1", "--cgroup", "a.c=2", "--resource-limit", "bogus=1");
-        /* Both repeated flags parsed; v1 --cgroup values are refused by the double. */
-        cr_assert(child_exited_with(&c, 1));
-        cr_assert(strstr(sb_str(&c.err), "not supported by this double"), "stderr: %s", sb_str(&c.err));
+        if (v1_mounted) {
+                cr_assert(child_exited_with(&c, 1), "status %d, stderr: %s", c.status, sb_str(&c.err));
+                cr_assert_str_eq(sb_str(&c.err), "jailer test double: --cgroup-version 1 with --cgroup values is not "
+                                                 "supported by this double\n"
+                                                 "Error: Unsupported(\"--cgroup-version 1 with --cgroup values\")\n");
+        } else
+                assert_jailer_error(&c, "Hierarchy not found: No hierarchy found for this cgroup version.",
+                                    "CgroupHierarchyMissing(\"No hierarchy found for this cgroup version.\")");
         child_done(&c);
+}
+
+Test(jailer_args, cgroup_and_resource_limit_repeat) {
+        Child c;
+
+        assert_v1_cgroup_answer(host_has_cgroup_v1());
 
         JAILER(&c, "--id", "vm1", "--exec-file", firecracker_path(), "--uid", "1", "--gid", "1",
                "--chroot-base-dir", base, "--resource-limit", "no-file=1024", "--resource-limit", "fsize=1000",
                VALID_UP_TO_LIMITS);
         assert_jailer_error(&c, LIMITS_ERROR);
         child_done(&c);
+}
+
+/* This test's process (criterion runs each test in a process of its own)
+ * in a mount namespace of its own; the jailer double it spawns inherits it. */
+static void private_mount_namespace(void) {
+        if (geteuid() != 0)
+                skip_test("needs root (a private mount namespace to change which cgroup hierarchies the jailer sees)");
+        cr_assert(unshare(CLONE_NEWNS) >= 0, "unshare(CLONE_NEWNS): %m");
+        cr_assert(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) >= 0, "make / private: %m");
+}
+
+Test(jailer_args, cgroup_v1_request_on_a_pure_v2_host) {
+        _cleanup_free_ char *mounts = NULL;
+        char *points[64];
+        size_t n = 0;
+
+        private_mount_namespace();
+        /* Unmount every v1 hierarchy here, deepest (last mounted) first. */
+        mounts = read_file("/proc/self/mounts");
+        cr_assert(mounts, "read /proc/self/mounts: %m");
+        for (char *s = mounts, *line; (line = strsep(&s, "\n"));) {
+                char dir[4096], type[64];
+                if (sscanf(line, "%*s %4095s %63s", dir, type) == 2 && streq(type, "cgroup")) {
+                        cr_assert(n < ELEMENTSOF(points));
+                        points[n] = strdup(dir);
+                        cr_assert(points[n]);
+                        n++;
+                }
+        }
+        while (n > 0) {
+                n--;
+                cr_assert(umount2(points[n], MNT_DETACH) >= 0, "umount %s: %m", points[n]);
+                free(points[n]);
+        }
+        cr_assert_not(host_has_cgroup_v1());
+        assert_v1_cgroup_answer(false);
+}
+
+Test(jailer_args, cgroup_v1_request_on_a_host_with_v1) {
+        _cleanup_free_ char *dir = tmp_path("cgroup-v1");
+
+        private_mount_namespace();
+        if (!host_has_cgroup_v1()) {
+                /* A named hierarchy, no controller: gone with the namespace. */
+                cr_assert(mkdir(dir, 0755) >= 0);
+                if (mount("cgroup", dir, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, "none,name=microvm-test") < 0)
+                        skip_test("cannot mount a cgroup v1 hierarchy here (%m): a kernel without cgroup v1, "
+                                  "or a cgroup namespace other than the host's (a container), where no new v1 "
+                                  "hierarchy may be made");
+        }
+        cr_assert(host_has_cgroup_v1());
+        assert_v1_cgroup_answer(true);
 }
 
 Test(jailer_args, missing_values) {
@@ -551,7 +670,7 @@ Test(jailer_args, unprivileged_jailer_fails_at_the_mount_namespace) {
 /* ------------------------------------------------------------------------- */
 /* firecracker: command line */
 
-#define FC(c, o, ...) run(c, firecracker_path(), o, (const char *const[]) { __VA_ARGS__, NULL })
+#define FC(c, o, ...) run(c, fc_exec_path(o), o, (const char *const[]) { __VA_ARGS__, NULL })
 
 static void assert_fc_arg_error(Child *c, const char *display, const char *debug) {
         _cleanup_free_ char *logged = NULL, *err = NULL;
@@ -976,16 +1095,24 @@ Test(firecracker_config, read_only_drive_needs_only_read_access) {
         /* ... accepted read-only: whatever happens next is no block device error. */
         _cleanup_free_ char *ro = make_vm_config(v.kernel, "console=ttyS0", v.drive, true, NULL);
         cr_assert(write_file(v.config, ro, 0644) >= 0);
-        const char *argv[] = { firecracker_path(), "--id", "vm1", "--api-sock", v.sock, "--config-file", v.config, NULL };
+        const char *argv[] = { fc_exec_path(&o), "--id", "vm1", "--api-sock", v.sock, "--config-file", v.config, NULL };
         cr_assert(child_spawn(&c, (char *const *) argv, &o) >= 0);
         bool started = child_wait_output(&c, "Successfully started microvm", false, TEST_TIMEOUT_MS);
         if (!started) {
+                /* Past the drives, Kvm::new() opens /dev/kvm as the VM uid:
+                 * no such node on a host without KVM (ENOENT), or a node that
+                 * uid may not use (EACCES). */
+                _cleanup_free_ char *kvm_error = NULL;
+                struct stat kst;
+                bool no_kvm = stat("/dev/kvm", &kst) < 0 && errno == ENOENT;
+                cr_assert(asprintf(&kvm_error, "Could not Start MicroVM from one single json: Kvm error: Error "
+                                               "creating KVM object: %s Make sure the user launching the firecracker "
+                                               "process is configured on the /dev/kvm file's ACL.",
+                                   no_kvm ? "No such file or directory (os error 2)"
+                                          : "Permission denied (os error 13)") >= 0);
                 cr_assert(child_wait_exit(&c, TEST_TIMEOUT_MS));
-                cr_assert(strstr(sb_str(&c.out), "Could not Start MicroVM from one single json: Kvm error: Error "
-                                                 "creating KVM object: Permission denied (os error 13) Make sure the "
-                                                 "user launching the firecracker process is configured on the "
-                                                 "/dev/kvm file's ACL."),
-                          "stdout: %s", sb_str(&c.out));
+                cr_assert(strstr(sb_str(&c.out), kvm_error), "/dev/kvm %s; expected \"%s\" in stdout: %s",
+                          no_kvm ? "missing" : "present", kvm_error, sb_str(&c.out));
         }
         cr_assert_null(strstr(sb_str(&c.out), "Block device error"));
         child_done(&c);
@@ -1100,14 +1227,17 @@ Test(firecracker_config, existing_vsock_uds_path_is_fatal) {
  * real one checks it) */
 
 static void require_kvm_access(void) {
-        if (access("/dev/kvm", R_OK | W_OK) < 0)
+        if (access("/dev/kvm", R_OK | W_OK) < 0) {
+                if (errno == ENOENT)
+                        skip_test("no /dev/kvm on this host: the double refuses to boot, like the real one");
                 skip_test("no read-write access to /dev/kvm for uid %u: the double refuses to boot, like the "
                              "real one (run the suite as root)", (unsigned) geteuid());
+        }
 }
 
 static void fc_start(Child *c, Vm *v, const char *boot_args, const char *extra, const SpawnOptions *o) {
         _cleanup_free_ char *cfg = make_vm_config(v->kernel, boot_args, v->drive, false, extra);
-        const char *argv[] = { firecracker_path(), "--id", "vm1", "--api-sock", v->sock, "--config-file", v->config,
+        const char *argv[] = { fc_exec_path(o), "--id", "vm1", "--api-sock", v->sock, "--config-file", v->config,
                                "--start-time-us", "1", "--start-time-cpu-us", "2", "--parent-cpu-time-us", "3", NULL };
 
         cr_assert(write_file(v->config, cfg, 0644) >= 0);

@@ -64,8 +64,10 @@ void children_kill_all(void);
 bool child_exited_with(const Child *c, int code);
 bool child_killed_by(const Child *c, int sig);
 
-/* mkdtemp under /tmp, mode 0755 so an unprivileged VM uid can traverse it. */
+/* mkdtemp under /tmp (or the set_temp_dir_base() directory), mode 0755 so
+ * an unprivileged VM uid can traverse it. */
 char *make_temp_dir(const char *prefix);
+void set_temp_dir_base(const char *dir);
 /* mkdir -p */
 int mkdir_p(const char *path, mode_t mode);
 /* rm -rf that never crosses a mount point and never follows symlinks. */

@@ -20,6 +20,10 @@
 #     ct_exec systemctl ...      # a command inside (all namespaces)
 #     ct_destroy                 # poweroff, teardown, ct_verify_clean
 #
+# scripts/fresh-host-test boots a bootstrapped Debian root instead of the
+# host's /: ct_create_copy DIR (a copy on disk, not an overlay),
+# CT_BOOT_TARGET, CT_PRIVATE_NETWORK=no and its own CT_PREFIX.
+#
 # Nothing may stay on the host — mounts, cgroups (in the cgroup2 mount and
 # in every v1 hierarchy), processes, nspawn's lock files — however the
 # caller ends:
@@ -67,12 +71,16 @@ CT_STOP_TIMEOUT=${MICROVM_CT_STOP_TIMEOUT:-30}
 # test environment, sanitizer options).
 CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CT_NAME="" CT_BASE="" CT_ROOT="" CT_LOG="" CT_OWNER="" CT_CG2="" CT_CGSD=""
-CT_NSPAWN_PID="" CT_PID1="" CT_PIDNS="" CT_DEVS="" CT_DONE="" CT_BOOT_MS=""
+CT_NSPAWN_PID="" CT_PID1="" CT_PIDNS="" CT_PIDNS_FD="" CT_DEVS="" CT_DONE="" CT_BOOT_MS=""
 # More arguments for the container's systemd, e.g. systemd.setenv=VAR=VALUE
 # (in a container systemd reads its "kernel command line" from its argv).
 CT_INIT_ARGS=()
 # More systemd-nspawn options, e.g. --bind=/dev/kvm.
 CT_NSPAWN_ARGS=()
+# The unit the container's systemd boots into (ct_create writes this one).
+CT_BOOT_TARGET=microvm-ct.target
+# yes: a network namespace of its own (--private-network); no: the host's.
+CT_PRIVATE_NETWORK=yes
 
 ct_log() {
         printf '%s\n' "${CT_LOG_TAG:-container}: $*" >&2
@@ -160,6 +168,23 @@ ct_init() {
 }
 
 # ---------------------------------------------------------------- creation
+
+# ct_create_copy DIR: instead of ct_create, a root that is a copy of DIR (a
+# bootstrapped Debian, scripts/fresh-host-test) in $CT_BASE on the file
+# system of $CT_TMP, with its own machine id. The marker $CT_BASE/.copy
+# tells ct_teardown (also the reaper's) to delete the copy.
+ct_create_copy() {
+        ct_init "$CT_PREFIX$$-$RANDOM"
+        CT_DONE=
+        echo "$$ $(ct_starttime $$)" >"$CT_OWNER"
+        mkdir -m 0700 "$CT_BASE"
+        : >"$CT_BASE/.copy"
+        ct_start_reaper
+        CT_DEVS=""
+        cp -a --reflink=auto "$1" "$CT_ROOT" 9>&- &
+        wait $! || return 1
+        systemd-id128 new >"$CT_ROOT/etc/machine-id"
+}
 
 # The overlay root, with everything a boot needs; the caller then installs
 # into $CT_ROOT.
@@ -273,7 +298,8 @@ ct_boot() {
         fi
         args=(--quiet -D "$CT_ROOT" -M "$CT_NAME" --boot
               --register=no --keep-unit --link-journal=no
-              --private-network --console=passive "${CT_NSPAWN_ARGS[@]}")
+              --console=passive "${CT_NSPAWN_ARGS[@]}")
+        [ "$CT_PRIVATE_NETWORK" = no ] || args+=(--private-network)
         (
                 exec 9>&-
                 echo "$BASHPID" >"$CT_CG2/$CT_NAME/cgroup.procs"
@@ -281,12 +307,16 @@ ct_boot() {
                         echo "$BASHPID" >"$CT_CGSD/$CT_NAME/cgroup.procs"
                 fi
                 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 exec setsid systemd-nspawn "${args[@]}" \
-                        systemd.unit=microvm-ct.target systemd.show_status=0 "${CT_INIT_ARGS[@]}" \
+                        systemd.unit="$CT_BOOT_TARGET" systemd.show_status=0 "${CT_INIT_ARGS[@]}" \
                         </dev/null >"$CT_LOG" 2>&1
         ) &
         CT_NSPAWN_PID=$!
         ct_find_pid1 || return 1
         CT_PIDNS=$(readlink "/proc/$CT_PID1/ns/pid")
+        # Held open until ct_destroy has checked for leftovers: a freed
+        # namespace's inode number is soon another's (a busy host starts
+        # containers all the time), and ct_verify_clean compares numbers.
+        exec {CT_PIDNS_FD}<"/proc/$CT_PID1/ns/pid"
         ct_wait_running || return 1
         CT_BOOT_MS=$(( $(ct_now_ms) - t0 ))
 }
@@ -388,6 +418,10 @@ ct_destroy() {
         ct_poweroff || rc=1
         ct_teardown || rc=1
         ct_verify_clean || rc=1
+        if [ -n "$CT_PIDNS_FD" ]; then
+                exec {CT_PIDNS_FD}<&-
+                CT_PIDNS_FD=
+        fi
         CT_DONE=1
         return $rc
 }
@@ -491,6 +525,8 @@ ct_teardown() {
         if mountpoint -q "$CT_ROOT" 2>/dev/null; then
                 [ -n "$CT_DEVS" ] || CT_DEVS="$(mountpoint -d "$CT_ROOT") $(mountpoint -d "$CT_BASE")"
                 lock=/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$CT_ROOT")
+        elif [ -e "$CT_BASE/.copy" ] && [ -d "$CT_ROOT" ]; then
+                lock=/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$CT_ROOT")
         fi
         # Loop devices are global: one attached inside and left would pin
         # the tmpfs. The tests attach none; a tool might leak one.
@@ -523,7 +559,10 @@ ct_teardown() {
         fi
         ct_umount "$CT_ROOT" || rc=1
         ct_umount "$CT_BASE" || rc=1
-        if [ -d "$CT_BASE" ]; then
+        if [ -e "$CT_BASE/.copy" ]; then
+                # ct_create_copy's root, on the host's disk
+                rm -rf --one-file-system "$CT_BASE" || rc=1
+        elif [ -d "$CT_BASE" ]; then
                 rmdir "$CT_BASE" || rc=1
         fi
         rm -f "$CT_TMP/$CT_NAME.lifeline" "$CT_TMP/$CT_NAME.state"
@@ -538,6 +577,12 @@ ct_teardown() {
 ct_loops_on_our_devs() {
         local d
         command -v losetup >/dev/null || return 0
+        if [ -e "$CT_BASE/.copy" ]; then
+                # a copied root is no file system of its own: loops whose
+                # backing file is below it
+                losetup -n -l -O NAME,BACK-FILE 2>/dev/null | awk -v p="$CT_BASE/" 'index($2, p) == 1 { print $1 }'
+                return 0
+        fi
         for d in $CT_DEVS; do
                 losetup -n -l -O NAME,BACK-MAJ:MIN 2>/dev/null | awk -v d="$d" '$2 == d { print $1 }'
         done

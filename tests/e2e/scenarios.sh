@@ -1164,6 +1164,72 @@ sc_kill_points() {
         note "$n (tool, step) pairs: each killed there, then started again (or reclaimed), zero leftovers"
 }
 
+# Issue 20: whether a VM's unit runs, the tools run by hand ask systemd
+# over the system bus; only without an answer do they look at the unit's
+# cgroup (the tools' privileged suites test that fallback, the bus
+# explicitly absent). Here both sources, against a real systemd: the bus
+# answers and the tools say so ("per systemd"); a process in the cgroup of
+# a unit systemd knows is stopped is judged by what systemd says, where the
+# cgroup alone would call it running.
+tools_dir() {
+        systemctl cat microvm@.service 2>/dev/null | sed -n 's|^ExecStopPost=+\(.*\)/microvm-cleanup %i$|\1|p' | head -n 1
+}
+
+cgroup_empty() {
+        grep -q '^populated 0' "$1/cgroup.events"
+}
+
+sc_running_per_systemd() {
+        local dir out cg sleeper nobus=unix:path=/nonexistent/microvm-e2e-no-bus
+        busctl --system status org.freedesktop.systemd1 >/dev/null 2>&1 ||
+                { echo "no system bus in the container (the host has no dbus installed)"; return 77; }
+        dir=$(tools_dir)
+        [ -x "$dir/microvm-stage" ] || fail "no microvm-stage in '$dir' (from microvm@.service's ExecStopPost=)" || return
+        vm_config perbus
+        systemctl daemon-reload
+        start_vm perbus || return
+        assert_vm_running perbus || return
+
+        # Running: stage and cleanup by hand refuse, naming their source.
+        out=$("$dir/microvm-cleanup" perbus 2>&1) && fail "microvm-cleanup of a running VM succeeded: $out" || true
+        [[ $out == *"microvm@perbus.service is running (per systemd)"* ]] ||
+                fail "microvm-cleanup by hand: expected 'is running (per systemd)', got: $out" || return
+        out=$("$dir/microvm-stage" perbus 2>&1) && fail "microvm-stage of a running VM succeeded: $out" || true
+        [[ $out == *"microvm@perbus.service is running (per systemd)"* ]] ||
+                fail "microvm-stage by hand: expected 'is running (per systemd)', got: $out" || return
+        # The bus explicitly absent: the cgroup systemd made says the same.
+        out=$(DBUS_SYSTEM_BUS_ADDRESS=$nobus "$dir/microvm-cleanup" perbus 2>&1) &&
+                fail "microvm-cleanup without a bus succeeded: $out" || true
+        [[ $out == *"microvm@perbus.service is running (per cgroup)"* ]] ||
+                fail "microvm-cleanup without a bus: expected 'is running (per cgroup)', got: $out" || return
+        assert_vm_running perbus || return
+        note "a running VM: stage/cleanup by hand refused, per systemd (bus) and per cgroup (no bus)"
+        stop_vm perbus || return
+        assert_no_debris perbus || return
+
+        # Stopped, but a process sits in its unit's cgroup (made by hand):
+        # systemd says inactive, the cgroup alone says running.
+        cg=$E2E_SLICE_CG/microvm@perbus.service
+        # (The sleeper starts as a unit of the container's systemd: a
+        # process of ours lives in a cgroup outside the container's.)
+        mkdir "$cg" || fail "mkdir $cg" || return
+        systemd-run --quiet --collect --unit=perbus-sleeper sleep infinity || fail "systemd-run sleep" || return
+        sleeper=$(systemctl show -p MainPID --value perbus-sleeper.service)
+        [ "${sleeper:-0}" -gt 0 ] || fail "no MainPID for perbus-sleeper.service" || return
+        echo "$sleeper" >"$cg/cgroup.procs" || fail "cannot move process $sleeper into $cg" || return
+        out=$("$dir/microvm-reclaim" --dry-run 2>&1)
+        [[ $out == *"perbus: would remove its cgroup (unit not running, per systemd)"* ]] ||
+                fail "reclaim --dry-run with the bus: expected perbus 'unit not running, per systemd', got: $out" || return
+        out=$(DBUS_SYSTEM_BUS_ADDRESS=$nobus "$dir/microvm-reclaim" --dry-run 2>&1)
+        [[ $out != *"perbus:"* ]] ||
+                fail "reclaim --dry-run without a bus: perbus should count as running (populated cgroup), got: $out" || return
+        kill -KILL "$sleeper"
+        wait_until 10 "the sleeper to leave $cg" cgroup_empty "$cg" || return
+        rmdir "$cg" || fail "rmdir $cg" || return
+        systemctl reset-failed perbus-sleeper.service 2>/dev/null || true
+        note "a stopped unit with a process in its cgroup: not running per systemd, running per cgroup"
+}
+
 # Nothing of any VM left in the container after all scenarios.
 sc_leftovers() {
         local left
@@ -1224,4 +1290,5 @@ scenario "microvmctl sync: stops an orphan, starts a down autostart VM, restarts
 scenario "microvmctl gc after a simulated crash removes the debris, leaves a running VM alone" sc_ctl_gc
 scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
+scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
 scenario "no VM leftovers in the container" sc_leftovers

@@ -239,6 +239,13 @@ void tool_sandbox(void) {
         (void) unsetenv("MICROVM_CONFIG_DIGEST");
         (void) unsetenv("NOTIFY_SOCKET");
         cr_assert_eq(setenv("SYSTEMD_LOG_LEVEL", "info", 1), 0);
+        /* Which source of truth the tools ask whether microvm@<id> runs:
+         * here always the cgroup fallback, the bus explicitly absent. The
+         * VMs of these suites are processes in a cgroup tree of their own
+         * that no systemd knows, so a system bus (a stock host runs one)
+         * would answer "not running" for every one of them. The bus path,
+         * against a real systemd, is the e2e scenario sc_running_per_systemd. */
+        cr_assert_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", NO_SYSTEM_BUS, 1), 0);
 }
 
 void tools_use_fallback(bool fallback) {

@@ -48,9 +48,14 @@ extern ToolSandbox S;
 /* printf into one of a few rotating static buffers. */
 const char *pf(const char *fmt, ...) _printf_(1, 2);
 
+/* An address no system bus listens on: the tools' sd_bus_open_system()
+ * fails, and they judge whether a VM's unit runs by its cgroup. */
+#define NO_SYSTEM_BUS "unix:path=/nonexistent/microvm-test-no-bus"
+
 /* The scratch host above: a private mount namespace with a tmpfs, the
  * doubles copied in, images, victims, a host config, and the environment
- * the tools read (MICROVM_HOST_CONFIG, MICROVM_CONFIG_PATH). */
+ * the tools read (MICROVM_HOST_CONFIG, MICROVM_CONFIG_PATH, and
+ * DBUS_SYSTEM_BUS_ADDRESS = NO_SYSTEM_BUS: no system bus). */
 void tool_sandbox(void);
 /* MICROVM_SAFE_FS_FALLBACK=1 for the tools run from now on: they then use
  * the component walk instead of openat2() (both are tested). The hook is
