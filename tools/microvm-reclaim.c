@@ -30,6 +30,10 @@ static int reclaim_one(sd_bus *bus, const HostConfig *host, int run_fd, const Re
         ReclaimResult res;
         int r;
 
+        if (!c->jail && !c->run_dir && !c->cgroup && !c->storage) {
+                log_debug("%s: nothing of it found.", c->id);
+                return 0;
+        }
         r = reclaim_vm(bus, host, run_fd, c, arg_dry_run, &res, &error);
         if (r < 0 && error) {
                 reclaim_result_done(&res);
@@ -85,7 +89,8 @@ int main(int argc, char **argv) {
         _cleanup_(unit_bus_closep) sd_bus *bus = NULL;
         _cleanup_free_ char *bus_error = NULL;
         _cleanup_close_ int run_fd = -EBADF;
-        ReclaimScan cands = {};
+        ReclaimScan cands = {}, found = {};
+        bool any = false;
         int c, r, ret = 0;
 
         log_set_program_name("microvm-reclaim");
@@ -109,23 +114,32 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return tool_exit(r);
 
+        /* A directory we could not look into fails the run (after
+         * reclaiming what we found elsewhere). */
+        ret = reclaim_scan(host, &found);
+        for (char **m = found.warnings; m && *m; m++)
+                log_warning("%s", *m);
+        for (char **m = found.errors; m && *m; m++)
+                log_error("%s", *m);
+        if (ret == -ENOMEM)
+                return tool_exit(log_oom());
         if (optind < argc) {
+                /* Only these VMs, with what was found of them. */
                 for (int i = optind; i < argc; i++) {
                         ReclaimCandidate *cand = reclaim_candidate(&cands, argv[i]);
                         if (!cand)
                                 return tool_exit(log_error_errno(EINVAL, "\"%s\" is not a valid VM id.", argv[i]));
-                        cand->jail = cand->run_dir = cand->cgroup = cand->storage = true;
+                        for (size_t j = 0; j < found.n; j++)
+                                if (streq(found.items[j].id, cand->id))
+                                        *cand = found.items[j];
                 }
+                for (size_t i = 0; i < cands.n; i++)
+                        any |= cands.items[i].jail || cands.items[i].run_dir || cands.items[i].cgroup ||
+                               cands.items[i].storage;
         } else {
-                /* A directory we could not look into fails the run (after
-                 * reclaiming what we found elsewhere). */
-                ret = reclaim_scan(host, &cands);
-                for (char **m = cands.warnings; m && *m; m++)
-                        log_warning("%s", *m);
-                for (char **m = cands.errors; m && *m; m++)
-                        log_error("%s", *m);
-                if (ret == -ENOMEM)
-                        return tool_exit(log_oom());
+                cands = found;
+                found = (ReclaimScan) {};
+                any = cands.n > 0;
         }
 
         r = unit_bus_open(&bus, &bus_error);
@@ -136,7 +150,7 @@ int main(int argc, char **argv) {
         /* The reclaim lock lives in the run directory: made if missing, so
          * that a start racing us (microvm-stage holds the lock shared from
          * before it builds anything) is always serialised with us. */
-        if (cands.n > 0 && !arg_dry_run) {
+        if (any && !arg_dry_run) {
                 _cleanup_free_ char *error = NULL;
                 r = safe_root_open(host->run_dir, SAFE_ROOT_CREATE, 0700, &run_fd, &error);
                 if (r < 0)
@@ -173,5 +187,6 @@ int main(int argc, char **argv) {
         if (cands.n == 0)
                 log_debug("Nothing to reclaim.");
         reclaim_scan_done(&cands);
+        reclaim_scan_done(&found);
         return tool_exit(ret);
 }

@@ -214,8 +214,9 @@ static int stage_jail(Stage *s) {
 
         StageTarget t = stage_target(s);
         _cleanup_strv_free_ char **notes = NULL;
-        r = step(stage_jail_files(&t, &notes, &error), &error);
+        r = stage_jail_files(&t, &notes, &error);
         log_notes(notes, LOG_INFO);
+        r = step(r, &error);
         if (r < 0)
                 return r;
         test_hook("stage-jail-files");

@@ -57,12 +57,14 @@ check)
         running=$(systemctl list-units --no-legend --plain --state=active,activating 'microvm@*' |
                 awk '{ sub(/^microvm@/, "", $1); sub(/\.service$/, "", $1); print "--running=" $1 }')
         # shellcheck disable=SC2086
-        out=$("$E2E_LIBDIR/leak-check" $running 2>&1) || fail "leftovers after the crash and reboot: $out"
+        out=$("$E2E_LIBDIR/leak-check" --only=jail,run,uid,cgroup,block,tap,machine,process $running 2>&1) ||
+                fail "leftovers after the crash and reboot: $out"
         echo "after the reboot: reclaim ran, autostart VMs back ($(echo $running | sed 's/--running=//g')), nothing of crash-manual left"
         timeout 60 systemctl stop microvms.target 'microvm@*' || fail "the VMs did not stop"
         rm -f /etc/systemd/system/microvm-ct.target.wants/microvms.target
         systemctl daemon-reload
-        out=$("$E2E_LIBDIR/leak-check" 2>&1) || fail "leftovers after the stop: $out"
+        out=$("$E2E_LIBDIR/leak-check" --only=jail,run,uid,cgroup,block,tap,machine,process 2>&1) ||
+                fail "leftovers after the stop: $out"
         ;;
 *)
         echo "usage: host-crash.sh prepare|check" >&2

@@ -9,7 +9,8 @@
  *   run       <run_dir>/<id>, and block claims <run_dir>/.storage/block-*,
  *             of a VM that is not running
  *   state     <state_dir>/<id> (a dir with a uid record) of a VM with no
- *             config; <state_dir>/.uids/<uid> entries that no record backs
+ *             config (its data: a leftover only where the VM was deleted)
+ *   uid       <state_dir>/.uids/<uid> entries that no record backs
  *   cgroup    <cgroup2>/<slice>/microvm@<id>.service of a VM not running
  *   loop      loop devices we attached (lo_file_name "microvm:...") whose
  *             backing file is in a stopped VM's state, or any of ours when
@@ -178,8 +179,7 @@ static bool has_config(const char *id) {
 
 static void check_state_dir(Check *c) {
         _cleanup_close_ int state_fd = open(c->host->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        _cleanup_(closedirp) DIR *d = NULL, *u = NULL;
-        _cleanup_free_ char *uids = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *e;
 
         if (state_fd < 0)
@@ -196,6 +196,16 @@ static void check_state_dir(Check *c) {
                 if (!has_config(e->d_name))
                         found(c, "state", "%s/%s (no config for VM %s)", c->host->state_dir, e->d_name, e->d_name);
         }
+}
+
+static void check_uid_index(Check *c) {
+        _cleanup_close_ int state_fd = open(c->host->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_(closedirp) DIR *u = NULL;
+        _cleanup_free_ char *uids = NULL;
+        struct dirent *e;
+
+        if (state_fd < 0)
+                return;
         if (asprintf(&uids, "%s/.uids", c->host->state_dir) < 0)
                 return;
         u = opendir_or_null(uids);
@@ -208,12 +218,12 @@ static void check_state_dir(Check *c) {
                         continue;
                 n = readlinkat(dirfd(u), e->d_name, target, sizeof target - 1);
                 if (n < 0 || parse_uid(e->d_name, &want) < 0) {
-                        found(c, "state", "%s/%s (not a uid index entry)", uids, e->d_name);
+                        found(c, "uid", "%s/%s (not a uid index entry)", uids, e->d_name);
                         continue;
                 }
                 target[n] = '\0';
                 if (!vm_id_valid(target) || uid_record_read(state_fd, target, &have) < 0 || have != want)
-                        found(c, "state", "%s/%s -> %s (no uid record of that VM names uid %s)", uids, e->d_name,
+                        found(c, "uid", "%s/%s -> %s (no uid record of that VM names uid %s)", uids, e->d_name,
                               target, e->d_name);
         }
 }
@@ -390,7 +400,7 @@ static void help(void) {
                "     --slice=PATH     the VMs' slice below the cgroup2 mount (microvm.slice)\n"
                "     --sysfs=DIR      where sysfs is mounted (/sys)\n"
                "     --machines=DIR   machined's state directory (/run/systemd/machines)\n"
-               "     --only=KIND,...  look only for these kinds (jail, run, state, cgroup,\n"
+               "     --only=KIND,...  look only for these kinds (jail, run, state, uid, cgroup,\n"
                "                      block (loop and dm), tap, machine, process)\n"
                "  -h --help\n"
                "The host config and VM configs are found as the tools find them\n"
@@ -466,6 +476,7 @@ int main(int argc, char **argv) {
                 { "jail", check_jails },
                 { "run", check_run_dir },
                 { "state", check_state_dir },
+                { "uid", check_uid_index },
                 { "cgroup", check_cgroups },
                 { "block", check_block_devices },
                 { "tap", check_taps },
