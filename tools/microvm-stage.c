@@ -216,9 +216,8 @@ static int stage_jail(Stage *s) {
         _cleanup_strv_free_ char **notes = NULL;
         r = stage_jail_files(&t, &notes, &error);
         log_notes(notes, LOG_INFO);
-        r = step(r, &error);
         if (r < 0)
-                return r;
+                return step(r, &error);
         test_hook("stage-jail-files");
 
         return step(stage_jail_run_dir_and_config(&t, &s->net, &error), &error);
