@@ -58,11 +58,31 @@ static int wait_fd(int fd, short events, usec_t deadline) {
         }
 }
 
+/* All of buf, before deadline: 0 or -errno (-ETIMEDOUT). */
+static int send_all(int fd, const char *buf, size_t len, usec_t deadline) {
+        size_t sent = 0;
+
+        while (sent < len) {
+                ssize_t n;
+                int r = wait_fd(fd, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+                n = send(fd, buf + sent, len - sent, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                sent += (size_t) n;
+        }
+        return 0;
+}
+
 int fc_api_request(int fd, const char *method, const char *path, const char *body, usec_t timeout) {
         usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
         _cleanup_free_ char *req = NULL;
         char resp[512];
-        size_t sent = 0, got = 0;
+        size_t got = 0;
         int len, r;
 
         len = asprintf(&req,
@@ -72,19 +92,9 @@ int fc_api_request(int fd, const char *method, const char *path, const char *bod
         if (len < 0)
                 return -ENOMEM;
 
-        while (sent < (size_t) len) {
-                ssize_t n;
-                r = wait_fd(fd, POLLOUT, deadline);
-                if (r < 0)
-                        return r;
-                n = send(fd, req + sent, (size_t) len - sent, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                sent += (size_t) n;
-        }
+        r = send_all(fd, req, (size_t) len, deadline);
+        if (r < 0)
+                return r;
 
         /* The status line is all we need. */
         while (got < sizeof resp - 1) {
@@ -112,25 +122,15 @@ int fc_api_get(int fd, const char *path, usec_t timeout, int *ret_status, char *
         usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
         _cleanup_free_ char *req = NULL;
         char resp[4096 + 512];
-        size_t sent = 0, got = 0;
+        size_t got = 0;
         int len, r;
 
         len = asprintf(&req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n", path);
         if (len < 0)
                 return -ENOMEM;
-        while (sent < (size_t) len) {
-                ssize_t n;
-                r = wait_fd(fd, POLLOUT, deadline);
-                if (r < 0)
-                        return r;
-                n = send(fd, req + sent, (size_t) len - sent, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                continue;
-                        return errno == EPIPE ? -ECONNRESET : -errno;
-                }
-                sent += (size_t) n;
-        }
+        r = send_all(fd, req, (size_t) len, deadline);
+        if (r < 0)
+                return r == -EPIPE ? -ECONNRESET : r;
 
         for (;;) {
                 const char *end = got > 0 ? strstr(resp, "\r\n\r\n") : NULL;
