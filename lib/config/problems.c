@@ -22,12 +22,18 @@ void problems_add(Problems *p, const char *file, unsigned line, const char *sect
 
         if (p->n >= PROBLEMS_MAX)
                 return;
-        n = realloc(p->items, (p->n + 1) * sizeof(Problem));
-        if (!n) {
-                p->oom = true;
-                return;
+        if (p->n >= p->n_allocated) {
+                /* Doubling: a file full of garbage adds up to PROBLEMS_MAX
+                 * problems, and one realloc per problem made that quadratic. */
+                size_t m = MIN(MAX(p->n_allocated * 2, (size_t) 8), (size_t) PROBLEMS_MAX);
+                n = realloc(p->items, m * sizeof(Problem));
+                if (!n) {
+                        p->oom = true;
+                        return;
+                }
+                p->items = n;
+                p->n_allocated = m;
         }
-        p->items = n;
         it = &p->items[p->n];
         *it = (Problem) { .line = line };
         it->file = strdup_or_null(file ?: "", &p->oom);

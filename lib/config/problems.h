@@ -23,6 +23,7 @@ typedef struct Problem {
 typedef struct Problems {
         Problem *items;
         size_t n;
+        size_t n_allocated;     /* items has room for this many */
         bool oom;               /* a problem could not be recorded */
 } Problems;
 
