@@ -451,8 +451,7 @@ int ini_parse(const char *file, const char *data, size_t size, IniDoc *ret, Prob
         iniparser_freedict(d);
 
         if (!agree) {
-                problems_add(problems, file, 0, NULL, NULL, NULL,
-                             "iniparser read this file differently from microvm's scanner (please report this as a bug)");
+                problems_add(problems, file, 0, NULL, NULL, NULL, "%s", INI_DISAGREEMENT_RULE);
                 return -EINVAL;
         }
 

@@ -39,6 +39,11 @@ typedef struct IniDoc {
  * problem was found, -ENOMEM on allocation failure. */
 int ini_scan(const char *file, const char *data, size_t size, IniDoc *ret, Problems *problems);
 
+/* The rule of the file-level problem ini_parse() adds when iniparser and
+ * the scanner disagree (a scanner bug; the fuzzer looks for it). */
+#define INI_DISAGREEMENT_RULE \
+        "iniparser read this file differently from microvm's scanner (please report this as a bug)"
+
 /* ini_scan() plus iniparser over the same bytes, cross-checked. On success
  * ret holds the document as iniparser read it (which equals the scan); on
  * -EINVAL it holds the scanner's best effort, for further validation. */

@@ -13,9 +13,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The problem ini_parse() adds, exactly: a rule that quotes a value
+ * containing these words (found by the fuzzer) is not one. */
 static void check_no_disagreement(const Problems *p) {
         for (size_t i = 0; i < p->n; i++)
-                if (p->items[i].rule && strstr(p->items[i].rule, "iniparser read this file differently")) {
+                if (p->items[i].rule && p->items[i].line == 0 && !p->items[i].section && !p->items[i].key &&
+                    !p->items[i].value && streq(p->items[i].rule, INI_DISAGREEMENT_RULE)) {
                         fprintf(stderr, "scanner/iniparser disagreement\n");
                         abort();
                 }
