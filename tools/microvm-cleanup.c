@@ -21,8 +21,35 @@
 #include "seccomp-util.h"
 #include "test-hook.h"
 #include "tool.h"
+#include "uid-alloc.h"
+#include "vm-first-run.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
+
+/* A start that failed before any process of the VM's uid ran (launch or
+ * the jailer failed; lib/vm/vm-first-run.h): the uid and the state made for
+ * it go, as when such a start is stopped during microvm-stage. */
+static int give_back_uid(const HostConfig *host, const char *id) {
+        _cleanup_close_ int state_fd = -EBADF;
+        _cleanup_free_ char *error = NULL;
+        SafeRmReport srep = {};
+        uid_t uid = UID_INVALID;
+        int r;
+
+        r = safe_root_open(host->state_dir, 0, 0, &state_fd, &error);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the state directory: %s", strna(error));
+        (void) uid_record_read(state_fd, id, &uid);
+        r = vm_state_remove(state_fd, id, &srep);
+        if (r < 0) {
+                _cleanup_free_ char *what = safe_rm_report_format(&srep, host->state_dir);
+                log_error_errno(r, "Cannot give back uid %u of %s with its state directory %s/%s: %s",
+                                (unsigned) uid, id, host->state_dir, id, what ?: strerror(-r));
+        } else if (r > 0)
+                log_info("Gave back uid %u: %s never ran.", (unsigned) uid, id);
+        safe_rm_report_done(&srep);
+        return r < 0 ? r : 0;
+}
 
 int main(int argc, char **argv) {
         _cleanup_host_config_ HostConfig *host = NULL;
@@ -31,7 +58,7 @@ int main(int argc, char **argv) {
         _cleanup_free_ char *cg = NULL, *error = NULL, *canonical = NULL;
         TeardownReport rep = {};
         const char *id, *exec_name = NULL;
-        bool inside = false, ephemeral;
+        bool inside = false, ephemeral, never_ran = false;
         const char *child = NULL;
         int r;
 
@@ -90,6 +117,15 @@ int main(int argc, char **argv) {
                 return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
         test_hook("cleanup-seccomp-install-denylist");
 
+        /* Before the jail goes: did a process of the VM's uid ever run? */
+        r = vm_first_run_settle_at(host->state_dir, plan ? plan->chroot_base : host->chroot_base,
+                                   plan ? plan->exec_name : exec_name, id, &never_ran);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot tell whether %s ever ran; keeping its uid: %m", id);
+                never_ran = false;
+        }
+        test_hook("cleanup-first-run-settle");
+
         TeardownTarget t = {
                 .id = id,
                 .host = host,
@@ -111,6 +147,12 @@ int main(int argc, char **argv) {
         teardown_report_done(&rep);
         if (r < 0)
                 return tool_exit(log_error_errno(r, "Cleanup of %s left objects behind (listed above).", id));
+        if (never_ran) {
+                r = give_back_uid(host, id);
+                if (r < 0)
+                        return tool_exit(r);
+                test_hook("cleanup-give-back-uid");
+        }
         log_debug("Cleaned up %s.", id);
         return EXIT_SUCCESS;
 }

@@ -21,6 +21,7 @@
 #include "seccomp-util.h"
 #include "test-hook.h"
 #include "tool.h"
+#include "vm-first-run.h"
 #include "vm-teardown.h"
 
 /* microvm@.service runs microvm-stage as ExecStartPre=-, so that a refusal
@@ -134,6 +135,23 @@ static int console_to_stdin(int run_fd, const char *id) {
         return 0;
 }
 
+static int first_run_launching(const HostConfig *host, const char *id) {
+        _cleanup_close_ int state_fd = -EBADF;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = safe_root_open(host->state_dir, 0, 0, &state_fd, &error);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the state directory: %s", strna(error));
+        r = vm_first_run_launching(state_fd, id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to mark %s/%s as launched (%s/%s): %m", host->state_dir, id,
+                                       STATE_UNLAUNCHED_FILE, STATE_LAUNCHING_FILE);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         _cleanup_host_config_ HostConfig *host = NULL;
         _cleanup_plan_ Plan *plan = NULL;
@@ -197,6 +215,13 @@ int main(int argc, char **argv) {
         if (r < 0 && r != -EOPNOTSUPP)
                 return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
         test_hook("launch-seccomp-install-denylist");
+
+        /* Last: from here on a process of the VM's uid may run, and a failed
+         * first start keeps its uid (lib/vm/vm-first-run.h). */
+        r = first_run_launching(host, id);
+        if (r < 0)
+                return tool_exit(r);
+        test_hook("launch-first-run-launching");
 
         log_debug("Executing %s for VM %s as uid %u.", plan->jailer, id, (unsigned) plan->uid);
         /* The jailer closes every fd >= 3 and clears its environment itself;

@@ -40,6 +40,8 @@
 #include "test-hook.h"
 #include "tool.h"
 #include "uid-alloc.h"
+#include "vm-first-run.h"
+#include "vm-lock.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
 
@@ -236,11 +238,11 @@ static bool stop_requested(void) {
 
 /* After a stop or a failure: tears down what this start built, per its plan
  * (or, before it made one, per the plan on disk), without touching
- * processes (we run in the unit's cgroup). A start that allocated the VM's
- * very first uid and never got to run it also gives that uid back, with the
- * state directory it created: nothing in it can belong to a VM that never
- * ran, and the uid would otherwise stay reserved by a VM that may never
- * start (issue 12, uid bookkeeping). */
+ * processes (we run in the unit's cgroup). A start of a VM that never ran
+ * (its first uid, lib/vm/vm-first-run.h) also gives that uid back, with the
+ * state directory: nothing in it can belong to a VM that never ran, and the
+ * uid would otherwise stay reserved by a VM that may never start (issue 12,
+ * uid bookkeeping). */
 static int undo(Stage *s, bool fresh_uid) {
         _cleanup_plan_ Plan *on_disk = NULL;
         SafeRmReport srep = {};
@@ -277,7 +279,6 @@ static int undo(Stage *s, bool fresh_uid) {
 
 static int run(Stage *s, bool *ret_fresh_uid) {
         _cleanup_free_ char *error = NULL;
-        bool had_state;
         int r;
 
         /* Inputs: configs, binaries, directories. */
@@ -310,8 +311,21 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (r < 0)
                 return log_error_errno(r, "Failed to take the reclaim lock in %s: %m", s->host->run_dir);
         test_hook("stage-vm-reclaim-lock");
+        r = vm_stage_lock(s->lock_fd, s->id);
+        if (r == -EBUSY)
+                return log_error_errno(r, "Another microvm-stage of %s is running (started by hand?): not staging "
+                                       "it twice at once.", s->id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to lock %s/.lock for %s: %m", s->host->run_dir, s->id);
+        test_hook("stage-vm-stage-lock");
         if (stop_requested())
                 return STAGE_STOPPED;
+        /* Before the reset removes an earlier run's jail: whether that run's
+         * jailer got as far as firecracker (lib/vm/vm-first-run.h). */
+        r = vm_first_run_settle(s->state_fd, s->exec_fd, s->id, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to update the first-run marker in %s: %m", s->paths.state_dir);
+        test_hook("stage-first-run-settle");
         r = reset(s);
         if (r < 0)
                 return r;
@@ -320,14 +334,18 @@ static int run(Stage *s, bool *ret_fresh_uid) {
                 return STAGE_STOPPED;
 
         /* The uid needs NSS lookups: before the seccomp filter. */
-        had_state = faccessat(s->state_fd, s->id, F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
         r = uid_allocate_for_vm(s->state_fd, s->host, s->vm, &s->uid, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate a uid for %s: %s", s->id, error ?: strerror(-r));
-        *ret_fresh_uid = s->uid.created && s->uid.previous == UID_INVALID && !had_state;
         if (s->uid.created)
                 log_info("VM %s runs as uid and gid %u.", s->id, (unsigned) s->uid.uid);
         test_hook("stage-uid-allocated");
+        /* Its first uid, or one no process ever ran as (a failed first start
+         * whose cleanup could not give it back). */
+        r = vm_first_run_settle(s->state_fd, s->exec_fd, s->id, ret_fresh_uid);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the first-run marker in %s: %m", s->paths.state_dir);
+        test_hook("stage-first-run-read");
         r = step(stage_console_gid(s->host, &s->console_gid, &error), &error);
         if (r < 0)
                 return r;

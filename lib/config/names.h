@@ -44,6 +44,9 @@
 #define STATE_LOCK_FILE ".lock"
 #define STATE_UID_FILE "uid"
 #define STATE_DRIVES_DIR "drives"
+/* No process of the VM's uid has ever run: see lib/vm/vm-first-run.h. */
+#define STATE_UNLAUNCHED_FILE "unlaunched"
+#define STATE_LAUNCHING_FILE "launching"
 
 typedef struct VmPaths {
         char *exec_dir;         /* <chroot_base>/<exec-name> */

@@ -590,12 +590,24 @@ static int scan_records(int state_fd, const char *self, UidOwner **ret, size_t *
 }
 
 static int write_record(int state_fd, const char *id, uid_t uid, char **ret_error) {
-        char path[VM_ID_MAX + 2 + sizeof(STATE_UID_FILE)], buf[16];
+        char path[VM_ID_MAX + 2 + sizeof(STATE_UNLAUNCHED_FILE)], buf[16];
+        bool new_dir;
         int r, n;
 
+        new_dir = faccessat(state_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
         r = safe_mkdir_at(state_fd, id, 0700, 0, 0, SAFE_MKDIR_EXIST_OK, NULL);
         if (r < 0)
                 return error_setf(ret_error, r, "Cannot create the state directory of VM %s: %s", id, strerror(-r));
+        if (new_dir) {
+                /* A brand-new VM: nothing of its uid has run yet. Before the
+                 * record, so that no new record is ever without it (see
+                 * lib/vm/vm-first-run.h, which moves it on). */
+                snprintf(path, sizeof path, "%s/%s", id, STATE_UNLAUNCHED_FILE);
+                r = safe_write_file_at(state_fd, path, "", 0, 0644, 0, 0, SAFE_WRITE_REPLACE | SAFE_WRITE_SYNC);
+                if (r < 0)
+                        return error_setf(ret_error, r, "Cannot write %s in the state directory: %s", path,
+                                          strerror(-r));
+        }
         record_path(id, path);
         n = snprintf(buf, sizeof buf, "%u\n", (unsigned) uid);
         r = safe_write_file_at(state_fd, path, buf, (size_t) n, 0644, 0, 0, SAFE_WRITE_REPLACE | SAFE_WRITE_SYNC);

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "names.h"
 #include "priv-util.h"
 #include "tool-util.h"
 
@@ -282,10 +283,13 @@ BOTH_MODES(kill, stage_sigkilled_at_random_points) {
                         temporaries++;
 
                 if (i % 2) {
-                        /* cleanup after the killed start (ExecStopPost=) */
+                        /* cleanup after the killed start (ExecStopPost=);
+                         * the VM never ran (no launch here): its uid and
+                         * state go with it (issue 12) */
+                        bool never_ran = exists(pf("%s/%s/" STATE_UNLAUNCHED_FILE, S.state, id));
                         tool_ok("microvm-cleanup", id);
                         assert_nothing_left(id);
-                        assert_state_is(id, had_uid, kill_drives(), 0);
+                        assert_state_is(id, had_uid && !never_ran, kill_drives(), 0);
                 }
                 /* the next start works, and builds a complete jail */
                 tool_ok("microvm-stage", id);
@@ -293,7 +297,9 @@ BOTH_MODES(kill, stage_sigkilled_at_random_points) {
                         cr_assert(exists(pf("%s/drive-d%u", jail_root(id), k)), "round %u: drive-d%u missing", i, k);
                 cr_assert(exists(pf("%s/vm-config.json", jail_root(id))));
                 cr_assert(exists(pf("%s/plan", run_dir(id))));
-                /* and cleanup then leaves nothing but the uid and the copies */
+                /* and once the VM ran, cleanup then leaves nothing but the
+                 * uid and the copies */
+                jailer_simulate(id);
                 tool_ok("microvm-cleanup", id);
                 assert_nothing_left(id);
                 assert_state_is(id, true, kill_drives(), STATE_ALL_DRIVES);
@@ -810,6 +816,7 @@ Test(stage, sigterm_ends_it_cleanly, .init = setup, .fini = teardown, .timeout =
                         cr_assert_not(exists(pf("%s/" ID, S.state)), "round 0: the uid of a VM that never ran is kept");
                         cr_assert(strstr(memfd_text(serr), "Gave back uid"), "%s", memfd_text(serr));
                         stage_ok(ID);
+                        jailer_simulate(ID); /* it runs: round 1's VM has run */
                         tool_ok("microvm-cleanup", ID);
                 } else
                         cr_assert_eq(vm_uid(ID), VM_RANGE_MIN, "round 1: a VM that ran lost its uid");
@@ -840,6 +847,7 @@ Test(stage, failed_first_start_gives_back_the_uid, .init = setup, .fini = teardo
         /* the uid is free: the next VM gets the lowest */
         stage_ok("other");
         cr_assert_eq(vm_uid("other"), VM_RANGE_MIN);
+        jailer_simulate("other"); /* it runs */
         tool_ok("microvm-cleanup", "other");
 
         /* a VM that ran keeps its uid when a later start fails */

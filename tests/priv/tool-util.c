@@ -27,6 +27,7 @@
 
 #include "cgroup.h"
 #include "priv-util.h"
+#include "names.h"
 #include "tool-util.h"
 
 ToolSandbox S;
@@ -474,6 +475,11 @@ void jailer_simulate(const char *id) {
         uid_t uid = vm_uid(id);
         int fd;
 
+        /* microvm-launch, before it execs the jailer: the VM may run from
+         * now on (lib/vm/vm-first-run.h) */
+        if (exists(pf("%s/%s/" STATE_UNLAUNCHED_FILE, S.state, id)))
+                cr_assert_eq(rename(pf("%s/%s/" STATE_UNLAUNCHED_FILE, S.state, id),
+                                    pf("%s/%s/" STATE_LAUNCHING_FILE, S.state, id)), 0, "%m");
         /* step 3: the exec file is copied (never linked) and chowned */
         copy_binary(pf("%s/firecracker", S.bin), pf("%s/" EXEC_NAME, root));
         cr_assert_eq(chown(pf("%s/" EXEC_NAME, root), uid, uid), 0);
@@ -568,6 +574,11 @@ unsigned assert_state_is(const char *id, bool want_uid, const char *const *drive
                         continue;
                 if (streq(de->d_name, "uid"))
                         continue;
+                /* The first-run marker (lib/vm/vm-first-run.h): only beside a uid record. */
+                if (streq(de->d_name, STATE_UNLAUNCHED_FILE) || streq(de->d_name, STATE_LAUNCHING_FILE)) {
+                        cr_assert(exists(pf("%s/uid", dir)), "%s: %s/%s without a uid record", id, dir, de->d_name);
+                        continue;
+                }
                 if ((flags & STATE_TEMPORARIES_OK) && startswith(de->d_name, ".#")) {
                         temporaries++;
                         continue;

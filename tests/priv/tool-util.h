@@ -124,7 +124,9 @@ const char *run_dir(const char *id);    /* <run>/<id> */
 /* Does to the jail what the jailer does before exec'ing firecracker
  * (JAILER-CONTRACT.md, steps 3, 6-8): root, dev, dev/net, run chowned to
  * the VM's uid and 0700; the firecracker copy; dev/ nodes; the pid file.
- * From then on the VM's uid owns the jail. */
+ * From then on the VM's uid owns the jail. First, what microvm-launch does
+ * before it execs the jailer: the first-run marker moves on, so the VM
+ * counts as one that may have run (it keeps its uid). */
 void jailer_simulate(const char *id);
 
 /* Victims: snapshot <T>/victim and <T>/images now; victims_check()
