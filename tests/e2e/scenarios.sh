@@ -1271,6 +1271,7 @@ sc_leftovers() {
 
 # microvmctl's scenarios (sc_ctl_*)
 . "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
+. "$(dirname "$(readlink -f "$0")")/scenarios-races.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1314,4 +1315,8 @@ scenario "microvmctl gc after a simulated crash removes the debris, leaves a run
 scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
+scenario "a first start that fails before the jailer ran gives its uid back in microvm-cleanup" sc_first_run_uid
+scenario "two starts of one VM at once: one job, a microvm-stage by hand beside it refused" sc_two_starts
+scenario "a start racing a stop, during launch and during ready: nothing left, the first uid given back only if nothing ran" sc_start_racing_stop
+scenario "reclaim held between decisions during 20 concurrent starts: all up, distinct uids" sc_reclaim_concurrent_starts
 scenario "no VM leftovers in the container" sc_leftovers
