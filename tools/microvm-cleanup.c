@@ -21,6 +21,7 @@
 #include "seccomp-util.h"
 #include "test-hook.h"
 #include "tool.h"
+#include "vm-machine.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
 
@@ -89,6 +90,16 @@ int main(int argc, char **argv) {
         if (r < 0 && r != -EOPNOTSUPP)
                 return tool_exit(log_error_errno(r, "Failed to install the seccomp filter: %m"));
         test_hook("cleanup-seccomp-install-denylist");
+
+        if (inside) {
+                /* Before machined sees the unit go inactive (it keeps the
+                 * machine of a unit that restarts, with a dead leader). */
+                _cleanup_free_ char *why = NULL;
+                r = vm_machine_unregister(host->run_dir, id, &why);
+                if (r < 0)
+                        log_warning("VM %s: cannot unregister it from systemd-machined: %s", id,
+                                    why ?: strerror(-r));
+        }
 
         TeardownTarget t = {
                 .id = id,

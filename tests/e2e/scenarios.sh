@@ -1271,6 +1271,8 @@ sc_leftovers() {
 
 # microvmctl's scenarios (sc_ctl_*)
 . "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
+# machined registration and logs --until-stop (sc_machined*, sc_ctl_logs_until_stop)
+. "$(dirname "$(readlink -f "$0")")/scenarios-ctl.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1314,4 +1316,7 @@ scenario "microvmctl gc after a simulated crash removes the debris, leaves a run
 scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
+scenario "machined: running VMs in machinectl (class vm, leader, unit), terminate stops the unit, re-registered after a crash restart" sc_machined
+scenario "machined absent (masked, or no bus): a start works, one debug line" sc_machined_absent
+scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" sc_ctl_logs_until_stop
 scenario "no VM leftovers in the container" sc_leftovers
