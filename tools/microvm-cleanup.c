@@ -23,6 +23,7 @@
 #include "tool.h"
 #include "uid-alloc.h"
 #include "vm-first-run.h"
+#include "vm-machine.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
 
@@ -125,6 +126,15 @@ int main(int argc, char **argv) {
                 never_ran = false;
         }
         test_hook("cleanup-first-run-settle");
+        if (inside) {
+                /* Before machined sees the unit go inactive (it keeps the
+                 * machine of a unit that restarts, with a dead leader). */
+                _cleanup_free_ char *why = NULL;
+                r = vm_machine_unregister(host->run_dir, id, &why);
+                if (r < 0)
+                        log_warning("VM %s: cannot unregister it from systemd-machined: %s", id,
+                                    why ?: strerror(-r));
+        }
 
         TeardownTarget t = {
                 .id = id,

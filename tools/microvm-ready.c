@@ -24,6 +24,7 @@
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "tool.h"
+#include "vm-machine.h"
 #include "vm-teardown.h"
 
 /* Firecracker started from a config file answers once the guest is built
@@ -171,5 +172,14 @@ int main(int argc, char **argv) {
 
         log_debug("VM %s: the VMM answers, instance state Running, %.1f ms after ExecStartPost= began.", id,
                   (double) (now_usec(CLOCK_MONOTONIC) - start) / USEC_PER_MSEC);
+
+        /* "machinectl list/status/terminate" for the running VM. Never a
+         * reason to fail the start: it runs as it would without machined. */
+        _cleanup_free_ char *why = NULL;
+        r = vm_machine_register(plan, run_fd, pid, &why);
+        if (r < 0)
+                log_notice("VM %s is not registered with systemd-machined: %s", id, why ?: strerror(-r));
+        else if (r == 0)
+                log_debug("VM %s is not registered with systemd-machined: %s", id, why ?: "no libsystemd");
         return EXIT_SUCCESS;
 }

@@ -13,6 +13,8 @@
 
 #include "log.h"
 #include "microvmctl.h"
+#include "names.h"
+#include "unit-watch.h"
 
 #define CONSOLE_IDENTIFIER "microvm-launch"
 
@@ -71,18 +73,20 @@ static void print_entry(sd_journal *j, const char *prefix, FILE *f) {
 }
 
 static int journal_run(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f, int input_fd,
-                       ConsoleInputFunc input);
+                       ConsoleInputFunc input, UnitWatch *watch);
 
 int journal_show(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f) {
-        return journal_run(id, n, since, follow, prefix, f, -EBADF, NULL);
+        return journal_run(id, n, since, follow, prefix, f, -EBADF, NULL, NULL);
 }
 
 int journal_follow_with_input(const char *id, int n, int input_fd, ConsoleInputFunc input) {
-        return journal_run(id, n, 0, true, "", stdout, input_fd, input);
+        return journal_run(id, n, 0, true, "", stdout, input_fd, input, NULL);
 }
 
+/* watch: also end (0) once the VM's unit has stopped, after what the
+ * journal holds by then. */
 static int journal_run(const char *id, int n, uint64_t since, bool follow, const char *prefix, FILE *f, int input_fd,
-                       ConsoleInputFunc input) {
+                       ConsoleInputFunc input, UnitWatch *watch) {
         _cleanup_(sd_lib_journal_closep) sd_journal *j = NULL;
         _cleanup_close_ int sfd = -EBADF;
         sigset_t mask;
@@ -128,7 +132,7 @@ static int journal_run(const char *id, int n, uint64_t since, bool follow, const
                         return log_error_errno(errno, "Cannot create a signalfd: %m");
         }
 
-        for (;;) {
+        for (bool last = false;;) {
                 for (;;) {
                         r = sym_sd_journal_next(j);
                         if (r < 0)
@@ -139,27 +143,44 @@ static int journal_run(const char *id, int n, uint64_t since, bool follow, const
                 }
                 if (fflush(f) != 0)
                         return log_error_errno(errno, "Cannot write: %m");
-                if (!follow)
+                if (!follow || last)
                         return 0;
 
                 int fd = sym_sd_journal_get_fd(j);
                 if (fd < 0)
                         return log_error_errno(fd, "Cannot follow the journal: %m");
-                struct pollfd p[3] = {
+                struct pollfd p[4] = {
                         { .fd = fd, .events = (short) sym_sd_journal_get_events(j) },
                         { .fd = sfd, .events = POLLIN },
                         { .fd = input ? STDIN_FILENO : -1, .events = POLLIN },
+                        { .fd = -1 },
                 };
                 uint64_t timeout = UINT64_MAX;
-                int ms = -1;
+                int ms = -1, bus_ms = -1;
                 if (sym_sd_journal_get_timeout(j, &timeout) >= 0 && timeout != UINT64_MAX) {
                         uint64_t nowu = now_usec(CLOCK_MONOTONIC);
                         ms = timeout > nowu ? (int) MIN((timeout - nowu + 999) / 1000, (uint64_t) INT32_MAX) : 0;
                 }
-                if (poll(p, 3, ms) < 0 && errno != EINTR)
+                if (watch) {
+                        p[3].fd = unit_watch_poll_fd(watch, &p[3].events, &bus_ms);
+                        if (p[3].fd < 0)
+                                return log_error_errno(p[3].fd, "Cannot watch the unit of VM %s: %m", id);
+                        if (bus_ms >= 0 && (ms < 0 || bus_ms < ms))
+                                ms = bus_ms;
+                }
+                if (poll(p, 4, ms) < 0 && errno != EINTR)
                         return log_error_errno(errno, "Cannot wait for the journal: %m");
                 if (p[1].revents & POLLIN)
                         return 0;
+                if (watch) {
+                        _cleanup_free_ char *error = NULL;
+                        r = unit_watch_process(watch, &error);
+                        if (r < 0)
+                                return log_error_errno(r, "Cannot watch the unit of VM %s: %s", id,
+                                                       error ?: strerror(-r));
+                        /* Once more through the journal, then done. */
+                        last = watch->stopped;
+                }
                 if (input && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
                         bool detach = false;
                         r = input(input_fd, &detach);
@@ -269,11 +290,26 @@ static int last_error_lookup(sd_journal *j, uint64_t since, char **ret) {
 }
 
 int verb_logs(int argc, char **argv) {
+        _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
+        _cleanup_(unit_watch_done) UnitWatch watch = {};
+        _cleanup_free_ char *unit = NULL, *error = NULL;
         int r = ctl_check_id(argv[0]);
         if (r < 0)
                 return r;
+        if (arg_until_stop) {
+                /* Watching before the journal is read: a stop in between
+                 * is not missed. */
+                r = ctl_bus_open(&bus);
+                if (r < 0)
+                        return r;
+                if (asprintf(&unit, UNIT_PREFIX "%s.service", argv[0]) < 0)
+                        return log_oom();
+                r = unit_watch_begin(&watch, bus, unit, &error);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot watch %s: %s", unit, error ?: strerror(-r));
+        }
         /* -n N: the last N lines (0: none, only new ones with -f);
          * --since: every line since then; neither: the last 10. */
-        return journal_show(argv[0], arg_lines_set ? (int) arg_lines : arg_since ? -1 : 10, arg_since, arg_follow, "",
-                            stdout);
+        return journal_run(argv[0], arg_lines_set ? (int) arg_lines : arg_since ? -1 : 10, arg_since,
+                           arg_follow || arg_until_stop, "", stdout, -EBADF, NULL, arg_until_stop ? &watch : NULL);
 }

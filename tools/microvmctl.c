@@ -17,6 +17,7 @@ bool arg_json = false;
 bool arg_offline = false;
 bool arg_all = false;
 bool arg_follow = false;
+bool arg_until_stop = false;
 unsigned arg_lines = 0;
 bool arg_lines_set = false;
 uint64_t arg_since = 0;
@@ -56,6 +57,7 @@ static void help(void) {
                "     --dry-run            sync, gc: print the plan only\n"
                "     --restart-changed    sync: restart VMs whose config changed, one by one\n"
                "  -f --follow             logs: follow new lines until Ctrl-C\n"
+               "     --until-stop         logs: follow (implies -f) until the VM stops\n"
                "  -n --lines=N            logs: the last N lines (default 10)\n"
                "     --since=TIME         logs: lines since TIME (\"YYYY-MM-DD [HH:MM[:SS]]\",\n"
                "                          or -N[s|m|h|d] ago)\n"
@@ -75,6 +77,8 @@ enum {
         OPT_ALL = 1 << 6,
         OPT_DRY_RUN = 1 << 7,
         OPT_RESTART_CHANGED = 1 << 8,
+        OPT_UNTIL_STOP = 1 << 9,
+        OPT_LAST = OPT_UNTIL_STOP,
 };
 
 static const struct {
@@ -88,7 +92,7 @@ static const struct {
         { "start", verb_start, 1, -1, OPT_REMOTE },
         { "stop", verb_stop, 1, -1, OPT_REMOTE },
         { "restart", verb_restart, 1, -1, OPT_REMOTE },
-        { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE },
+        { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE | OPT_UNTIL_STOP },
         { "console", verb_console, 1, 1, 0 },
         { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
         { "sync", verb_sync, 0, 0, OPT_DRY_RUN | OPT_RESTART_CHANGED },
@@ -106,6 +110,7 @@ static const char *option_name(unsigned o) {
         case OPT_ALL: return "--all";
         case OPT_DRY_RUN: return "--dry-run";
         case OPT_RESTART_CHANGED: return "--restart-changed";
+        case OPT_UNTIL_STOP: return "--until-stop";
         }
         return "?";
 }
@@ -251,7 +256,7 @@ static int parse_since(const char *s, uint64_t *ret) {
 
 int main(int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_HOST_CONFIG, ARG_JSON, ARG_OFFLINE, ARG_SINCE, ARG_ALL, ARG_DRY_RUN,
-               ARG_RESTART_CHANGED };
+               ARG_RESTART_CHANGED, ARG_UNTIL_STOP };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -263,6 +268,7 @@ int main(int argc, char **argv) {
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "restart-changed", no_argument, NULL, ARG_RESTART_CHANGED },
                 { "follow", no_argument, NULL, 'f' },
+                { "until-stop", no_argument, NULL, ARG_UNTIL_STOP },
                 { "lines", required_argument, NULL, 'n' },
                 { "since", required_argument, NULL, ARG_SINCE },
                 {}
@@ -315,6 +321,10 @@ int main(int argc, char **argv) {
                         arg_follow = true;
                         given |= OPT_FOLLOW;
                         break;
+                case ARG_UNTIL_STOP:
+                        arg_until_stop = true;
+                        given |= OPT_UNTIL_STOP;
+                        break;
                 case 'n': {
                         char *e;
                         errno = 0;
@@ -356,7 +366,7 @@ int main(int argc, char **argv) {
 
                 if (!streq(argv[optind], verbs[i].name))
                         continue;
-                for (unsigned o = 1; o <= OPT_RESTART_CHANGED; o <<= 1)
+                for (unsigned o = 1; o <= OPT_LAST; o <<= 1)
                         if ((given & o) && !(verbs[i].options & o)) {
                                 log_error("%s does not take %s (see --help).", verbs[i].name, option_name(o));
                                 return EXIT_USAGE;

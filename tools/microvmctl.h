@@ -18,6 +18,7 @@ extern bool arg_json;
 extern bool arg_offline;
 extern bool arg_all;
 extern bool arg_follow;
+extern bool arg_until_stop;         /* logs: end when the VM stops */
 extern unsigned arg_lines;
 extern bool arg_lines_set;
 extern uint64_t arg_since;              /* CLOCK_REALTIME µs, 0: unset */

@@ -34,6 +34,9 @@
         X(sd_bus_match_signal)                          \
         X(sd_bus_process)                               \
         X(sd_bus_wait)                                  \
+        X(sd_bus_get_fd)                                \
+        X(sd_bus_get_events)                            \
+        X(sd_bus_get_timeout)                           \
         X(sd_bus_slot_unref)                            \
         X(sd_journal_open)                              \
         X(sd_journal_close)                             \

@@ -1272,6 +1272,8 @@ sc_leftovers() {
 # microvmctl's scenarios (sc_ctl_*)
 . "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
 . "$(dirname "$(readlink -f "$0")")/scenarios-races.sh"
+# machined registration and logs --until-stop (sc_machined*, sc_ctl_logs_until_stop)
+. "$(dirname "$(readlink -f "$0")")/scenarios-ctl.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1319,4 +1321,7 @@ scenario "a first start that fails before the jailer ran gives its uid back in m
 scenario "two starts of one VM at once: one job, a microvm-stage by hand beside it refused" sc_two_starts
 scenario "a start racing a stop, during launch and during ready: nothing left, the first uid given back only if nothing ran" sc_start_racing_stop
 scenario "reclaim held between decisions during 20 concurrent starts: all up, distinct uids" sc_reclaim_concurrent_starts
+scenario "machined: running VMs in machinectl (class vm, leader, unit), terminate stops the unit, re-registered after a crash restart" sc_machined
+scenario "machined absent (masked, or no bus): a start works, one debug line" sc_machined_absent
+scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" sc_ctl_logs_until_stop
 scenario "no VM leftovers in the container" sc_leftovers

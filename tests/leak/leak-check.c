@@ -340,10 +340,16 @@ static void check_machines(Check *c) {
                     asprintf(&p, "%s/%s", c->machines, e->d_name) < 0 ||
                     read_small_file_at(AT_FDCWD, p, 0, text, sizeof text) < 0)
                         continue;
-                unit = strstr(text, "\nUNIT=" UNIT_PREFIX);
-                if (!unit)
+                /* machined (systemd 252 and later) records the unit of a
+                 * registered machine as SCOPE= (the name of its old
+                 * scope-only days), whatever the unit's type; UNIT= for a
+                 * machined that ever renames it. */
+                if ((unit = strstr(text, "\nSCOPE=" UNIT_PREFIX)))
+                        unit += strlen("\nSCOPE=" UNIT_PREFIX);
+                else if ((unit = strstr(text, "\nUNIT=" UNIT_PREFIX)))
+                        unit += strlen("\nUNIT=" UNIT_PREFIX);
+                else
                         continue;
-                unit += strlen("\nUNIT=" UNIT_PREFIX);
                 end = strstr(unit, ".service\n");
                 if (!end || (size_t) (end - unit) > VM_ID_MAX)
                         continue;

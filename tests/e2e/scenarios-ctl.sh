@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# tests/e2e/scenarios-ctl.sh — VMs in systemd-machined (registered by
+# microvm-ready, unregistered by microvm-cleanup) and "microvmctl logs
+# --until-stop", against the container's real systemd, dbus and machined
+# (sourced by scenarios.sh, which runs them).
+
+machined_usable() {
+        busctl --system status org.freedesktop.DBus >/dev/null 2>&1 || {
+                echo "no system bus in the container (the host has no dbus installed)"; return 1; }
+        command -v machinectl >/dev/null && [ -x /lib/systemd/systemd-machined ] || {
+                echo "no systemd-machined/machinectl (apt-get install systemd-container)"; return 1; }
+}
+
+# machinectl show ID -p PROPERTY --value, or nothing.
+mprop() {
+        machinectl show "$1" -p "$2" --value 2>/dev/null
+}
+
+machine_gone() {
+        ! machinectl show "$1" >/dev/null 2>&1
+}
+
+# The registration as machinectl and machined's own record show it.
+assert_registered() { # assert_registered ID
+        local id=$1 pid v
+        pid=$(vprop "$id" MainPID)
+        machinectl list --no-legend --no-pager | grep -qE "^$id +vm +microvm( |$)" ||
+                fail "machinectl list has no line \"$id vm microvm\": $(machinectl list --no-pager)" || return
+        v=$(mprop "$id" Class); [ "$v" = vm ] || fail "machine $id: Class=$v, want vm" || return
+        v=$(mprop "$id" Service); [ "$v" = microvm ] || fail "machine $id: Service=$v, want microvm" || return
+        v=$(mprop "$id" Unit); [ "$v" = "microvm@$id.service" ] ||
+                fail "machine $id: Unit=$v, want microvm@$id.service" || return
+        v=$(mprop "$id" Leader); [ "$v" = "$pid" ] || fail "machine $id: Leader=$v, want MainPID $pid" || return
+        v=$(mprop "$id" RootDirectory); [ "$v" = "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/$id/root" ] ||
+                fail "machine $id: RootDirectory=$v" || return
+        v=$(mprop "$id" State); [ "$v" = running ] || fail "machine $id: State=$v, want running" || return
+        machinectl status --no-pager "$id" | grep -q "Unit: microvm@$id.service" ||
+                fail "machinectl status $id: $(machinectl status --no-pager "$id")" || return
+}
+
+# Registered while running (class vm, leader firecracker, unit, jail root,
+# the tap's ifindex); the leak checker sees the real registration; gone
+# after a stop; "machinectl terminate" stops the unit through its ExecStop
+# and ExecStopPost; a restart after a crash registers the new leader.
+sc_machined() {
+        local out ifindex pid
+        machined_usable || return 77
+        ip link add e2ebr1 type bridge 2>/dev/null; ip link set e2ebr1 up
+        vm_config mach1
+        printf '\n[net.eth0]\nbridge = e2ebr1\n' >>"$E2E_VM_DIR/mach1.conf"
+        vm_config mach2 restart=on-failure
+        systemctl daemon-reload
+        start_vm mach1 mach2 || return
+        assert_registered mach1 || return
+        assert_registered mach2 || return
+        ifindex=$(cat /sys/class/net/mach1-eth0/ifindex)
+        # (machinectl show cannot print an "ai" property)
+        out=$(busctl get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/mach1 \
+                org.freedesktop.machine1.Machine NetworkInterfaces)
+        [ "$out" = "ai 1 $ifindex" ] ||
+                fail "machine mach1: NetworkInterfaces=$out, want the tap's ifindex $ifindex (ai 1 $ifindex)" || return
+        note "machinectl list/show/status: class vm, service microvm, leader = MainPID, unit, jail root, tap ifindex"
+
+        # tests/leak/leak-check reads machined's real records: a running
+        # VM not named as running is reported.
+        out=$("$E2E_LIBDIR/leak-check" --only=machine --running=mach2 2>&1) &&
+                fail "leak-check did not report mach1's registration: $out" || true
+        grep -q '^machine: mach1 (registered for microvm@mach1, not running)' <<<"$out" ||
+                fail "leak-check: expected mach1's registration, got: $out" || return
+        "$E2E_LIBDIR/leak-check" --only=machine --running=mach1 --running=mach2 >/dev/null 2>&1 ||
+                fail "leak-check reports running VMs' registrations" || return
+
+        # terminate = the unit's stop: graceful, cleanup, nothing left.
+        machinectl terminate mach1 || fail "machinectl terminate mach1 failed" || return
+        wait_state mach1 inactive dead 20 || return
+        journal_has 'sent Ctrl-Alt-Del' -u microvm@mach1.service || fail "terminate did not go through microvm-stop" || return
+        # (a failing ExecStopPost= would make it exit-code)
+        [ "$(vprop mach1 Result)" = success ] ||
+                fail "after terminate: Result=$(vprop mach1 Result), want success (microvm-cleanup failed?)" || return
+        assert_no_debris mach1 || return
+        wait_until 5 "machine mach1 to go" machine_gone mach1 || return
+        [ ! -e /sys/class/net/mach1-eth0 ] || fail "tap mach1-eth0 left after terminate" || return
+        note "machinectl terminate: unit stopped (Ctrl-Alt-Del, cleanup), machine and debris gone"
+
+        # A crash with restart=on-failure: cleanup unregisters, the next
+        # start registers the new firecracker (no stale leader in between
+        # that would block the new registration).
+        pid=$(vprop mach2 MainPID)
+        kill -KILL "$pid"
+        wait_until 20 "mach2 to restart" eval '[ "$(vprop mach2 NRestarts)" = 1 ] && state_is mach2 active running' ||
+                return
+        wait_until 5 "machine mach2 to have the new leader" eval \
+                '[ "$(mprop mach2 Leader)" = "$(vprop mach2 MainPID)" ]' || return
+        assert_registered mach2 || return
+        journal_has 'not registered with systemd-machined' -u microvm@mach2.service &&
+                fail "mach2's restart could not register: $(journalctl -u microvm@mach2 --no-pager | grep machined)" ||
+                true
+        stop_vm mach2 || return
+        wait_until 5 "machine mach2 to go" machine_gone mach2 || return
+        assert_no_debris mach2 || return
+        ip link del e2ebr1 2>/dev/null
+        note "crash + restart=on-failure: re-registered with the new leader; gone after stop"
+}
+
+# Without machined (masked: the bus cannot activate it) and without any
+# system bus, a start works and says why once, at debug level.
+sc_machined_absent() {
+        local d=/run/systemd/system/microvm@mabs.service.d rc=0
+        machined_usable || return 77
+        vm_config mabs
+        mkdir -p "$d"
+        printf '[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n' >"$d/debug.conf"
+        systemctl stop systemd-machined.service
+        systemctl mask --runtime systemd-machined.service >/dev/null
+        systemctl daemon-reload
+        start_vm mabs || rc=1
+        systemctl unmask --runtime systemd-machined.service >/dev/null
+        [ $rc = 0 ] || return 1
+        assert_vm_running mabs || return
+        machine_gone mabs || fail "mabs registered although machined is masked" || return
+        [ "$(journalctl -u microvm@mabs.service --no-pager -o cat | grep -c 'systemd-machined')" = 1 ] ||
+                fail "want one line about machined: $(journalctl -u microvm@mabs.service --no-pager | grep machined)" ||
+                return
+        journal_has 'not registered with systemd-machined: machined is not available' -u microvm@mabs.service ||
+                fail "no debug line saying machined is not available" || return
+        stop_vm mabs || return
+        assert_no_debris mabs || return
+        note "machined masked: start and stop work, one debug line"
+
+        printf '[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus\n' \
+                >"$d/debug.conf"
+        systemctl daemon-reload
+        start_vm mabs || return
+        assert_vm_running mabs || return
+        machine_gone mabs || fail "mabs registered without a bus" || return
+        journal_has 'not registered with systemd-machined: no system bus' -u microvm@mabs.service ||
+                fail "no debug line saying there is no bus" || return
+        stop_vm mabs || return
+        assert_no_debris mabs || return
+        rm -rf "$d"
+        systemctl daemon-reload
+        note "no system bus: start and stop work, one debug line"
+}
+
+# logs --until-stop: follows (a new console line shows), ends with 0 once
+# the VM stopped; of a VM that does not run it ends at once.
+sc_ctl_logs_until_stop() {
+        local out pid rc=0 line fifo
+        vm_config ctlu1
+        systemctl daemon-reload
+        start_vm ctlu1 || return
+        out=$(mktemp)
+        microvmctl logs --until-stop -n 1 ctlu1 >"$out" 2>&1 &
+        pid=$!
+        wait_until 10 "logs --until-stop to print the last line" test -s "$out" || { kill "$pid"; return 1; }
+        line="until-stop-$RANDOM$RANDOM"
+        fifo=$E2E_RUN_DIR/ctlu1/console.in
+        printf '%s\n' "$line" >"$fifo" || fail "cannot write to $fifo" || return
+        wait_until 10 "logs --until-stop to show $line" grep -qx "$line" "$out" || { cat "$out"; kill "$pid"; return 1; }
+        kill -0 "$pid" 2>/dev/null || fail "logs --until-stop ended while the VM runs: $(cat "$out")" || return
+        stop_vm ctlu1 || return
+        wait_until 10 "logs --until-stop to end after the stop" eval '! kill -0 "$pid" 2>/dev/null' ||
+                { kill "$pid"; return 1; }
+        wait "$pid" || rc=$?
+        [ $rc = 0 ] || fail "logs --until-stop ended with exit status $rc: $(cat "$out")" || return
+        grep -q 'Firecracker exiting successfully' "$out" ||
+                fail "logs --until-stop did not show the VMM's last line: $(tail -n 5 "$out")" || return
+        rm -f "$out"
+        # Not running: the backlog, then exit 0 at once.
+        out=$(timeout 10 microvmctl logs --until-stop -n 2 ctlu1) || fail "logs --until-stop of a stopped VM: exit $?" ||
+                return
+        [ "$(wc -l <<<"$out")" = 2 ] || fail "logs --until-stop -n 2 of a stopped VM printed: $out" || return
+        note "logs --until-stop: saw a typed line, ended with 0 after the stop; a stopped VM's: at once"
+}
