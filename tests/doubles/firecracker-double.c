@@ -78,6 +78,8 @@
  *                                the real console; after N lines a report line
  *                                "fcdouble: flood of N lines done, D dropped ..."
  *                                is printed once stdout is writable again
+ *   fcdouble.hang_vmm_after_ms=N as hang=vmm, but N ms after boot (a start's
+ *                                readiness check is answered first)
  *   fcdouble.traffic=N           each drive and NIC moves N bytes a second: the
  *                                metrics lines' block and net counters (and vCPU
  *                                exits) grow with time (firecracker-metrics.c)
@@ -939,6 +941,7 @@ typedef struct Knobs {
         int64_t long_line;      /* bytes of one line without a newline */
         int64_t traffic;        /* bytes a second per device, in the metrics */
         int64_t metrics_period_ms;
+        int64_t hang_vmm_after_ms;      /* > 0: hang=vmm that long after boot */
 } Knobs;
 
 static struct Vm {
@@ -1556,6 +1559,8 @@ static void parse_knobs(const KParam *params, size_t n_params) {
                         k->long_line = knob_ms(key, value, &e);
                 else if (streq(key, "traffic"))
                         k->traffic = knob_ms(key, value, &e);
+                else if (streq(key, "hang_vmm_after_ms"))
+                        k->hang_vmm_after_ms = knob_ms(key, value, &e);
                 else if (streq(key, "metrics_period_ms"))
                         k->metrics_period_ms = knob_ms(key, value, &e);
                 else {
@@ -1563,7 +1568,7 @@ static void parse_knobs(const KParam *params, size_t n_params) {
                         sb_appendf(&m, "unknown or malformed test knob `%s` (firecracker test double; known: "
                                        "fcdouble.crash_after_ms=N, crash_signal=kill|abort, reboot_after_ms=N, "
                                        "poweroff_after_ms=N, ignore_cad=0|1, cad_delay_ms=N, boot_ms=N, "
-                                       "hang=guest|vmm, flood=N|forever, long_line=N, traffic=N, metrics_period_ms=N)", tok);
+                                       "hang=guest|vmm, flood=N|forever, long_line=N, traffic=N, metrics_period_ms=N, hang_vmm_after_ms=N)", tok);
                         err_build_from_json(&e, true);
                         err_wrap(&e, "BootSource", "Boot source error: ");
                         err_string(&e, "InvalidKernelCommandLine", "The kernel command line is invalid: ", sb_str(&m));
@@ -2370,22 +2375,29 @@ static void long_line_step(void) {
                 vm.long_line_report = true;
 }
 
+/* A wedged VMM: the socket stays bound and accepts into its backlog, but
+ * nobody answers. Only signals end this. */
+_noreturn_ static void vmm_wedge(void) {
+        log_vmm(LEVEL_INFO, "fcdouble: hang=vmm: the VMM event loop is wedged from now on");
+        for (;;)
+                pause();
+}
+
 _noreturn_ static void event_loop(void) {
         stdin_active = vm.console && stdin_is_serial_input();
 
-        if (vm.knobs.hang_vmm) {
-                /* A wedged VMM: the socket stays bound and accepts into its
-                 * backlog, but nobody answers. Only signals end this. */
-                log_vmm(LEVEL_INFO, "fcdouble: hang=vmm: the VMM event loop is wedged from now on");
-                for (;;)
-                        pause();
-        }
+        if (vm.knobs.hang_vmm)
+                vmm_wedge();
 
         for (;;) {
                 uint64_t now = now_us();
                 int64_t timeout = -1;
 
 #define DUE(t) ((t) != 0 && (t) <= now)
+                /* hang_vmm_after_ms: after it has answered what it was
+                 * asked until then (a start's readiness check included). */
+                if (vm.knobs.hang_vmm_after_ms > 0 && now >= vm.boot_us + (uint64_t) vm.knobs.hang_vmm_after_ms * 1000)
+                        vmm_wedge();
 #define WAIT_FOR(t)                                                             \
         do {                                                                    \
                 if ((t) != 0) {                                                 \
@@ -2441,6 +2453,8 @@ _noreturn_ static void event_loop(void) {
                         vm.metrics_at = now + (uint64_t) vm.knobs.metrics_period_ms * 1000;
                 }
                 WAIT_FOR(vm.metrics_at);
+                if (vm.knobs.hang_vmm_after_ms > 0)
+                        WAIT_FOR(vm.boot_us + (uint64_t) vm.knobs.hang_vmm_after_ms * 1000);
 
                 struct pollfd pfd[MAX_CONNECTIONS + 3];
                 size_t n = 0;

@@ -1271,6 +1271,7 @@ sc_leftovers() {
 
 # microvmctl's scenarios (sc_ctl_*)
 . "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
+. "$(dirname "$(readlink -f "$0")")/scenarios-metrics.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1314,4 +1315,8 @@ scenario "microvmctl gc after a simulated crash removes the debris, leaves a run
 scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
+scenario "metrics: a real Prometheus scrapes microvm-metrics.socket, PromQL sees 3 VMs, counters move with traffic; promtool; no process left" sc_metrics_prometheus
+scenario "metrics: a hung VMM does not stall the scrape" sc_metrics_hung_vmm
+scenario "metrics: cgroup figures for the controllers the unit has" sc_metrics_cgroup
+scenario "metrics: microvmctl metrics, text and --json" sc_metrics_ctl
 scenario "no VM leftovers in the container" sc_leftovers
