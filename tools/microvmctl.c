@@ -37,6 +37,7 @@ static void help(void) {
                "  restart ID...           Restart VMs and wait until each restart is done\n"
                "  logs ID                 Show the serial console of a VM from the journal\n"
                "  console ID              Attach to the serial console of a VM (Ctrl-] detaches)\n"
+               "  metrics [ID...]         The figures microvm-metrics.socket gives Prometheus\n"
                "  sync                    Start autostart VMs that are down, stop orphans,\n"
                "                          list (or restart) VMs whose config changed\n"
                "  gc                      Remove what VMs whose unit is not running left\n"
@@ -48,7 +49,7 @@ static void help(void) {
                "  -h --help               Show this help\n"
                "     --version            Show the version\n"
                "  -H --host=[USER@]HOST   Act on a remote host (systemd's bus over ssh)\n"
-               "     --json               list, status: print JSON\n"
+               "     --json               list, status, metrics: print JSON\n"
                "     --host-config=FILE   Use FILE instead of %s\n"
                "     --offline            validate: skip the checks of this host (files,\n"
                "                          bridges, uid range)\n"
@@ -94,6 +95,7 @@ static const struct {
         { "restart", verb_restart, 1, -1, OPT_REMOTE },
         { "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES | OPT_SINCE | OPT_UNTIL_STOP },
         { "console", verb_console, 1, 1, 0 },
+        { "metrics", verb_metrics, 0, -1, OPT_JSON },
         { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
         { "sync", verb_sync, 0, 0, OPT_DRY_RUN | OPT_RESTART_CHANGED },
         { "gc", verb_gc, 0, 0, OPT_DRY_RUN },

@@ -38,6 +38,7 @@ int verb_logs(int argc, char **argv);
 int verb_sync(int argc, char **argv);
 int verb_gc(int argc, char **argv);
 int verb_console(int argc, char **argv);
+int verb_metrics(int argc, char **argv);
 
 /* One row per VM (tools/microvmctl-list.c): its config file, its loaded
  * unit and, while it runs, its launch plan. */

@@ -24,6 +24,8 @@
 #define JAIL_KERNEL "vmlinux"
 #define JAIL_INITRD "initrd"
 #define JAIL_DRIVE_PREFIX "drive-"
+/* firecracker's metrics file (JSON lines; lib/vm/fc-metrics.h) */
+#define JAIL_METRICS_FILE "/run/fc-metrics.json"
 
 /* In <run_dir>/<id>/ */
 #define RUN_PLAN_FILE "plan"

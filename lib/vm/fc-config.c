@@ -109,6 +109,12 @@ char *fc_config_render(const VmConfig *vm, const FcRuntime *rt) {
                 json_write_string(f, JAIL_VSOCK_SOCKET);
                 fputs("\n  }", f);
         }
+        /* Firecracker's own counters, one JSON line per flush: read by
+         * microvm-metrics (lib/vm/vm-metrics.c); microvm-stage makes the
+         * file, owned by the VM's uid. */
+        fputs(",\n  \"metrics\": {\n    \"metrics_path\": ", f);
+        json_write_string(f, JAIL_METRICS_FILE);
+        fputs("\n  }", f);
         fputs("\n}\n", f);
 
         if (fclose(f) != 0) {

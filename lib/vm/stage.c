@@ -346,6 +346,13 @@ int stage_jail_run_dir_and_config(const StageTarget *t, const StageNetwork *net,
         r = safe_mkdir_at(t->jail_fd, "run", 0700, t->uid, t->gid, 0, NULL);
         if (r < 0)
                 return error_setf(ret_error, r, "Failed to create %s/run: %m", t->jail_root);
+        /* Firecracker's metrics file: a regular file the VM's uid writes
+         * (firecracker would create it, but then nobody would have said
+         * what it is); microvm-metrics reads it as root and refuses any
+         * other type. */
+        r = safe_create_file_at(t->jail_fd, JAIL_METRICS_FILE + 1, 0600, t->uid, t->gid, NULL);
+        if (r < 0)
+                return error_setf(ret_error, r, "Failed to create %s" JAIL_METRICS_FILE ": %m", t->jail_root);
 
         FcRuntime rt = {
                 .taps = (const char *const *) net->taps,

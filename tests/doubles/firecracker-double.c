@@ -78,6 +78,13 @@
  *                                the real console; after N lines a report line
  *                                "fcdouble: flood of N lines done, D dropped ..."
  *                                is printed once stdout is writable again
+ *   fcdouble.hang_vmm_after_ms=N as hang=vmm, but N ms after boot (a start's
+ *                                readiness check is answered first)
+ *   fcdouble.traffic=N           each drive and NIC moves N bytes a second: the
+ *                                metrics lines' block and net counters (and vCPU
+ *                                exits) grow with time (firecracker-metrics.c)
+ *   fcdouble.metrics_period_ms=N the periodic metrics line every N ms (default
+ *                                60000, firecracker's WRITE_METRICS_PERIOD_MS)
  *   fcdouble.long_line=N         the guest prints one line of N bytes with no
  *                                newline, at full speed (bytes the reader cannot
  *                                take are dropped), then, once stdout is
@@ -85,8 +92,8 @@
  *                                N bytes done, D dropped ..."
  *
  * Where it simplifies (also noted at each spot): no KVM, no guest memory, no
- * vCPU threads, no seccomp (exit 148 never happens), no periodic metrics
- * (FlushMetrics writes one small JSON line), /dev/kvm is checked with
+ * vCPU threads, no seccomp (exit 148 never happens), metrics lines carry
+ * a subset of the real fields (firecracker-metrics.c), /dev/kvm is checked with
  * access(2) rather than opened; balloon, cpu-config, mmds-config, entropy,
  * pmem, memory-hotplug, vhost-user drives, snapshots, --metadata,
  * --seccomp-filter, --describe-snapshot and --snapshot-version are refused
@@ -116,6 +123,7 @@
 
 #include "arg-parser.h"
 #include "doubles-util.h"
+#include "firecracker-metrics.h"
 #include "json.h"
 
 #define FIRECRACKER_VERSION DOUBLES_FIRECRACKER_VERSION
@@ -931,6 +939,9 @@ typedef struct Knobs {
         bool hang_vmm;
         int64_t flood;          /* lines; -1 forever */
         int64_t long_line;      /* bytes of one line without a newline */
+        int64_t traffic;        /* bytes a second per device, in the metrics */
+        int64_t metrics_period_ms;
+        int64_t hang_vmm_after_ms;      /* > 0: hang=vmm that long after boot */
 } Knobs;
 
 static struct Vm {
@@ -974,6 +985,8 @@ static struct Vm {
         int64_t long_line_left;
         uint64_t long_line_dropped;
         bool long_line_report;  /* its end waits for stdout to drain */
+        uint64_t metrics_at;    /* next periodic metrics line */
+        uint64_t metrics_last;  /* CLOCK_MONOTONIC of the previous line */
 } vm = {
         .kernel_fd = -EBADF,
         .initrd_fd = -EBADF,
@@ -1508,6 +1521,7 @@ static void parse_knobs(const KParam *params, size_t n_params) {
                 .reboot_after_ms = -1,
                 .poweroff_after_ms = -1,
                 .cad_delay_ms = 200,
+                .metrics_period_ms = 60000,
         };
         for (size_t i = 0; i < n_params; i++) {
                 const char *name = startswith(params[i].name, "fcdouble.");
@@ -1543,12 +1557,18 @@ static void parse_knobs(const KParam *params, size_t n_params) {
                         k->flood = knob_ms(key, value, &e);
                 else if (streq(key, "long_line"))
                         k->long_line = knob_ms(key, value, &e);
+                else if (streq(key, "traffic"))
+                        k->traffic = knob_ms(key, value, &e);
+                else if (streq(key, "hang_vmm_after_ms"))
+                        k->hang_vmm_after_ms = knob_ms(key, value, &e);
+                else if (streq(key, "metrics_period_ms"))
+                        k->metrics_period_ms = knob_ms(key, value, &e);
                 else {
                         _cleanup_sb_ StrBuf m = {};
                         sb_appendf(&m, "unknown or malformed test knob `%s` (firecracker test double; known: "
                                        "fcdouble.crash_after_ms=N, crash_signal=kill|abort, reboot_after_ms=N, "
                                        "poweroff_after_ms=N, ignore_cad=0|1, cad_delay_ms=N, boot_ms=N, "
-                                       "hang=guest|vmm, flood=N|forever, long_line=N)", tok);
+                                       "hang=guest|vmm, flood=N|forever, long_line=N, traffic=N, metrics_period_ms=N, hang_vmm_after_ms=N)", tok);
                         err_build_from_json(&e, true);
                         err_wrap(&e, "BootSource", "Boot source error: ");
                         err_string(&e, "InvalidKernelCommandLine", "The kernel command line is invalid: ", sb_str(&m));
@@ -1629,13 +1649,28 @@ static void init_metrics(const char *path, bool from_config) {
 }
 
 static void flush_metrics(void) {
-        char line[128];
+        static char line[64 * 1024];
+        _cleanup_free_ const char **drives = calloc(vm.n_drives + 1, sizeof *drives);
+        _cleanup_free_ const char **nics = calloc(vm.n_nics + 1, sizeof *nics);
+        _cleanup_free_ bool *ro = calloc(vm.n_drives + 1, sizeof *ro);
+        uint64_t now = now_us();
+        size_t n;
 
-        if (vm.metrics_fd < 0)
+        if (vm.metrics_fd < 0 || !drives || !nics || !ro)
                 return;
-        /* Simplification: the real line carries hundreds of counters. */
-        snprintf(line, sizeof(line), "{\"utc_timestamp_ms\":%" PRIu64 "}\n", clock_us(CLOCK_REALTIME) / 1000);
-        write_or_drop(vm.metrics_fd, line, strlen(line));
+        for (size_t i = 0; i < vm.n_drives; i++) {
+                drives[i] = vm.drives[i].id;
+                ro[i] = vm.drives[i].read_only;
+        }
+        for (size_t i = 0; i < vm.n_nics; i++)
+                nics[i] = vm.nics[i].id;
+        FcdDevices dev = { drives, ro, vm.n_drives, nics, vm.n_nics };
+        n = fcd_metrics_line(line, sizeof line, &dev, (uint64_t) vm.knobs.traffic,
+                             vm.metrics_last ? now - vm.metrics_last : 0, clock_us(CLOCK_REALTIME) / 1000,
+                             0 /* process_startup_time_us: not simulated */);
+        vm.metrics_last = now;
+        if (n > 0)
+                write_or_drop(vm.metrics_fd, line, n);
 }
 
 static void config_machine(const JsonValue *mc) {
@@ -2081,8 +2116,10 @@ static void handle_actions(Conn *c, const char *body, size_t body_len) {
         } else if (streq(action, "FlushMetrics")) {
                 flush_metrics();
                 http_respond(c, 204, NULL);
-        } else
+        } else {
+                fcd_metrics_count_action_failure();
                 vmm_action_error(c, "The requested operation is not supported after starting the microVM.");
+        }
 }
 
 static void handle_request(Conn *c, const char *method, const char *uri, const char *body, size_t body_len) {
@@ -2107,6 +2144,7 @@ static void handle_request(Conn *c, const char *method, const char *uri, const c
         while (*rest == '/')
                 rest++;
         _cleanup_free_ char *second = strndup(rest, strcspn(rest, "/"));
+        fcd_metrics_count_request(method, path);
 
         if (streq(method, "GET") && !body) {
                 if (streq(path, "")) {
@@ -2337,22 +2375,29 @@ static void long_line_step(void) {
                 vm.long_line_report = true;
 }
 
+/* A wedged VMM: the socket stays bound and accepts into its backlog, but
+ * nobody answers. Only signals end this. */
+_noreturn_ static void vmm_wedge(void) {
+        log_vmm(LEVEL_INFO, "fcdouble: hang=vmm: the VMM event loop is wedged from now on");
+        for (;;)
+                pause();
+}
+
 _noreturn_ static void event_loop(void) {
         stdin_active = vm.console && stdin_is_serial_input();
 
-        if (vm.knobs.hang_vmm) {
-                /* A wedged VMM: the socket stays bound and accepts into its
-                 * backlog, but nobody answers. Only signals end this. */
-                log_vmm(LEVEL_INFO, "fcdouble: hang=vmm: the VMM event loop is wedged from now on");
-                for (;;)
-                        pause();
-        }
+        if (vm.knobs.hang_vmm)
+                vmm_wedge();
 
         for (;;) {
                 uint64_t now = now_us();
                 int64_t timeout = -1;
 
 #define DUE(t) ((t) != 0 && (t) <= now)
+                /* hang_vmm_after_ms: after it has answered what it was
+                 * asked until then (a start's readiness check included). */
+                if (vm.knobs.hang_vmm_after_ms > 0 && now >= vm.boot_us + (uint64_t) vm.knobs.hang_vmm_after_ms * 1000)
+                        vmm_wedge();
 #define WAIT_FOR(t)                                                             \
         do {                                                                    \
                 if ((t) != 0) {                                                 \
@@ -2402,6 +2447,14 @@ _noreturn_ static void event_loop(void) {
                 WAIT_FOR(vm.login_at);
                 WAIT_FOR(vm.reboot_at);
                 WAIT_FOR(vm.poweroff_at);
+                /* PeriodicMetrics: a line at start, then every period. */
+                if (vm.metrics_fd >= 0 && (vm.metrics_at == 0 || DUE(vm.metrics_at))) {
+                        flush_metrics();
+                        vm.metrics_at = now + (uint64_t) vm.knobs.metrics_period_ms * 1000;
+                }
+                WAIT_FOR(vm.metrics_at);
+                if (vm.knobs.hang_vmm_after_ms > 0)
+                        WAIT_FOR(vm.boot_us + (uint64_t) vm.knobs.hang_vmm_after_ms * 1000);
 
                 struct pollfd pfd[MAX_CONNECTIONS + 3];
                 size_t n = 0;

@@ -1274,6 +1274,7 @@ sc_leftovers() {
 . "$(dirname "$(readlink -f "$0")")/scenarios-races.sh"
 # machined registration and logs --until-stop (sc_machined*, sc_ctl_logs_until_stop)
 . "$(dirname "$(readlink -f "$0")")/scenarios-ctl.sh"
+. "$(dirname "$(readlink -f "$0")")/scenarios-metrics.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1324,4 +1325,8 @@ scenario "reclaim held between decisions during 20 concurrent starts: all up, di
 scenario "machined: running VMs in machinectl (class vm, leader, unit), terminate stops the unit, re-registered after a crash restart" sc_machined
 scenario "machined absent (masked, or no bus): a start works, one debug line" sc_machined_absent
 scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" sc_ctl_logs_until_stop
+scenario "metrics: a real Prometheus scrapes microvm-metrics.socket, PromQL sees 3 VMs, counters move with traffic; promtool; no process left" sc_metrics_prometheus
+scenario "metrics: a hung VMM does not stall the scrape" sc_metrics_hung_vmm
+scenario "metrics: cgroup figures for the controllers the unit has" sc_metrics_cgroup
+scenario "metrics: microvmctl metrics, text and --json" sc_metrics_ctl
 scenario "no VM leftovers in the container" sc_leftovers

@@ -69,6 +69,9 @@ Test(fc_config, full) {
                          "  \"vsock\": {\n"
                          "    \"guest_cid\": 1000001,\n"
                          "    \"uds_path\": \"/run/vsock.sock\"\n"
+                         "  },\n"
+                         "  \"metrics\": {\n"
+                         "    \"metrics_path\": \"/run/fc-metrics.json\"\n"
                          "  }\n"
                          "}\n");
         free(json);
@@ -83,6 +86,7 @@ Test(fc_config, minimal_keeps_console) {
         cr_assert_null(strstr(json, "initrd_path"));
         cr_assert_null(strstr(json, "network-interfaces"));
         cr_assert_null(strstr(json, "vsock"));
+        cr_assert(strstr(json, "\"metrics\": {\n    \"metrics_path\": \"/run/fc-metrics.json\"\n  }\n}\n"), "%s", json);
         free(json);
         vm_config_free(c);
 }

@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The impure half of vm-metrics.h: gathering the figures. Everything that can
+ * wait (the bus, firecracker's API) is bounded by the scrape's deadline; a VM
+ * whose figures cannot be read is reported with what could be. */
+#include <assert.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "config-files.h"
+#include "dm.h"
+#include "fc-api.h"
+#include "manager.h"
+#include "manager-props.h"
+#include "names.h"
+#include "parse-util.h"
+#include "plan.h"
+#include "safe-fs.h"
+#include "storage-util.h"
+#include "uid-alloc.h"
+#include "util.h"
+#include "vm-metrics.h"
+#include "vm-teardown.h"
+
+/* At most this much of a metrics file is read per scrape (about 200 lines of
+ * a VM with a few devices; firecracker writes one a minute): a scrape after a
+ * long pause catches up over the next ones instead of taking long. */
+#define FC_READ_MAX (1024U * 1024U)
+#define FC_SUM_FILE "fc-metrics.sum"
+
+static int cmp_vm(const void *a, const void *b) {
+        return strcmp(((const VmMetrics *) a)->id, ((const VmMetrics *) b)->id);
+}
+
+static VmMetrics *vm_add(HostMetrics *h, size_t *allocated, const char *id) {
+        for (size_t i = 0; i < h->n_vms; i++)
+                if (streq(h->vms[i].id, id))
+                        return &h->vms[i];
+        if (!vm_id_valid(id) || greedy_realloc((void **) &h->vms, allocated, h->n_vms + 1, sizeof *h->vms) < 0)
+                return NULL;
+        VmMetrics *v = &h->vms[h->n_vms++];
+        *v = (VmMetrics) {};
+        snprintf(v->id, sizeof v->id, "%s", id);
+        return v;
+}
+
+static void vm_load_config(const HostConfig *host, VmMetrics *v, uint64_t *configured) {
+        _cleanup_vm_config_ VmConfig *c = NULL;
+        Problems problems = {};
+
+        if (vm_config_load(host, v->id, &c, &problems) >= 0 && c) {
+                v->has_config = true;
+                v->vcpus = c->vcpus;
+                v->memory_bytes = c->memory;
+                for (size_t i = 0; i < c->n_drives; i++)
+                        (void) strv_push(&v->drives, c->drives[i].name);
+                for (size_t i = 0; i < c->n_nics; i++)
+                        (void) strv_push(&v->nics, c->nics[i].name);
+                (*configured)++;
+        }
+        problems_done(&problems);
+}
+
+static int read_cg_file(int cg_fd, const char *name, char *buf, size_t size) {
+        int n = read_small_file_at(cg_fd, name, O_NOFOLLOW, buf, size);
+        if (n > 0 && buf[n - 1] == '\n')
+                buf[n - 1] = '\0';
+        return n;
+}
+
+static void vm_load_cgroup(const char *mount, VmMetrics *v) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int cg_fd = -EBADF;
+        char buf[4096];
+        bool inside;
+        uint64_t x;
+
+        if (vm_unit_cgroup(v->id, &path, &inside, NULL) < 0 || cgroup_open(mount, path, &cg_fd) < 0)
+                return;
+        /* cpu.stat's usage_usec is there with or without the cpu
+         * controller; the others only with theirs. */
+        if (read_cg_file(cg_fd, "cpu.stat", buf, sizeof buf) >= 0 && cgroup_stat_field(buf, "usage_usec", &x) >= 0) {
+                v->has_cpu = true;
+                v->cpu_usage_usec = x;
+        }
+        if (read_cg_file(cg_fd, "memory.current", buf, sizeof buf) >= 0 && parse_u64(buf, &x) >= 0) {
+                v->has_memory = true;
+                v->memory_current = x;
+        }
+        if (read_cg_file(cg_fd, "memory.peak", buf, sizeof buf) >= 0 && parse_u64(buf, &x) >= 0) {
+                v->has_memory_peak = true;
+                v->memory_peak = x;
+        }
+        if (read_cg_file(cg_fd, "io.stat", buf, sizeof buf) >= 0) {
+                v->has_io = true;
+                (void) cgroup_io_stat_sum(buf, &v->io_rbytes, &v->io_wbytes, &v->io_rios, &v->io_wios);
+        }
+        if (read_cg_file(cg_fd, "pids.current", buf, sizeof buf) >= 0 && parse_u64(buf, &x) >= 0) {
+                v->has_pids = true;
+                v->pids_current = x;
+        }
+}
+
+/* ---- FlushMetrics to every running VM at once, one deadline for all ---- */
+
+typedef struct Flush {
+        int fd;
+        char resp[64];
+        size_t got;
+        bool sent, done;
+} Flush;
+
+static void flush_all(int chroot_fd, HostMetrics *h, char **jail_rel, usec_t deadline) {
+        static const char req[] = "PUT /actions HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
+                                  "Content-Type: application/json\r\nContent-Length: 30\r\n\r\n"
+                                  "{\"action_type\":\"FlushMetrics\"}";
+        _cleanup_free_ Flush *fl = calloc(h->n_vms + 1, sizeof *fl);
+        _cleanup_free_ struct pollfd *pfd = calloc(h->n_vms + 1, sizeof *pfd);
+        size_t open = 0;
+
+        static_assert(sizeof "{\"action_type\":\"FlushMetrics\"}" - 1 == 30, "Content-Length");
+        if (!fl || !pfd)
+                return;
+        for (size_t i = 0; i < h->n_vms; i++) {
+                _cleanup_free_ char *sock = NULL;
+                fl[i].fd = -EBADF;
+                if (!jail_rel[i] || asprintf(&sock, "%s" JAIL_API_SOCKET, jail_rel[i]) < 0)
+                        continue;
+                /* Non-blocking connect through an O_PATH fd of the socket
+                 * inode (fc-api.h says why). */
+                if (fc_api_connect(chroot_fd, sock, &fl[i].fd) >= 0)
+                        open++;
+        }
+        while (open > 0) {
+                size_t n = 0;
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline)
+                        break;
+                for (size_t i = 0; i < h->n_vms; i++)
+                        if (fl[i].fd >= 0 && !fl[i].done)
+                                pfd[n++] = (struct pollfd) { .fd = fl[i].fd, .events = fl[i].sent ? POLLIN : POLLOUT };
+                int r = poll(pfd, n, (int) ((deadline - now + 999) / 1000));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        break;
+                for (size_t k = 0, i = 0; k < n; k++) {
+                        while (fl[i].fd != pfd[k].fd)
+                                i++;
+                        Flush *f = &fl[i];
+                        if (!pfd[k].revents)
+                                continue;
+                        if (!f->sent) {
+                                /* A request this small goes out in one send
+                                 * on a fresh AF_UNIX stream. */
+                                ssize_t s = send(f->fd, req, sizeof req - 1, MSG_NOSIGNAL);
+                                if (s == (ssize_t) (sizeof req - 1))
+                                        f->sent = true;
+                                else if (s < 0 && (errno == EAGAIN || errno == EINTR))
+                                        continue;
+                                else
+                                        f->done = true;
+                        } else {
+                                ssize_t got = recv(f->fd, f->resp + f->got, sizeof f->resp - 1 - f->got, 0);
+                                if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                                        continue;
+                                if (got > 0)
+                                        f->got += (size_t) got;
+                                f->resp[f->got] = '\0';
+                                if (got <= 0 || memchr(f->resp, '\n', f->got) || f->got >= sizeof f->resp - 1) {
+                                        f->done = true;
+                                        h->vms[i].fc_flushed = fc_http_parse_status(f->resp, f->got) == 204;
+                                }
+                        }
+                        if (f->done)
+                                open--;
+                }
+        }
+        for (size_t i = 0; i < h->n_vms; i++)
+                safe_close(fl[i].fd);
+}
+
+/* ---- the metrics file and its running sum ---- */
+
+static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetrics *v, const MetricsOptions *opts) {
+        _cleanup_free_ char *rel = NULL, *sum_rel = NULL, *text = NULL, *buf = NULL, *out = NULL;
+        _cleanup_close_ int fd = -EBADF, dir_fd = -EBADF;
+        FcMetricsSum sum = {};
+        struct stat st;
+        size_t size = 0;
+        ssize_t n;
+        int r;
+
+        if (asprintf(&rel, "%s" JAIL_METRICS_FILE, jail_rel) < 0 || asprintf(&sum_rel, "%s/" FC_SUM_FILE, v->id) < 0)
+                return;
+        /* In the jail, written by the VM's uid: a regular file, reached
+         * without following any symlink, read (and, for the hole below,
+         * written) by us, never trusted for more than its bytes. */
+        r = safe_open_at(chroot_fd, rel, (opts->write_sums ? O_RDWR : O_RDONLY) | O_NONBLOCK, S_IFREG, &fd);
+        if (r < 0 || fstat(fd, &st) < 0)
+                return;
+        /* One scrape at a time sums a VM's file: the lock is on the run
+         * directory, which is ours (root-owned), not on anything the VM's
+         * uid can hold. */
+        if (safe_open_dir_at(run_fd, v->id, &dir_fd) < 0)
+                return;
+        for (;;) {
+                if (flock(dir_fd, LOCK_EX | LOCK_NB) >= 0)
+                        break;
+                if (errno != EWOULDBLOCK || now_usec(CLOCK_MONOTONIC) >= opts->deadline)
+                        return;
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+        if (safe_read_file_at(run_fd, sum_rel, 16U << 20, &text, &size) < 0 || fc_metrics_sum_parse(text, size, &sum) < 0)
+                sum = (FcMetricsSum) {};
+        if (sum.dev != (uint64_t) st.st_dev || sum.ino != (uint64_t) st.st_ino || sum.offset > (uint64_t) st.st_size) {
+                /* Another file (a new start of the VM) or one cut short:
+                 * its counters start from zero again. */
+                fc_metrics_sum_done(&sum);
+                sum = (FcMetricsSum) { .dev = st.st_dev, .ino = st.st_ino };
+        }
+        uint64_t start = sum.offset;
+        size_t want = (uint64_t) st.st_size - start > FC_READ_MAX ? FC_READ_MAX : (size_t) ((uint64_t) st.st_size - start);
+        buf = malloc(want + 1);
+        if (!buf)
+                goto finish;
+        n = want > 0 ? pread(fd, buf, want, (off_t) start) : 0;
+        if (n > 0)
+                (void) fc_metrics_sum_feed(&sum, buf, (size_t) n);
+        if (opts->write_sums && sum.offset != start) {
+                out = fc_metrics_sum_serialize(&sum);
+                if (out)
+                        (void) safe_write_file_at(run_fd, sum_rel, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
+                /* What is summed is not needed again: give its blocks
+                 * back (the file keeps its size, firecracker its offset;
+                 * reads of the hole are zeros, which the feed skips). */
+                if (out)
+                        (void) fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t) sum.offset);
+        }
+finish:
+        v->has_fc = true;
+        v->fc = sum;
+}
+
+/* ---- host-wide ---- */
+
+static void load_uids(const HostConfig *host, HostMetrics *h, VmMetrics *unused) {
+        _cleanup_close_ int state_fd = -EBADF;
+        DIR *d;
+        uint64_t used = 0;
+
+        (void) unused;
+        h->uids_total = (uint64_t) host->uid_max - host->uid_min + 1;
+        if (safe_root_open(host->state_dir, 0, 0, &state_fd, NULL) < 0) {
+                /* No state dir yet: no VM has a uid. */
+                h->has_uids = true;
+                h->uids_free = h->uids_total;
+                return;
+        }
+        int dfd = dup(state_fd);
+        if (dfd < 0 || !(d = fdopendir(dfd))) {
+                safe_close(dfd);
+                return;
+        }
+        for (struct dirent *de; (de = readdir(d));) {
+                uid_t uid;
+                if (!vm_id_valid(de->d_name))
+                        continue;
+                if (uid_record_read(state_fd, de->d_name, &uid) >= 0 && uid >= host->uid_min && uid <= host->uid_max)
+                        used++;
+        }
+        closedir(d);
+        h->has_uids = true;
+        h->uids_free = used > h->uids_total ? 0 : h->uids_total - used;
+}
+
+static void load_pool(const HostConfig *host, HostMetrics *h) {
+        _cleanup_free_ char *type = NULL, *status = NULL, *ttype = NULL, *params = NULL;
+        uint64_t len;
+        ThinPoolStatus ps;
+        unsigned long long block_sectors = 0;
+
+        if (!host->thin_pool.configured || !host->thin_pool.name)
+                return;
+        if (dm_check_available(NULL) < 0 || dm_get_status(host->thin_pool.name, &type, &status, &len) < 0 ||
+            !streq_ptr(type, "thin-pool") || thin_pool_status_parse(status, &ps) < 0)
+                return;
+        /* Table: "<metadata dev> <data dev> <data block size> ..." in
+         * sectors; metadata blocks are 4 KiB (dm-thin's fixed size). */
+        if (dm_get_table(host->thin_pool.name, &ttype, &params, &len) < 0 ||
+            sscanf(params, "%*s %*s %llu", &block_sectors) != 1)
+                return;
+        h->pool = strdup(host->thin_pool.name);
+        h->pool_data_used = ps.used_data_blocks * block_sectors * 512;
+        h->pool_data_size = ps.total_data_blocks * block_sectors * 512;
+        h->pool_metadata_used = ps.used_metadata_blocks * 4096;
+        h->pool_metadata_size = ps.total_metadata_blocks * 4096;
+}
+
+int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, size_t n_ids,
+                       const MetricsOptions *opts, HostMetrics *ret, char **ret_error) {
+        _cleanup_(host_metrics_done) HostMetrics h = {};
+        _cleanup_free_ char *mount = NULL;
+        _cleanup_close_ int chroot_fd = -EBADF, run_fd = -EBADF;
+        ManagerUnit *units = NULL;
+        size_t n_units = 0, allocated = 0;
+        usec_t begin = now_usec(CLOCK_MONOTONIC);
+        char **jail_rel = NULL;
+        int r;
+
+        if (ids) {
+                for (size_t i = 0; i < n_ids; i++)
+                        if (!vm_add(&h, &allocated, ids[i]))
+                                return -ENOMEM;
+        } else {
+                VmConfigFile *files = NULL;
+                size_t n_files = 0;
+                if (vm_config_enumerate(&files, &n_files) >= 0) {
+                        for (size_t i = 0; i < n_files; i++)
+                                if (!files[i].masked && vm_id_valid(files[i].name) && !vm_add(&h, &allocated, files[i].name)) {
+                                        vm_config_files_free(files, n_files);
+                                        return -ENOMEM;
+                                }
+                        vm_config_files_free(files, n_files);
+                }
+        }
+        if (bus) {
+                r = manager_list_units(bus, UNIT_PREFIX "*.service", &units, &n_units, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < n_units; i++) {
+                const char *id = startswith(units[i].name, UNIT_PREFIX);
+                char buf[VM_ID_MAX + 1];
+                size_t len = id ? strlen(id) : 0;
+                if (!id || len <= 8 || len - 8 > VM_ID_MAX || !endswith(id, ".service"))
+                        continue;
+                memcpy(buf, id, len - 8);
+                buf[len - 8] = '\0';
+                VmMetrics *v = NULL;
+                if (ids) {
+                        for (size_t k = 0; k < h.n_vms; k++)
+                                if (streq(h.vms[k].id, buf))
+                                        v = &h.vms[k];
+                } else if (!streq(units[i].load_state, "not-found") || !streq(units[i].active_state, "inactive"))
+                        v = vm_add(&h, &allocated, buf);
+                if (!v)
+                        continue;
+                free(v->active_state);
+                v->active_state = strdup(units[i].active_state);
+        }
+        qsort(h.vms, h.n_vms, sizeof *h.vms, cmp_vm);
+
+        /* Unit facts, one pipelined round for all. */
+        if (bus && n_units > 0) {
+                _cleanup_free_ ManagerPropQuery *q = calloc(2 * n_units + 1, sizeof *q);
+                _cleanup_free_ bool *ok = calloc(2 * n_units + 1, sizeof *ok);
+                size_t nq = 0;
+                if (!q || !ok) {
+                        manager_units_free(units, n_units);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < n_units; i++)
+                        for (size_t k = 0; k < h.n_vms; k++) {
+                                VmMetrics *v = &h.vms[k];
+                                const char *id = startswith(units[i].name, UNIT_PREFIX);
+                                if (!id || strncmp(id, v->id, strlen(v->id)) != 0 || !streq(id + strlen(v->id), ".service"))
+                                        continue;
+                                q[nq++] = (ManagerPropQuery) { units[i].path, "org.freedesktop.systemd1.Service",
+                                                               "ExecMainStartTimestamp", 't', &v->start_usec, NULL };
+                                q[nq] = (ManagerPropQuery) { units[i].path, "org.freedesktop.systemd1.Service",
+                                                             "NRestarts", 'u', &v->restarts, &ok[nq] };
+                                nq++;
+                        }
+                (void) manager_get_many(bus, q, nq, opts->deadline, NULL);
+                for (size_t j = 0; j < nq; j++)
+                        if (ok[j])
+                                for (size_t k = 0; k < h.n_vms; k++)
+                                        if (q[j].value == &h.vms[k].restarts)
+                                                h.vms[k].has_restarts = true;
+        }
+        manager_units_free(units, n_units);
+
+        for (size_t i = 0; i < h.n_vms; i++) {
+                VmMetrics *v = &h.vms[i];
+                vm_load_config(host, v, &h.vms_configured);
+                if (v->active_state && (streq(v->active_state, "active") || streq(v->active_state, "activating") ||
+                                        streq(v->active_state, "deactivating") || streq(v->active_state, "reloading")))
+                        h.vms_running++;
+                if (streq_ptr(v->active_state, "failed"))
+                        h.vms_failed++;
+        }
+
+        if (cgroup2_find_mount(&mount) >= 0)
+                for (size_t i = 0; i < h.n_vms; i++)
+                        vm_load_cgroup(mount, &h.vms[i]);
+
+        /* Firecracker: only for VMs with a launch plan (staged, running);
+         * the plan names the jail. */
+        jail_rel = calloc(h.n_vms + 1, sizeof *jail_rel);
+        if (!jail_rel)
+                return -ENOMEM;
+        if (safe_root_open(host->chroot_base, 0, 0, &chroot_fd, NULL) >= 0 &&
+            safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) >= 0) {
+                for (size_t i = 0; i < h.n_vms; i++) {
+                        _cleanup_plan_ Plan *plan = NULL;
+                        if (vm_plan_read_at(run_fd, h.vms[i].id, &plan, NULL) < 0 || !streq_ptr(plan->chroot_base, host->chroot_base))
+                                continue;
+                        if (asprintf(&jail_rel[i], "%s/%s/root", plan->exec_name, h.vms[i].id) < 0)
+                                jail_rel[i] = NULL;
+                        /* Only a running VMM is asked to flush. */
+                        if (!streq_ptr(h.vms[i].active_state, "active") && jail_rel[i]) {
+                                free(jail_rel[i]);
+                                jail_rel[i] = NULL;
+                        }
+                }
+                if (opts->flush_timeout > 0) {
+                        usec_t d = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
+                        flush_all(chroot_fd, &h, jail_rel, d < opts->deadline ? d : opts->deadline);
+                }
+                for (size_t i = 0; i < h.n_vms; i++)
+                        if (jail_rel[i] && now_usec(CLOCK_MONOTONIC) < opts->deadline)
+                                vm_load_fc(chroot_fd, run_fd, jail_rel[i], &h.vms[i], opts);
+        }
+        strv_free(jail_rel);
+
+        load_uids(host, &h, NULL);
+        load_pool(host, &h);
+        h.duration_usec = now_usec(CLOCK_MONOTONIC) - begin;
+        *ret = h;
+        h = (HostMetrics) {};
+        return 0;
+}

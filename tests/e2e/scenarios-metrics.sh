@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# tests/e2e/scenarios-metrics.sh — microvm-metrics.socket against the
+# container's real systemd (sourced by scenarios.sh, which runs them): a real
+# Prometheus server scrapes it over loopback and is asked through its HTTP
+# API; promtool checks the exposition; a hung VMM does not stall a scrape;
+# no process of ours outlives a scrape; microvmctl metrics.
+
+METRICS_ADDR=127.0.0.1:29102
+PROM_ADDR=127.0.0.1:29190
+PROM_DIR=/run/e2e-prometheus
+PROM_UNIT=e2e-prometheus.service
+
+# scrape [PATH]: one HTTP GET of the socket, the body on stdout.
+scrape() {
+        curl -sS --max-time 10 -o - -w '' "http://$METRICS_ADDR${1:-/metrics}"
+}
+
+# No scrape unit active and no microvm-metrics process: nothing of ours
+# runs between scrapes.
+no_scrape_left() {
+        [ -z "$(systemctl list-units --no-legend --plain 'microvm-metrics@*' 2>/dev/null |
+                awk '$3 != "inactive" && $3 != "failed"')" ] && ! pgrep -x microvm-metrics >/dev/null
+}
+
+metrics_socket_start() {
+        systemctl start microvm-metrics.socket || fail "systemctl start microvm-metrics.socket failed" || return
+        [ "$(uprop microvm-metrics.socket ActiveState)" = active ] ||
+                fail "microvm-metrics.socket is $(uprop microvm-metrics.socket ActiveState)" || return
+}
+
+# promql QUERY: the result vector of an instant query, one "labels value"
+# line per series (labels as Prometheus prints them, sorted).
+promql() {
+        curl -sS --max-time 5 --data-urlencode "query=$1" "http://$PROM_ADDR/api/v1/query" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+if d.get("status") != "success":
+    sys.exit("query failed: %s" % d)
+for r in sorted(d["data"]["result"], key=lambda r: sorted(r["metric"].items())):
+    m = {k: v for k, v in r["metric"].items() if k not in ("instance", "job", "__name__")}
+    print(",".join("%s=%s" % kv for kv in sorted(m.items())), r["value"][1])'
+}
+
+# promql_value QUERY: the one value of a query with one series (empty when
+# it has none).
+promql_value() {
+        promql "$1" | awk 'NF { print $NF; exit }'
+}
+
+promql_has() { # promql_has QUERY LINE
+        promql "$1" | grep -qxF -- "$2"
+}
+
+prometheus_start() {
+        command -v prometheus >/dev/null || { echo "no prometheus binary (Debian package prometheus)"; return 77; }
+        rm -rf "$PROM_DIR"
+        install -d -m 0755 "$PROM_DIR"
+        cat >"$PROM_DIR/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: microvm
+    static_configs:
+      - targets: ['$METRICS_ADDR']
+EOF
+        # A transient unit: stopped (and gone) at the end, whatever happens.
+        systemd-run --quiet --unit="$PROM_UNIT" --property=Type=exec \
+                prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
+                --web.listen-address="$PROM_ADDR" --log.level=warn ||
+                fail "prometheus did not start" || return
+        wait_until 60 "prometheus to answer on $PROM_ADDR" \
+                curl -sf --max-time 1 -o /dev/null "http://$PROM_ADDR/-/ready" || return
+}
+
+prometheus_stop() {
+        systemctl stop "$PROM_UNIT" 2>/dev/null
+        systemctl reset-failed "$PROM_UNIT" 2>/dev/null
+        rm -rf "$PROM_DIR"
+}
+
+m_up3() {
+        [ "$(promql_value 'count(microvm_up{id=~"metr[abc]"} == 1)')" = 3 ]
+}
+
+moved() { # moved QUERY OLD: the value is now above OLD
+        local v
+        v=$(promql_value "$1")
+        [ -n "$v" ] && python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$v" "$2"
+}
+
+# Three VMs (two with traffic), a real Prometheus scraping the socket every
+# second: the series are there with the right labels and values, the
+# counters of the VMs with traffic move, the idle one's stay at 0; promtool
+# accepts the exposition; no scrape process is left once scraping stops.
+sc_metrics_prometheus() {
+        local out v1 v2 rc
+        vm_config metra vcpus=2 knobs="fcdouble.traffic=1000000"
+        vm_config metrb knobs="fcdouble.traffic=500000"
+        vm_config metrc
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        start_vm metra metrb metrc || return
+        assert_vms_running metra metrb metrc || return
+        metrics_socket_start || return
+
+        out=$(scrape) || fail "GET /metrics failed" || return
+        printf '%s\n' "$out" | promtool check metrics || fail "promtool check metrics refused the exposition:
+$out" || return
+        grep -qx 'microvm_up{id="metra"} 1' <<<"$out" || fail "no microvm_up for metra:
+$out" || return
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS_ADDR/")" = 404 ] ||
+                fail "GET / is not 404" || return
+
+        prometheus_start || { rc=$?; prometheus_stop; return $rc; }
+        (
+                wait_until 60 "Prometheus to see the 3 VMs up" m_up3 || exit 1
+                promql_has 'microvm_vcpus{id=~"metr[abc]"}' 'id=metra 2' || fail "microvm_vcpus of metra: $(promql 'microvm_vcpus')" || exit 1
+                promql_has 'microvm_memory_configured_bytes{id="metrc"}' "id=metrc $((128 << 20))" ||
+                        fail "memory_configured of metrc: $(promql 'microvm_memory_configured_bytes')" || exit 1
+                promql_has 'microvm_restarts_total{id="metrb"}' 'id=metrb 0' || fail "restarts of metrb: $(promql 'microvm_restarts_total')" || exit 1
+                promql_has 'microvm_unit_state{id="metra",state="active"}' 'id=metra,state=active 1' || fail "unit_state" || exit 1
+                [ "$(promql_value 'microvm_start_time_seconds{id="metra"} > 1e9')" != "" ] || fail "no start time for metra" || exit 1
+                promql_has 'microvm_firecracker_flush_ok{id="metra"}' 'id=metra 1' || fail "flush_ok: $(promql microvm_firecracker_flush_ok)" || exit 1
+                [ "$(promql_value 'microvm_vms_running')" -ge 3 ] || fail "vms_running: $(promql microvm_vms_running)" || exit 1
+                [ "$(promql_value 'microvm_vms_configured')" -ge 3 ] || fail "vms_configured: $(promql microvm_vms_configured)" || exit 1
+                [ -n "$(promql_value 'microvm_uids_free')" ] || fail "no uids_free" || exit 1
+                # The counters move with the double's traffic knob ...
+                wait_until 30 "block read bytes of metra above 0" moved 'microvm_block_read_bytes_total{id="metra",drive="root"}' 0 || exit 1
+                v1=$(promql_value 'microvm_block_read_bytes_total{id="metra",drive="root"}')
+                v2=$(promql_value 'microvm_vcpu_exits_total{id="metrb",reason="mmio_read"}')
+                wait_until 30 "block read bytes of metra to grow past $v1" moved 'microvm_block_read_bytes_total{id="metra",drive="root"}' "$v1" || exit 1
+                wait_until 30 "vCPU exits of metrb to grow past $v2" moved 'microvm_vcpu_exits_total{id="metrb",reason="mmio_read"}' "$v2" || exit 1
+                wait_until 30 "rate() of metra's written bytes" moved 'rate(microvm_block_written_bytes_total{id="metra"}[5s])' 0 || exit 1
+                # ... and the idle VM's do not.
+                promql_has 'microvm_block_read_bytes_total{id="metrc"}' 'drive=root,id=metrc 0' ||
+                        fail "metrc (no traffic) has block reads: $(promql 'microvm_block_read_bytes_total')" || exit 1
+                # The API counts: our FlushMetrics of each scrape.
+                wait_until 30 "API PUT actions of metrc counted" moved 'microvm_api_requests_total{id="metrc",method="put",request="actions"}' 1 || exit 1
+                [ "$(promql_value 'up{job="microvm"}')" = 1 ] || fail "Prometheus' own up for the job is not 1" || exit 1
+        ) || { prometheus_stop; return 1; }
+        prometheus_stop
+
+        # Nothing of ours between scrapes.
+        wait_until 10 "no scrape unit or microvm-metrics process left" no_scrape_left || return
+        # Our two GETs and at least two of Prometheus' scrapes (the counters
+        # moved between two), each its own connection and process.
+        [ "$(uprop microvm-metrics.socket NAccepted)" -ge 4 ] || fail "the socket accepted only $(uprop microvm-metrics.socket NAccepted)" || return
+        note "Prometheus scraped $(( $(uprop microvm-metrics.socket NAccepted) - 2 )) times"
+        stop_vm metra metrb metrc || return
+        rm -f "$E2E_VM_DIR"/metr[abc].conf
+        systemctl daemon-reload
+}
+
+# A VMM that accepts API connections and never answers: the scrape still
+# returns within its time (FlushMetrics waits 250 ms), with the hung VM's
+# unit figures and flush_ok 0, the healthy one's flush_ok 1.
+sc_metrics_hung_vmm() {
+        local out t0 dt
+        vm_config methung knobs="fcdouble.hang_vmm_after_ms=500"
+        vm_config metok
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        start_vm methung metok || return
+        assert_vms_running methung metok || return
+        wait_journal 20 'fcdouble: hang=vmm: the VMM event loop is wedged' -u microvm@methung.service || return
+        metrics_socket_start || return
+        t0=$(now_ms)
+        out=$(scrape) || fail "GET /metrics failed with a hung VMM" || return
+        dt=$(( $(now_ms) - t0 ))
+        note "scrape with a hung VMM: $dt ms"
+        [ "$dt" -lt 2000 ] || fail "the scrape took $dt ms with a hung VMM" || return
+        grep -qx 'microvm_up{id="methung"} 1' <<<"$out" || fail "no up for the hung VM:
+$out" || return
+        grep -qx 'microvm_firecracker_flush_ok{id="methung"} 0' <<<"$out" || fail "flush_ok of the hung VM is not 0:
+$out" || return
+        grep -qx 'microvm_firecracker_flush_ok{id="metok"} 1' <<<"$out" || fail "flush_ok of the healthy VM is not 1:
+$out" || return
+        printf '%s\n' "$out" | promtool check metrics || fail "promtool refused the exposition" || return
+        wait_until 10 "no scrape unit or microvm-metrics process left" no_scrape_left || return
+        stop_vm methung metok || return
+        rm -f "$E2E_VM_DIR"/methung.conf "$E2E_VM_DIR"/metok.conf
+        systemctl daemon-reload
+}
+
+# The cgroup figures, for the controllers the unit's cgroup has (cpu.stat's
+# usage_usec always); a controller that does not reach the container is
+# named and its figure must be absent.
+sc_metrics_cgroup() {
+        local out cg ctrls missing=()
+        vm_config metcg
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        start_vm metcg || return
+        assert_vm_running metcg || return
+        metrics_socket_start || return
+        out=$(scrape) || fail "GET /metrics failed" || return
+        grep -qE '^microvm_cpu_usage_seconds_total\{id="metcg"\} [0-9]+\.[0-9]{6}$' <<<"$out" ||
+                fail "no cpu usage for metcg:
+$out" || return
+        cg=$E2E_SLICE_CG/microvm@metcg.service
+        ctrls=$(cat "$cg/cgroup.controllers")
+        for c in memory:microvm_memory_current_bytes pids:microvm_pids io:microvm_io_read_bytes_total; do
+                if [[ " $ctrls " == *" ${c%%:*} "* ]]; then
+                        grep -qE "^${c#*:}\\{id=\"metcg\"\\} [0-9]+$" <<<"$out" || fail "no ${c#*:} although $cg has ${c%%:*}:
+$out" || return
+                else
+                        missing+=("${c%%:*}")
+                        ! grep -q "^${c#*:}{id=\"metcg\"}" <<<"$out" || fail "${c#*:} without the ${c%%:*} controller" || return
+                fi
+        done
+        stop_vm metcg || return
+        rm -f "$E2E_VM_DIR"/metcg.conf
+        systemctl daemon-reload
+        if [ ${#missing[@]} -gt 0 ]; then
+                echo "cgroup controllers ${missing[*]} do not reach the container (hybrid host): their figures are absent, as they must be"
+                return 77
+        fi
+}
+
+# microvmctl metrics: text and --json for the same figures.
+sc_metrics_ctl() {
+        local out
+        vm_config metctl knobs="fcdouble.traffic=100000"
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        start_vm metctl || return
+        assert_vm_running metctl || return
+        out=$(microvmctl metrics metctl) || fail "microvmctl metrics failed" || return
+        grep -q '^metctl: active, 0 restarts, 1 vCPUs, 128 MiB$' <<<"$out" || fail "microvmctl metrics:
+$out" || return
+        grep -qE '^  drive root +[0-9]+ / [0-9]+ bytes' <<<"$out" || fail "no drive line:
+$out" || return
+        out=$(microvmctl --json metrics metctl) || fail "microvmctl --json metrics failed" || return
+        python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+v = [x for x in d["vms"] if x["id"] == "metctl"]
+assert len(v) == 1, d
+v = v[0]
+assert v["active_state"] == "active", v
+assert v["vcpus"] == 1 and v["memory_configured_bytes"] == 128 << 20, v
+assert v["firecracker_flush_ok"] is True, v
+assert "block_root.read_bytes" in v["firecracker"], v
+' "$out" || fail "microvmctl --json metrics:
+$out" || return
+        stop_vm metctl || return
+        rm -f "$E2E_VM_DIR"/metctl.conf
+        systemctl daemon-reload
+}
