@@ -1271,6 +1271,7 @@ sc_leftovers() {
 
 # microvmctl's scenarios (sc_ctl_*)
 . "$(dirname "$(readlink -f "$0")")/scenarios-microvmctl.sh"
+. "$(dirname "$(readlink -f "$0")")/scenarios-suspend.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1314,4 +1315,5 @@ scenario "microvmctl gc after a simulated crash removes the debris, leaves a run
 scenario "microvmctl console: round trip through the FIFO and the journal, Ctrl-] detaches, only root and console_group" sc_ctl_console
 scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
+scenario "suspend VM, plain systemctl stop: graceful, no snapshot" sc_suspend_plain_stop
 scenario "no VM leftovers in the container" sc_leftovers
