@@ -121,8 +121,7 @@ int verb_suspend(int argc, char **argv) {
                                             "why.", id, id);
                 if (r >= 0)
                         printf("VM %s suspended: %s in %s/%s/" SUSPEND_DIR "/; \"microvmctl resume %s\" or its next "
-                               "start resumes it.\n", id, format_size(rec.memory_bytes + rec.vmstate_bytes, size,
-                                                                      sizeof size), host->state_dir, id, id);
+                               "start resumes it.\n", id, format_bytes_short(rec.memory_bytes + rec.vmstate_bytes, size), host->state_dir, id, id);
                 if (r < 0 && ret == 0)
                         ret = r;
         }
