@@ -10,7 +10,15 @@
  * microvm-launch, then the jailer, then firecracker, all one process) exits
  * first, the start fails; systemd then shows the VMM's exit status and its
  * last console lines (the unit's journal) in "systemctl status". No daemon:
- * it exits as soon as it knows. */
+ * it exits as soon as it knows.
+ *
+ * Resume (issue 16): when microvm-stage found a valid snapshot (the plan
+ * says RESUME), firecracker starts without a config and answers "Not
+ * started"; this tool then loads the snapshot (vm_resume_load(): claimed
+ * first so it is never loaded twice, loaded paused, its files deleted, then
+ * resumed), and the start succeeds only once the guest runs again. A failed
+ * load moves the snapshot aside; firecracker exits (a failed restore is
+ * fatal to it), the start fails, and the restart policy boots the VM. */
 
 #include <poll.h>
 #include <sys/inotify.h>
@@ -23,8 +31,10 @@
 #include "plan.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
+#include "suspend.h"
 #include "tool.h"
 #include "vm-machine.h"
+#include "vm-suspend.h"
 #include "vm-teardown.h"
 
 /* Firecracker started from a config file answers once the guest is built
@@ -46,8 +56,9 @@ static int vmm_exited(const char *id, pid_t pid) {
 
 /* One attempt: connect, GET /, want "Running". 1 when running, 0 when the
  * socket is not there yet, 2 when it is bound but not yet listening (the
- * moment between bind(2) and listen(2)), <0 (logged) when the start
- * failed. */
+ * moment between bind(2) and listen(2)), 3 when a resume's firecracker
+ * waits for its snapshot (it was loaded, logged, and it is to be asked
+ * again), <0 (logged) when the start failed. */
 static int ask(const Plan *plan, int base_fd, const char *rel, int pidfd, pid_t pid, usec_t deadline) {
         _cleanup_close_ int sock = -EBADF;
         _cleanup_free_ char *body = NULL, *state = NULL;
@@ -73,6 +84,18 @@ static int ask(const Plan *plan, int base_fd, const char *rel, int pidfd, pid_t 
         if (status != 200 || fc_instance_state_parse(body, &state) < 0)
                 return log_error_errno(EPROTO, "The VMM of %s answered GET / with HTTP status %d and no instance "
                                        "state.", plan->id, status);
+        if (plan->resume && streq(state, "Not started")) {
+                _cleanup_free_ char *reason = NULL, *aside = NULL;
+                usec_t t0 = now_usec(CLOCK_MONOTONIC);
+                r = vm_resume_load(plan, sock, deadline, &reason, &aside);
+                if (r < 0)
+                        return log_error_errno(r, "VM %s: resuming from its snapshot failed, the snapshot is kept as "
+                                               "%s/%s and the VM will boot instead (restart policy): %s", plan->id,
+                                               plan->state_dir, aside ?: SUSPEND_RESUMING_DIR, strna(reason));
+                log_info("VM %s: resumed from its snapshot in %.1f ms; the snapshot's files are removed.", plan->id,
+                         (double) (now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_MSEC);
+                return 3;
+        }
         if (!streq(state, "Running"))
                 return log_error_errno(EPROTO, "The VMM of %s is up, but its instance state is \"%s\", not "
                                        "\"Running\".", plan->id, state);
@@ -155,6 +178,8 @@ int main(int argc, char **argv) {
                         return EXIT_FAILURE;
                 if (r == 1)
                         break;
+                if (r == 3)
+                        continue;
                 now = now_usec(CLOCK_MONOTONIC);
                 if (now >= deadline)
                         return tool_exit(log_error_errno(ETIMEDOUT, "The VMM of %s (pid %d) did not bind its API "

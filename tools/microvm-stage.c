@@ -42,6 +42,7 @@
 #include "uid-alloc.h"
 #include "vm-first-run.h"
 #include "vm-lock.h"
+#include "vm-suspend.h"
 #include "vm-unit.h"
 #include "vm-teardown.h"
 
@@ -193,6 +194,31 @@ static int check_cgroup_controllers(Stage *s) {
 }
 
 /* Logs what the files step noted (which copies it made, and how). */
+/* A snapshot of a suspended run (issue 16): resumed when valid for the
+ * jail just built (the plan then says RESUME), else moved aside with one
+ * line saying why, and the VM boots. */
+static int resume_prepare(Stage *s) {
+        _cleanup_free_ char *reason = NULL, *aside = NULL, *error = NULL;
+        int r = vm_resume_prepare(s->plan, s->vm_state_fd, s->jail_fd, &reason, &aside);
+
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0) {
+                log_warning("VM %s: not resuming its snapshot, booting instead: %s (snapshot kept as %s/%s).", s->id,
+                            strna(reason), s->paths.state_dir, aside ?: "suspend");
+                return 0;
+        }
+        if (r == 0)
+                return 0;
+        s->plan->resume = true;
+        StageTarget t = stage_target(s);
+        r = step(stage_plan_write(&t, s->plan, &error), &error);
+        if (r < 0)
+                return r;
+        log_info("VM %s: resuming from its snapshot in %s/suspend/.", s->id, s->paths.state_dir);
+        return 0;
+}
+
 static void log_notes(char **notes, int level) {
         for (char **n = notes; n && *n; n++)
                 log_full(level, "%s", *n);
@@ -386,6 +412,10 @@ static int run(Stage *s, bool *ret_fresh_uid) {
         if (r < 0)
                 return r;
         test_hook("stage-jail");
+        r = resume_prepare(s);
+        if (r < 0)
+                return r;
+        test_hook("stage-resume-prepare");
         if (stop_requested())
                 return STAGE_STOPPED;
         t = stage_target(s);

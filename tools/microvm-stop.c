@@ -8,7 +8,16 @@
  * status 0. If the socket is gone, the VM is not running, or the guest does
  * not react in time, we return and let systemd's SIGTERM/SIGKILL of the
  * whole cgroup finish the job. Stopping never fails because of us: we
- * always exit 0, after saying what happened. */
+ * always exit 0, after saying what happened.
+ *
+ * Suspend (on_host_shutdown = suspend, issue 16): when the manager is
+ * shutting down the host (SystemState "stopping": a poweroff, reboot or
+ * halt job is queued) or "microvmctl suspend" asked for it, the guest is
+ * paused and snapshotted into <state_dir>/<id>/suspend/ instead
+ * (vm_suspend()); firecracker is then ended by systemd's SIGTERM, and the
+ * next start resumes the guest. A suspend that fails or takes longer than
+ * the plan's suspend timeout falls back to the graceful stop, with one
+ * journal line saying why. */
 
 #include <poll.h>
 #include <sys/syscall.h>
@@ -16,12 +25,16 @@
 
 #include "fc-api.h"
 #include "log.h"
+#include "manager.h"
 #include "names.h"
+#include "parse-util.h"
 #include "plan.h"
 #include "safe-fs.h"
 #include "seccomp-util.h"
 #include "test-hook.h"
+#include "suspend.h"
 #include "tool.h"
+#include "vm-suspend.h"
 #include "vm-teardown.h"
 
 #define API_TIMEOUT (2 * USEC_PER_SEC)
@@ -46,6 +59,59 @@ static int ask_guest(const Plan *plan) {
         if (status != 204)
                 return log_notice_errno(EPROTO, "SendCtrlAltDel was answered with HTTP status %d.", status);
         return 0;
+}
+
+/* The manager's SystemState is "stopping" from the moment a job for
+ * shutdown.target is queued (poweroff, reboot, halt, kexec). Without a bus
+ * the answer is "no": a plain stop is always the safe choice. */
+static bool host_shutting_down(void) {
+        _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ char *state = NULL;
+
+        if (sd_lib_load(NULL) < 0 || manager_open(NULL, &bus, NULL) < 0 ||
+            manager_get_string(bus, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "SystemState",
+                               &state) < 0)
+                return false;
+        return streq(state, "stopping");
+}
+
+/* "microvmctl suspend ID" leaves <run_dir>/<id>/suspend-request. */
+static bool suspend_requested(const Plan *plan) {
+        _cleanup_close_ int run_fd = -EBADF;
+
+        if (safe_root_open(plan->run_dir, 0, 0, &run_fd, NULL) < 0)
+                return false;
+        return faccessat(run_fd, RUN_SUSPEND_REQUEST, F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+}
+
+/* 1: suspended; 0: not wanted; <0: wanted and failed (said why). */
+static int try_suspend(const Plan *plan) {
+        _cleanup_free_ char *reason = NULL;
+        bool requested = suspend_requested(plan);
+        usec_t start, budget;
+        uint64_t bytes = 0;
+        char size[32];
+        int r;
+
+        if (!requested && !(plan->suspend && host_shutting_down()))
+                return 0;
+        test_hook("stop-suspend-begin");
+        if (plan->suspend_blocker)
+                return log_notice_errno(EOPNOTSUPP, "VM %s: not suspending: %s; stopping it instead.", plan->id,
+                                        plan->suspend_blocker);
+        /* The generator's TimeoutStopSec= holds the suspend time plus the
+         * whole stop_timeout, for the graceful stop if this fails. */
+        budget = plan->suspend_timeout ?: 10 * USEC_PER_SEC;
+        start = now_usec(CLOCK_MONOTONIC);
+        r = vm_suspend(plan, start + budget, &bytes, &reason);
+        if (r < 0)
+                return log_warning_errno(r, "VM %s: suspend failed, stopping it gracefully instead: %s", plan->id,
+                                         strna(reason));
+        log_info("VM %s: suspended to %s/" SUSPEND_DIR "/ (%s of memory) in %.1fs%s; its next start resumes it.",
+                 plan->id, plan->state_dir, format_size(bytes, size, sizeof size),
+                 (double) (now_usec(CLOCK_MONOTONIC) - start) / USEC_PER_SEC,
+                 requested ? " as asked" : " for the host's shutdown");
+        return 1;
 }
 
 int main(int argc, char **argv) {
@@ -85,6 +151,10 @@ int main(int argc, char **argv) {
                 return EXIT_SUCCESS;
         }
         test_hook("stop-open-main-pid");
+
+        if (try_suspend(plan) > 0)
+                /* The VMM stays paused until systemd's SIGTERM ends it. */
+                return EXIT_SUCCESS;
 
         if (ask_guest(plan) < 0) {
                 log_notice("VM %s: leaving the stop to systemd (SIGTERM, then SIGKILL of the cgroup).", id);

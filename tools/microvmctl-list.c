@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "config-files.h"
 #include "log.h"
@@ -17,6 +18,7 @@
 #include "names.h"
 #include "safe-fs.h"
 #include "stage-plan.h"
+#include "suspend.h"
 #include "uid-alloc.h"
 #include "unit-state.h"
 #include "vm-teardown.h"
@@ -121,6 +123,16 @@ static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state
                 r->uid = r->config->uid;
 
         r->orphan = unit_running(r->unit) && (!r->config_path || r->masked);
+        if (state_fd >= 0 && !unit_running(r->unit)) {
+                _cleanup_close_ int vm_fd = -EBADF;
+                SuspendRecord rec;
+
+                if (safe_open_dir_at(state_fd, r->id, &vm_fd) >= 0 && suspend_read_record(vm_fd, &rec, NULL) >= 0) {
+                        r->suspended = true;
+                        r->snapshot_bytes = rec.memory_bytes + rec.vmstate_bytes;
+                        r->snapshot_usec = rec.created_usec;
+                }
+        }
         if (r->plan && r->plan->config_digest) {
                 char hex[2 * SHA256_DIGEST_SIZE + 1];
 
@@ -289,6 +301,9 @@ static void row_json_common(FILE *f, const VmRow *r) {
         json_bool(f, "valid", r->config && !r->invalid);
         fputs(",\"config_path\":", f);
         json_string(f, r->masked ? NULL : r->config_path);
+        json_bool(f, "suspended", r->suspended);
+        json_uint_or_null(f, "snapshot_bytes", r->suspended, r->snapshot_bytes);
+        json_uint_or_null(f, "snapshot_usec", r->suspended, r->snapshot_usec);
 }
 
 int verb_list(int argc, char **argv) {
@@ -318,7 +333,11 @@ int verb_list(int argc, char **argv) {
                 const VmRow *row = &t.rows[i];
                 char state[64], since[32], mem[32], uid[16], pid[16], vcpus[16];
 
-                snprintf(state, sizeof state, "%s/%s", row_active(row), row_sub(row));
+                if (row->suspended && streq(row_active(row), "inactive")) {
+                        char sz[32];
+                        snprintf(state, sizeof state, "suspended (%s)", format_bytes_short(row->snapshot_bytes, sz));
+                } else
+                        snprintf(state, sizeof state, "%s/%s", row_active(row), row_sub(row));
                 if (row->config) {
                         snprintf(vcpus, sizeof vcpus, "%" PRIu32, row->config->vcpus);
                         format_bytes_short(row->config->memory, mem);
@@ -428,6 +447,12 @@ static void status_text(const VmRow *r, const HostConfig *host, const UnitUsage 
         printf("      State: %s/%s%s%s%s\n", row_active(r), row_sub(r), r->unit ? " since " : "",
                r->unit ? format_timestamp(r->unit->state_change_usec, buf) : "",
                r->unit ? "" : " (unit not loaded)");
+        if (r->suspended)
+                printf("  Suspended: snapshot of %s taken %s (%" PRIu64 " min ago); the next start resumes it\n",
+                       format_bytes_short(r->snapshot_bytes, buf2), format_timestamp(r->snapshot_usec, buf),
+                       (uint64_t) (now_usec(CLOCK_REALTIME) > r->snapshot_usec
+                                           ? (now_usec(CLOCK_REALTIME) - r->snapshot_usec) / (60 * USEC_PER_SEC)
+                                           : 0));
         if (u->result && !streq(u->result, "success"))
                 printf("     Result: %s\n", u->result);
         printf("     Config: %s%s%s%s\n", r->masked ? "masked" : r->config_path ?: "none (orphan)",

@@ -44,6 +44,11 @@ static void help(void) {
                "                          behind (jails, run dirs, cgroups, taps, devices)\n"
                "  validate [ID|FILE...]   Check the host config and VM configs (all VMs in\n"
                "                          the config search path when none are named)\n"
+               "  suspend ID...           Suspend running VMs to disk (their next start\n"
+               "                          resumes them)\n"
+               "  resume ID...            Start suspended VMs from their snapshots\n"
+               "  discard-snapshot ID...  Remove the snapshots of stopped VMs (the next\n"
+               "                          start boots)\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help\n"
@@ -99,6 +104,9 @@ static const struct {
         { "validate", verb_validate, 0, -1, OPT_OFFLINE | OPT_ALL },
         { "sync", verb_sync, 0, 0, OPT_DRY_RUN | OPT_RESTART_CHANGED },
         { "gc", verb_gc, 0, 0, OPT_DRY_RUN },
+        { "suspend", verb_suspend, 1, -1, 0 },
+        { "resume", verb_resume, 1, -1, 0 },
+        { "discard-snapshot", verb_discard_snapshot, 1, -1, 0 },
 };
 
 static const char *option_name(unsigned o) {

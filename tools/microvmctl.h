@@ -39,6 +39,9 @@ int verb_sync(int argc, char **argv);
 int verb_gc(int argc, char **argv);
 int verb_console(int argc, char **argv);
 int verb_metrics(int argc, char **argv);
+int verb_suspend(int argc, char **argv);
+int verb_resume(int argc, char **argv);
+int verb_discard_snapshot(int argc, char **argv);
 
 /* One row per VM (tools/microvmctl-list.c): its config file, its loaded
  * unit and, while it runs, its launch plan. */
@@ -53,6 +56,9 @@ typedef struct VmRow {
         uid_t uid;
         bool config_changed;
         bool orphan;
+        bool suspended;         /* <state_dir>/<id>/suspend/ holds a snapshot */
+        uint64_t snapshot_bytes;        /* its memory and state files */
+        uint64_t snapshot_usec;         /* when it was taken, CLOCK_REALTIME */
 } VmRow;
 
 typedef struct VmTable {

@@ -216,6 +216,19 @@ static void key_restart(const Ctx *ctx, const IniEntry *e, void *field, const Ke
         BAD(ctx, e, "is not a restart policy (use no, on-failure or always)");
 }
 
+const char *on_host_shutdown_to_string(OnHostShutdown o) {
+        return o == ON_HOST_SHUTDOWN_SUSPEND ? "suspend" : o == ON_HOST_SHUTDOWN_STOP ? "stop" : "default";
+}
+
+static void key_on_host_shutdown(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        if (streq(e->value, "stop"))
+                *(OnHostShutdown *) field = ON_HOST_SHUTDOWN_STOP;
+        else if (streq(e->value, "suspend"))
+                *(OnHostShutdown *) field = ON_HOST_SHUTDOWN_SUSPEND;
+        else
+                BAD(ctx, e, "is neither stop nor suspend");
+}
+
 static void key_uid(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
         VmConfig *c = field;
         uint32_t v;
@@ -486,6 +499,7 @@ static const KeyDesc vm_keys[] = {
         K("allowed_cpus", key_cpu_list, VmConfig, allowed_cpus, 0, 0),
         K("numa_node", key_numa_node, VmConfig, numa_node, 0, 0),
         K("ephemeral", key_bool, VmConfig, ephemeral, 0, 0),
+        K("on_host_shutdown", key_on_host_shutdown, VmConfig, on_host_shutdown, 0, 0),
 };
 
 static const KeyDesc drive_keys[] = {
@@ -523,6 +537,8 @@ static const KeyDesc host_keys[] = {
         K("memory_overhead", key_size, HostConfig, memory_overhead, 0, 64ULL << 30),
         K("bridge", key_ifname, HostConfig, bridge, 0, 0),
         K("console_group", key_group_name, HostConfig, console_group, 0, 0),
+        K("on_host_shutdown", key_on_host_shutdown, HostConfig, on_host_shutdown, 0, 0),
+        K("suspend_write_rate", key_size, HostConfig, suspend_write_rate, 1ULL << 20, 1ULL << 40),
 };
 
 static const KeyDesc thin_pool_keys[] = {
@@ -624,6 +640,8 @@ static int host_config_defaults(HostConfig *h) {
         h->uid_min = DEFAULT_UID_MIN;
         h->uid_max = DEFAULT_UID_MAX;
         h->memory_overhead = DEFAULT_MEMORY_OVERHEAD;
+        h->on_host_shutdown = ON_HOST_SHUTDOWN_STOP;
+        h->suspend_write_rate = DEFAULT_SUSPEND_WRITE_RATE;
         h->thin_pool.block_size = DEFAULT_THIN_BLOCK_SIZE;
         if (!h->jailer || !h->firecracker || !h->chroot_base || !h->state_dir || !h->run_dir)
                 return -ENOMEM;
@@ -962,6 +980,21 @@ int vm_config_parse(const char *file, const char *id, const char *data, size_t s
                 return -EINVAL;
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+bool vm_config_suspends(const VmConfig *c, const HostConfig *h) {
+        OnHostShutdown o = c->on_host_shutdown != ON_HOST_SHUTDOWN_DEFAULT ? c->on_host_shutdown : h->on_host_shutdown;
+        return o == ON_HOST_SHUTDOWN_SUSPEND;
+}
+
+usec_t vm_config_suspend_time(const VmConfig *c, const HostConfig *h) {
+        uint64_t rate = h->suspend_write_rate ?: DEFAULT_SUSPEND_WRITE_RATE;
+        /* Whole seconds, rounded up: memory <= 1T and rate >= 1M keep this small. */
+        return (c->memory + rate - 1) / rate * USEC_PER_SEC + SUSPEND_TIMEOUT_MARGIN;
+}
+
+usec_t vm_config_stop_budget(const VmConfig *c, const HostConfig *h) {
+        return c->stop_timeout + (vm_config_suspends(c, h) ? vm_config_suspend_time(c, h) : 0);
 }
 
 uint64_t vm_config_memory_max(const VmConfig *c, const HostConfig *h) {

@@ -56,6 +56,13 @@ typedef enum RestartPolicy {
         RESTART_ALWAYS,
 } RestartPolicy;
 
+/* What microvm-stop does with a running VM when the host shuts down. */
+typedef enum OnHostShutdown {
+        ON_HOST_SHUTDOWN_DEFAULT,       /* [vm] unset: the host's on_host_shutdown */
+        ON_HOST_SHUTDOWN_STOP,          /* Ctrl-Alt-Del, as a plain stop */
+        ON_HOST_SHUTDOWN_SUSPEND,       /* pause + snapshot to disk, resumed at the next start */
+} OnHostShutdown;
+
 typedef struct DriveConfig {
         char name[DEVICE_NAME_MAX + 1];
         DriveMode mode;
@@ -105,6 +112,7 @@ typedef struct VmConfig {
         char *allowed_cpus;     /* NULL: unset */
         int numa_node;          /* -1: unset */
         bool ephemeral;         /* remove state_dir/<id>/ on stop */
+        OnHostShutdown on_host_shutdown;
 
         DriveConfig *drives;
         size_t n_drives;
@@ -138,6 +146,8 @@ typedef struct HostConfig {
         uint64_t memory_overhead;
         char *bridge;
         char *console_group;    /* may write the VMs' serial input; NULL: root only */
+        OnHostShutdown on_host_shutdown;        /* never _DEFAULT here */
+        uint64_t suspend_write_rate;    /* bytes per second the state dir takes a memory file at */
         ThinPoolConfig thin_pool;
 } HostConfig;
 
@@ -150,11 +160,15 @@ typedef struct HostConfig {
 #define DEFAULT_VCPUS 1
 #define DEFAULT_MEMORY (256ULL << 20)
 #define DEFAULT_STOP_TIMEOUT (30 * USEC_PER_SEC)
+#define DEFAULT_SUSPEND_WRITE_RATE (100ULL << 20)
+/* Added to the memory write time for a suspend VM's TimeoutStopSec=. */
+#define SUSPEND_TIMEOUT_MARGIN (10 * USEC_PER_SEC)
 #define DEFAULT_THIN_BLOCK_SIZE (64ULL << 10)
 #define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
 
 const char *drive_mode_to_string(DriveMode m) _const_;
 const char *restart_policy_to_string(RestartPolicy p) _const_;
+const char *on_host_shutdown_to_string(OnHostShutdown o) _const_;
 
 /* VM id rule: ^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$. Returns NULL when id is
  * valid, else a static string saying which rule it broke. */
@@ -200,5 +214,15 @@ const DriveConfig *vm_config_root_drive(const VmConfig *c);
  * firecracker's linux-loader finds it; see kernel-cmdline.h). Newly
  * allocated. */
 char *vm_config_boot_args(const VmConfig *c, const char *const *guest_ifnames);
+/* Whether the VM is suspended (not stopped) when the host shuts down: its
+ * own on_host_shutdown, else the host's. */
+bool vm_config_suspends(const VmConfig *c, const HostConfig *h) _pure_;
+/* The time a suspend may take: the guest memory written at the host's
+ * suspend_write_rate, plus SUSPEND_TIMEOUT_MARGIN. */
+usec_t vm_config_suspend_time(const VmConfig *c, const HostConfig *h) _pure_;
+/* The unit's TimeoutStopSec=: stop_timeout, plus for a suspend VM the
+ * suspend time (a failed suspend falls back to the graceful stop, which
+ * then still has its whole stop_timeout). */
+usec_t vm_config_stop_budget(const VmConfig *c, const HostConfig *h) _pure_;
 /* Guest memory + host overhead, the unit's MemoryMax=. */
 uint64_t vm_config_memory_max(const VmConfig *c, const HostConfig *h);

@@ -133,7 +133,7 @@ int generator_render_dropin(const VmConfig *c, const HostConfig *h, char **ret, 
                 put(&o, "RequiresMountsFor", mounts.items[i], unit_escape_path_word, "path");
 
         sha256_hex(c->digest, digest);
-        format_timespan_exact(c->stop_timeout, timeout);
+        format_timespan_exact(vm_config_stop_budget(c, h), timeout);
         fprintf(o.f,
                 "\n"
                 "[Service]\n"

@@ -149,9 +149,12 @@ int jailer_argv(const Plan *p, const char *parent_cgroup, char ***ret_argv, char
          * --daemonize or --new-pid-ns: the jailer must exec firecracker in
          * place, so that the unit's main PID is the VMM and its stdout (the
          * serial console) is the journal. */
+        /* A resume starts firecracker without a config: it waits for
+         * PUT /snapshot/load on its API socket (microvm-ready sends it). */
         const char *tail[] = { "--", "--config-file", p->config_file, "--api-sock", p->api_socket };
         for (size_t i = 0; i < ELEMENTSOF(tail) && r >= 0; i++)
-                r = push(&argv, &n, tail[i]);
+                if (!(p->resume && i >= 1 && i <= 2))
+                        r = push(&argv, &n, tail[i]);
         if (r < 0)
                 return r;
 

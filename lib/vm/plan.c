@@ -22,6 +22,7 @@ Plan *plan_free(Plan *p) {
         strv_free(p->rlimit);
         strv_free(p->tap);
         strv_free(p->dm);
+        free(p->suspend_blocker);
         free(p);
         return NULL;
 }
@@ -57,6 +58,11 @@ static const Field fields[] = {
         F("NETNS", F_STR, netns, false),
         F("TAP", F_LIST, tap, false),
         F("DM", F_LIST, dm, false),
+        F("SUSPEND", F_BOOL, suspend, false),
+        F("SUSPEND_BLOCKER", F_STR, suspend_blocker, false),
+        F("SUSPEND_TIMEOUT_USEC", F_USEC, suspend_timeout, false),
+        F("MEMORY_MIB", F_UINT, memory_mib, false),
+        F("RESUME", F_BOOL, resume, false),
 };
 
 static void put_escaped(FILE *f, const char *s) {

@@ -40,6 +40,13 @@ typedef struct Plan {
         char *netns;            /* jailer --netns path, NULL: none */
         char **tap;             /* taps created for this VM (cleanup deletes them) */
         char **dm;              /* dm devices created for this VM, leaf first */
+        /* Suspend and resume (suspend.h): */
+        bool suspend;           /* on_host_shutdown = suspend (the config's or the host's) */
+        char *suspend_blocker;  /* why this VM cannot be suspended after all, NULL: it can */
+        usec_t suspend_timeout; /* for pause + snapshot create */
+        unsigned memory_mib;    /* guest memory: the memory file's size */
+        bool resume;            /* stage found a valid snapshot: start firecracker without
+                                 * --config-file, microvm-ready loads it */
 } Plan;
 
 Plan *plan_free(Plan *p);

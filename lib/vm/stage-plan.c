@@ -84,6 +84,27 @@ int stage_plan_build(const StagePlanInput *in, Plan **ret) {
         p->gid = in->gid;
         p->stop_timeout = in->vm->stop_timeout;
         p->ephemeral = in->vm->ephemeral;
+        p->suspend = vm_config_suspends(in->vm, in->host);
+        p->suspend_timeout = p->suspend ? vm_config_suspend_time(in->vm, in->host) : 0;
+        p->memory_mib = (unsigned) (in->vm->memory >> 20);
+        if (p->suspend) {
+                /* The snapshot refers to the disks as they are: a disk that
+                 * a stop or the next start resets cannot be suspended. */
+                const char *why = NULL;
+                _cleanup_free_ char *w = NULL;
+                if (in->vm->ephemeral)
+                        why = "ephemeral = yes (its disks are reset at every start)";
+                for (size_t i = 0; !why && i < in->vm->n_drives; i++)
+                        if (in->vm->drives[i].mode == DRIVE_MODE_SNAPSHOT && !in->vm->drives[i].persistent &&
+                            !in->vm->drives[i].read_only) {
+                                if (asprintf(&w, "[drive.%s] is a non-persistent snapshot (reset at every start)",
+                                             in->vm->drives[i].name) < 0)
+                                        return -ENOMEM;
+                                why = w;
+                        }
+                if (why && !(p->suspend_blocker = strdup(why)))
+                        return -ENOMEM;
+        }
         if (!(p->config_digest = strdup(digest)) || !(p->jailer = strdup(in->host->jailer)) ||
             !(p->exec_file = strdup(in->exec_file)) || !(p->exec_name = strdup(in->exec_name)) ||
             !(p->chroot_base = strdup(in->host->chroot_base)) || !(p->jail_dir = strdup(in->paths->jail_dir)) ||

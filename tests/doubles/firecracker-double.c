@@ -90,14 +90,31 @@
  *                                take are dropped), then, once stdout is
  *                                writable, a newline and "fcdouble: long line of
  *                                N bytes done, D dropped ..."
+ *   fcdouble.tick_ms=N           once booted, the guest prints "fcdouble: tick K
+ *                                (boot token T)" every N ms; K lives in guest memory
+ *   fcdouble.fail_create=1       PUT /snapshot/create fails half way through the
+ *                                memory file (ENOSPC), answered 400
+ *   fcdouble.fail_load=1         PUT /snapshot/load of a snapshot taken with this
+ *                                knob fails (400, then the VMM exits 1)
+ *   fcdouble.create_ms=N         PUT /snapshot/create takes N ms longer
+ * Every boot prints "fcdouble: boot token T" (T random, in guest memory).
+ *
+ * Snapshots (firecracker-snapshot.[ch]): PATCH /vm Paused/Resumed, PUT
+ * /snapshot/create (paused, post-boot only; Full: the whole memory is
+ * written), PUT /snapshot/load (only in a VMM started without
+ * --config-file, which waits "Not started"; mem_backend File or
+ * mem_file_path, resume_vm, network_overrides, vsock_override). A restored
+ * guest prints "fcdouble: restored from a snapshot, boot token T, K ticks
+ * so far" and goes on ticking from K.
  *
  * Where it simplifies (also noted at each spot): no KVM, no guest memory, no
  * vCPU threads, no seccomp (exit 148 never happens), metrics lines carry
  * a subset of the real fields (firecracker-metrics.c), /dev/kvm is checked with
  * access(2) rather than opened; balloon, cpu-config, mmds-config, entropy,
- * pmem, memory-hotplug, vhost-user drives, snapshots, --metadata,
+ * pmem, memory-hotplug, vhost-user drives, Diff snapshots, Uffd memory
+ * backends, configuring a VM over the API (InstanceStart), --metadata,
  * --seccomp-filter, --describe-snapshot and --snapshot-version are refused
- * as unsupported; PUT/PATCH requests other than /actions are answered 400
+ * as unsupported; PUT/PATCH requests other than /actions, /vm and /snapshot are answered 400
  * without looking at their body; a struct given as a JSON array (which serde
  * accepts) is refused; error line/column positions approximate serde_json's;
  * Debug forms on stderr approximate Rust's.
@@ -125,6 +142,7 @@
 #include "doubles-util.h"
 #include "firecracker-metrics.h"
 #include "json.h"
+#include "firecracker-snapshot.h"
 
 #define FIRECRACKER_VERSION DOUBLES_FIRECRACKER_VERSION
 #define DEFAULT_API_SOCK_PATH "/run/firecracker.socket"
@@ -592,6 +610,10 @@ static const char *const io_engines[] = { "Async", "Sync", NULL };
 static const char *const huge_pages[] = { "None", "Transparent", "2M", NULL };
 static const char *const cpu_templates[] = { "C3", "T2", "T2S", "None", "T2CL", "T2A", NULL };
 static const char *const action_types[] = { "FlushMetrics", "InstanceStart", "SendCtrlAltDel", NULL };
+static const char *const snapshot_types[] = { "Full", "Diff", NULL };
+static const char *const mem_backend_types[] = { "File", "Uffd", NULL };
+static const char *const vm_states[] = { "Paused", "Resumed", NULL };
+static const char *const load_huge_pages[] = { "Snapshot", "None", "Transparent", "2M", NULL };
 
 SCHEMA(token_bucket_schema, "struct TokenBucketConfig", false,
        REQUIRED("size", FK_U64),
@@ -659,6 +681,32 @@ SCHEMA(vmm_config_schema, "struct VmmConfig", false,
        OPTION("memory-hotplug", FK_UNSUPPORTED));
 SCHEMA(action_schema, "struct ActionBody", true,
        REQUIRED("action_type", FK_ENUM, .variants = action_types));
+/* src/vmm/src/vmm_config/snapshot.rs: each with deny_unknown_fields. */
+SCHEMA(vm_state_schema, "struct Vm", true,
+       REQUIRED("state", FK_ENUM, .variants = vm_states));
+SCHEMA(snapshot_create_schema, "struct CreateSnapshotParams", true,
+       DEFAULT("snapshot_type", FK_ENUM, .variants = snapshot_types),
+       REQUIRED("snapshot_path", FK_PATH),
+       REQUIRED("mem_file_path", FK_PATH));
+SCHEMA(mem_backend_schema, "struct MemBackendConfig", true,
+       REQUIRED("backend_path", FK_PATH),
+       REQUIRED("backend_type", FK_ENUM, .variants = mem_backend_types));
+SCHEMA(network_override_schema, "struct NetworkOverride", false,
+       REQUIRED("iface_id", FK_STRING),
+       REQUIRED("host_dev_name", FK_STRING));
+SCHEMA(vsock_override_schema, "struct VsockOverride", false,
+       REQUIRED("uds_path", FK_STRING));
+SCHEMA(snapshot_load_schema, "struct LoadSnapshotConfig", true,
+       REQUIRED("snapshot_path", FK_PATH),
+       OPTION("mem_file_path", FK_PATH),
+       OPTION("mem_backend", FK_STRUCT, .schema = &mem_backend_schema),
+       DEFAULT("enable_diff_snapshots", FK_BOOL),
+       DEFAULT("track_dirty_pages", FK_BOOL),
+       DEFAULT("resume_vm", FK_BOOL),
+       DEFAULT("network_overrides", FK_SEQ, .schema = &network_override_schema),
+       OPTION("vsock_override", FK_STRUCT, .schema = &vsock_override_schema),
+       DEFAULT("clock_realtime", FK_BOOL),
+       DEFAULT("huge_pages", FK_ENUM, .variants = load_huge_pages));
 
 typedef struct SerdeError {
         StrBuf message;
@@ -942,6 +990,10 @@ typedef struct Knobs {
         int64_t traffic;        /* bytes a second per device, in the metrics */
         int64_t metrics_period_ms;
         int64_t hang_vmm_after_ms;      /* > 0: hang=vmm that long after boot */
+        int64_t tick_ms;        /* console tick period, 0: none */
+        bool fail_create;
+        bool fail_load;
+        int64_t create_ms;      /* extra time a snapshot create takes */
 } Knobs;
 
 static struct Vm {
@@ -987,6 +1039,13 @@ static struct Vm {
         bool long_line_report;  /* its end waits for stdout to drain */
         uint64_t metrics_at;    /* next periodic metrics line */
         uint64_t metrics_last;  /* CLOCK_MONOTONIC of the previous line */
+
+        char *config_text;      /* the --config-file, kept for a snapshot's state */
+        bool started;           /* booted, or loaded from a snapshot */
+        bool paused;            /* PATCH /vm Paused: the vCPUs stand still */
+        uint64_t paused_at;
+        GuestMemory mem;        /* what a cold boot cannot reproduce */
+        uint64_t tick_at;
 } vm = {
         .kernel_fd = -EBADF,
         .initrd_fd = -EBADF,
@@ -1075,6 +1134,9 @@ static void guest_ctrl_alt_del(void) {
 static void guest_login_prompt(void) {
         vm.state = GUEST_RUNNING;
         console(true, "systemd[1]: Startup finished in 0.9s.");
+        console(true, "fcdouble: boot token %s", vm.mem.token);
+        if (vm.knobs.tick_ms > 0)
+                vm.tick_at = now_us() + (uint64_t) vm.knobs.tick_ms * 1000;
         console(false, "%s", "");
         console(false, "Debian GNU/Linux 12 %s ttyS0", vm.id);
         console(false, "%s", "");
@@ -1426,6 +1488,8 @@ static void guest_boot(void) {
 
         vm.state = GUEST_BOOTING;
         vm.boot_us = now_us();
+        vm.started = true;
+        fcsnap_new_token(vm.mem.token);
 
         console(true, "Linux version 6.1.102 (fcdouble@microvm) (gcc (Debian 12.2.0-14) 12.2.0) "
                       "#1 SMP PREEMPT_DYNAMIC firecracker test double");
@@ -1563,12 +1627,21 @@ static void parse_knobs(const KParam *params, size_t n_params) {
                         k->hang_vmm_after_ms = knob_ms(key, value, &e);
                 else if (streq(key, "metrics_period_ms"))
                         k->metrics_period_ms = knob_ms(key, value, &e);
+                else if (streq(key, "tick_ms"))
+                        k->tick_ms = knob_ms(key, value, &e);
+                else if (streq(key, "fail_create") && (streq(value, "1") || streq(value, "0")))
+                        k->fail_create = streq(value, "1");
+                else if (streq(key, "fail_load") && (streq(value, "1") || streq(value, "0")))
+                        k->fail_load = streq(value, "1");
+                else if (streq(key, "create_ms"))
+                        k->create_ms = knob_ms(key, value, &e);
                 else {
                         _cleanup_sb_ StrBuf m = {};
                         sb_appendf(&m, "unknown or malformed test knob `%s` (firecracker test double; known: "
                                        "fcdouble.crash_after_ms=N, crash_signal=kill|abort, reboot_after_ms=N, "
                                        "poweroff_after_ms=N, ignore_cad=0|1, cad_delay_ms=N, boot_ms=N, "
-                                       "hang=guest|vmm, flood=N|forever, long_line=N, traffic=N, metrics_period_ms=N, hang_vmm_after_ms=N)", tok);
+                                       "hang=guest|vmm, flood=N|forever, long_line=N, traffic=N, metrics_period_ms=N, hang_vmm_after_ms=N, "
+                                       "tick_ms=N, fail_create=0|1, fail_load=0|1, create_ms=N)", tok);
                         err_build_from_json(&e, true);
                         err_wrap(&e, "BootSource", "Boot source error: ");
                         err_string(&e, "InvalidKernelCommandLine", "The kernel command line is invalid: ", sb_str(&m));
@@ -1701,6 +1774,16 @@ static void config_machine(const JsonValue *mc) {
         }
 }
 
+/* Knobs and the console are the kernel's parameters: before the kernel's
+ * "--" (firecracker's own parameters add neither). */
+static void apply_boot_args(const char *args) {
+        KParam *params;
+        size_t n = kernel_params(args ?: DEFAULT_KERNEL_CMDLINE, &params);
+        parse_knobs(params, n);
+        vm.console = console_enabled(params, n);
+        kernel_params_free(params, n);
+}
+
 static void config_boot_source(const JsonValue *bs) {
         const char *kernel = get_str(bs, "kernel_image_path");
         const char *initrd = get_str(bs, "initrd_path");
@@ -1735,13 +1818,7 @@ static void config_boot_source(const JsonValue *bs) {
         }
         if (args)
                 vm.boot_args = strdup(args);
-        /* Knobs and the console are the kernel's parameters: before the
-         * kernel's "--" (firecracker's own parameters add neither). */
-        KParam *params;
-        size_t n = kernel_params(args ?: DEFAULT_KERNEL_CMDLINE, &params);
-        parse_knobs(params, n);
-        vm.console = console_enabled(params, n);
-        kernel_params_free(params, n);
+        apply_boot_args(args);
 }
 
 _noreturn_ static void fail_drive(Err *e) {
@@ -1958,6 +2035,8 @@ static void config_vsock(const JsonValue *v) {
         }
 }
 
+static void open_kvm_and_serial(void);
+
 static void build_microvm_from_json(const char *json, size_t len) {
         _cleanup_json_ JsonValue *cfg = NULL;
         JsonError jerr = {};
@@ -1985,6 +2064,9 @@ static void build_microvm_from_json(const char *json, size_t len) {
                 fail_main(&e, FC_EXIT_GENERIC);
         }
 
+        if (!vm.config_text && !(vm.config_text = strndup(json, len)))
+                abort();
+
         /* In VmResources::from_json()'s order. */
         const JsonValue *v;
         if ((v = get(cfg, "logger")))
@@ -2002,6 +2084,16 @@ static void build_microvm_from_json(const char *json, size_t len) {
                         config_net(v->items[i]);
         if ((v = get(cfg, "vsock")))
                 config_vsock(v);
+
+        open_kvm_and_serial();
+        build_kernel_cmdline();
+        guest_boot();
+        log_main(LEVEL_INFO, "Successfully started microvm that was configured from one single json");
+}
+
+/* What building a VM needs past its resources, booted or restored. */
+static void open_kvm_and_serial(void) {
+        Err e = {};
 
         /* build_and_boot_microvm(): Kvm::new() opens /dev/kvm read-write.
          * Simplification: only the permission is checked (access(2)), so the
@@ -2024,10 +2116,6 @@ static void build_microvm_from_json(const char *json, size_t len) {
                 log_vmm(LEVEL_ERROR, "Could not get Firecracker stdout flags.");
         else if (fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) < 0)
                 log_vmm(LEVEL_ERROR, "Could not set Firecracker stdout to non-blocking.");
-
-        build_kernel_cmdline();
-        guest_boot();
-        log_main(LEVEL_INFO, "Successfully started microvm that was configured from one single json");
 }
 
 /* ---------------------------------------------------------------------------
@@ -2084,6 +2172,279 @@ static const char *method_debug(const char *m) {
         return streq(m, "GET") ? "Get" : streq(m, "PUT") ? "Put" : streq(m, "PATCH") ? "Patch" : "Delete";
 }
 
+/* serde_json::from_slice() of a request body: false (answered) on an error. */
+static bool parse_body(Conn *c, const char *body, size_t body_len, const Schema *schema, JsonValue **ret) {
+        _cleanup_json_ JsonValue *v = NULL;
+        JsonError jerr = {};
+        SerdeError serr = {};
+
+        int r = json_parse(body, body_len, &v, &jerr);
+        if (r >= 0)
+                r = check_struct(v, schema, &serr);
+        else {
+                sb_append(&serr.message, jerr.message);
+                serr.pos = jerr.pos;
+                json_error_done(&jerr);
+        }
+        if (r < 0) {
+                _cleanup_sb_ StrBuf msg = {}, dbg = {};
+                sb_appendf(&msg, "An error occurred when deserializing the json body of a request: %s at line %u column %u.",
+                           sb_str(&serr.message), serr.pos.line, serr.pos.column);
+                sb_append(&dbg, "SerdeJson(Error(");
+                sb_append_rust_str_debug(&dbg, sb_str(&serr.message));
+                sb_appendf(&dbg, ", line: %u, column: %u))", serr.pos.line, serr.pos.column);
+                sb_free(&serr.message);
+                request_error(c, sb_str(&dbg), sb_str(&msg));
+                return false;
+        }
+        *ret = TAKE_PTR(v);
+        return true;
+}
+
+/* Timers stand still while the vCPUs do: shifted by the pause. */
+static void shift(uint64_t *t, uint64_t by) {
+        if (*t != 0)
+                *t += by;
+}
+
+static void vm_pause(void) {
+        vm.paused = true;
+        vm.paused_at = now_us();
+}
+
+static void vm_resume(void) {
+        uint64_t d = now_us() - vm.paused_at;
+
+        vm.paused = false;
+        shift(&vm.login_at, d);
+        shift(&vm.reboot_at, d);
+        shift(&vm.poweroff_at, d);
+        shift(&vm.cad_exit_at, d);
+        shift(&vm.crash_at, d);
+        shift(&vm.tick_at, d);
+}
+
+/* PATCH /vm: RuntimeApiController::pause()/resume(); pre-boot both are
+ * OperationNotSupportedPreBoot. Pausing a paused VM (and resuming a
+ * running one) succeeds. */
+static void handle_vm_state(Conn *c, const char *body, size_t body_len) {
+        _cleanup_json_ JsonValue *v = NULL;
+
+        if (!parse_body(c, body, body_len, &vm_state_schema, &v))
+                return;
+        if (!vm.started) {
+                vmm_action_error(c, "The requested operation is not supported before starting the microVM.");
+                return;
+        }
+        if (streq(get_str(v, "state"), "Paused")) {
+                if (!vm.paused)
+                        vm_pause();
+                log_api(LEVEL_INFO, "'pause vm' VMM action took 1 us.");
+        } else {
+                if (vm.paused)
+                        vm_resume();
+                log_api(LEVEL_INFO, "'resume vm' VMM action took 1 us.");
+        }
+        http_respond(c, 204, NULL);
+}
+
+static void snapshot_io_error(Conn *c, const char *prefix, const char *op, int err) {
+        _cleanup_sb_ StrBuf m = {};
+        sb_appendf(&m, "Create snapshot error: %s", prefix);
+        if (op)
+                sb_appendf(&m, "Cannot perform %s on the %s backing file: ", op,
+                           strstr(prefix, "memory") ? "memory" : "snapshot");
+        sb_append_io_display(&m, err);
+        vmm_action_error(c, sb_str(&m));
+}
+
+/* PUT /snapshot/create: persist.rs create_snapshot(). Post-boot only; the
+ * vCPUs must be paused (a running vCPU answers SaveState with NotAllowed).
+ * Simplification: Diff snapshots are refused. */
+static void handle_snapshot_create(Conn *c, const char *body, size_t body_len) {
+        _cleanup_json_ JsonValue *v = NULL;
+        _cleanup_sb_ StrBuf payload = {};
+        const char *op = NULL;
+        int err;
+
+        if (!parse_body(c, body, body_len, &snapshot_create_schema, &v))
+                return;
+        if (!vm.started) {
+                vmm_action_error(c, "The requested operation is not supported before starting the microVM.");
+                return;
+        }
+        if (get_str(v, "snapshot_type") && streq(get_str(v, "snapshot_type"), "Diff")) {
+                vmm_action_error(c, "The requested operation is not supported by the firecracker test double.");
+                return;
+        }
+        if (!vm.paused) {
+                vmm_action_error(c, "Create snapshot error: Cannot save the microVM state: Operation not allowed: "
+                                    "save/restore unavailable while running");
+                return;
+        }
+        if (vm.knobs.create_ms > 0)
+                /* The API thread is busy writing: nothing else is served meanwhile. */
+                (void) usleep((useconds_t) vm.knobs.create_ms * 1000);
+
+        /* The state: what a restore needs to rebuild the devices. */
+        sb_append(&payload, "{\"config\":");
+        json_append_string(&payload, vm.config_text);
+        sb_append(&payload, ",\"cmdline\":");
+        json_append_string(&payload, vm.cmdline);
+        sb_append(&payload, ",\"boot_args\":");
+        if (vm.boot_args)
+                json_append_string(&payload, vm.boot_args);
+        else
+                sb_append(&payload, "null");
+        sb_appendf(&payload, ",\"guest_state\":%d,\"guest_us\":%" PRIu64 "}", (int) vm.state,
+                   vm.paused_at - vm.boot_us);
+        err = fcsnap_state_write(get_str(v, "snapshot_path"), sb_str(&payload), &op);
+        if (err != 0) {
+                snapshot_io_error(c, "", op, err);
+                return;
+        }
+        /* fcdouble.fail_create: the memory file fills the disk half way. */
+        err = fcsnap_memory_write(get_str(v, "mem_file_path"), vm.mem_mib << 20, &vm.mem,
+                                  vm.knobs.fail_create ? (vm.mem_mib << 20) / 2 : 0, &op);
+        if (err != 0) {
+                snapshot_io_error(c, "Cannot write memory file: ", op, err);
+                return;
+        }
+        log_api(LEVEL_INFO, "'create full snapshot' VMM action took 1 us.");
+        http_respond(c, 204, NULL);
+}
+
+/* A failed restore leaves the process "too dirty to recover": firecracker
+ * answers, then exits (BuildMicrovmFromRequestsError::Restore). */
+_noreturn_ static void load_failed(Conn *c, const char *what, const char *detail, int err) {
+        _cleanup_sb_ StrBuf m = {};
+        sb_appendf(&m, "Load snapshot error: Failed to restore from snapshot: %s", what);
+        if (detail)
+                sb_append(&m, detail);
+        if (err > 0)
+                sb_append_io_display(&m, err);
+        vmm_action_error(c, sb_str(&m));
+        log_main(LEVEL_ERROR, "Building VMM configured from cmdline json failed: %s", sb_str(&m));
+        exit(FC_EXIT_GENERIC);
+}
+
+/* PUT /snapshot/load: PrebootApiController::load_snapshot(). Only before
+ * anything booted (with --config-file the VM booted at once: post-boot).
+ * Devices are restored from the state: drives reopened at path_on_host,
+ * taps at host_dev_name (or its network_overrides entry), the vsock bound
+ * at uds_path (or vsock_override). Simplification: a device that cannot be
+ * restored ends the process like a bad --config-file (exit 1) instead of
+ * a 400 answer first. */
+static void handle_snapshot_load(Conn *c, const char *body, size_t body_len) {
+        _cleanup_json_ JsonValue *v = NULL, *st = NULL, *cfg = NULL;
+        _cleanup_free_ char *payload = NULL;
+        const JsonValue *mb, *o, *dev;
+        const char *problem = NULL, *mem_path;
+        JsonError jerr = {};
+        int err;
+
+        if (!parse_body(c, body, body_len, &snapshot_load_schema, &v))
+                return;
+        mb = get(v, "mem_backend");
+        if (mb && get(v, "mem_file_path")) {
+                request_error(c, "SerdeJson(Error(\"too many fields\"))",
+                              "An error occurred when deserializing the json body of a request: too many fields: "
+                              "either `mem_backend` or `mem_file_path` exclusively is required.");
+                return;
+        }
+        if (!mb && !get(v, "mem_file_path")) {
+                request_error(c, "SerdeJson(Error(\"missing field\"))",
+                              "An error occurred when deserializing the json body of a request: missing field: "
+                              "either `mem_backend` or `mem_file_path` is required.");
+                return;
+        }
+        if (vm.started) {
+                vmm_action_error(c, "The requested operation is not supported after starting the microVM.");
+                return;
+        }
+        if (mb && streq(get_str(mb, "backend_type"), "Uffd")) {
+                vmm_action_error(c, "The requested operation is not supported by the firecracker test double.");
+                return;
+        }
+        mem_path = mb ? get_str(mb, "backend_path") : get_str(v, "mem_file_path");
+
+        err = fcsnap_state_read(get_str(v, "snapshot_path"), &payload, &problem);
+        if (err > 0)
+                load_failed(c, "Failed to get snapshot state from file: Failed to open snapshot file: ", NULL, err);
+        if (err < 0)
+                load_failed(c, "Failed to get snapshot state from file: Failed to load snapshot state from file: ",
+                            problem, 0);
+        if (json_parse(payload, strlen(payload), &st, &jerr) < 0 || !get_str(st, "config") ||
+            json_parse(get_str(st, "config"), strlen(get_str(st, "config")), &cfg, &jerr) < 0) {
+                json_error_done(&jerr);
+                load_failed(c, "Invalid snapshot state: ", "the double cannot read its own state", 0);
+        }
+        vm.boot_args = get_str(st, "boot_args") ? strdup(get_str(st, "boot_args")) : NULL;
+        vm.cmdline = strdup(get_str(st, "cmdline") ?: "");
+        vm.config_text = strdup(get_str(st, "config"));
+        apply_boot_args(vm.boot_args);
+        if ((dev = get(cfg, "machine-config")))
+                config_machine(dev);
+
+        err = fcsnap_memory_read(mem_path, vm.mem_mib << 20, &vm.mem, &problem);
+        if (err > 0)
+                load_failed(c, "Failed to load guest memory: Error creating guest memory from file: ", NULL, err);
+        if (err < 0)
+                load_failed(c, "Failed to load guest memory: Error creating guest memory from file: ", problem, 0);
+        if (vm.knobs.fail_load)
+                load_failed(c, "Failed to build microVM from snapshot: ", "fcdouble.fail_load=1", 0);
+
+        dev = get(cfg, "drives");
+        for (size_t i = 0; dev && i < dev->n_items; i++)
+                config_drive(dev->items[i]);
+        dev = get(cfg, "network-interfaces");
+        for (size_t i = 0; dev && i < dev->n_items; i++) {
+                JsonValue *nic = dev->items[i];
+                o = get(v, "network_overrides");
+                for (size_t j = 0; o && j < o->n_items; j++)
+                        if (streq(get_str(o->items[j], "iface_id"), get_str(nic, "iface_id")))
+                                for (size_t k = 0; k < nic->n_members; k++)
+                                        if (streq(nic->members[k].key, "host_dev_name")) {
+                                                free(nic->members[k].value->string);
+                                                nic->members[k].value->string =
+                                                        strdup(get_str(o->items[j], "host_dev_name"));
+                                                nic->members[k].value->string_len =
+                                                        strlen(nic->members[k].value->string);
+                                        }
+                config_net(nic);
+        }
+        if ((dev = get(cfg, "vsock"))) {
+                o = get(v, "vsock_override");
+                if (o)
+                        for (size_t k = 0; k < dev->n_members; k++)
+                                if (streq(dev->members[k].key, "uds_path")) {
+                                        free(dev->members[k].value->string);
+                                        dev->members[k].value->string = strdup(get_str(o, "uds_path"));
+                                        dev->members[k].value->string_len = strlen(dev->members[k].value->string);
+                                }
+                config_vsock(dev);
+        }
+        open_kvm_and_serial();
+
+        /* The restored guest: paused where it was, its timers relative to
+         * the guest time saved (only the login prompt and ticks matter). */
+        vm.started = true;
+        vm.state = (GuestState) get_u64(st, "guest_state", GUEST_RUNNING);
+        vm.boot_us = now_us() - get_u64(st, "guest_us", 0);
+        vm.paused = true;
+        vm.paused_at = now_us();
+        if (vm.state == GUEST_BOOTING)
+                vm.login_at = now_us();
+        else if (vm.state == GUEST_RUNNING && vm.knobs.tick_ms > 0)
+                vm.tick_at = now_us() + (uint64_t) vm.knobs.tick_ms * 1000;
+        log_api(LEVEL_INFO, "'load snapshot' VMM action took 1 us.");
+        if (get_bool(v, "resume_vm", false))
+                vm_resume();
+        console(true, "fcdouble: restored from a snapshot, boot token %s, %" PRIu64 " ticks so far%s", vm.mem.token,
+                vm.mem.ticks, vm.paused ? " (paused)" : "");
+        http_respond(c, 204, NULL);
+}
+
 static void handle_actions(Conn *c, const char *body, size_t body_len) {
         _cleanup_json_ JsonValue *v = NULL;
         JsonError jerr = {};
@@ -2110,6 +2471,14 @@ static void handle_actions(Conn *c, const char *body, size_t body_len) {
         }
 
         const char *action = get_str(v, "action_type");
+        if (!vm.started) {
+                /* Simplification: InstanceStart of a VM configured over the
+                 * API is not implemented (our tools never do that). */
+                vmm_action_error(c, streq(action, "InstanceStart")
+                                            ? "The requested operation is not supported by the firecracker test double."
+                                            : "The requested operation is not supported before starting the microVM.");
+                return;
+        }
         if (streq(action, "SendCtrlAltDel")) {
                 http_respond(c, 204, NULL);
                 guest_ctrl_alt_del();
@@ -2151,7 +2520,8 @@ static void handle_request(Conn *c, const char *method, const char *uri, const c
                         _cleanup_sb_ StrBuf b = {};
                         sb_append(&b, "{\"id\":");
                         json_append_string(&b, vm.id);
-                        sb_append(&b, ",\"state\":\"Running\",\"vmm_version\":\"" FIRECRACKER_VERSION
+                        sb_appendf(&b, ",\"state\":\"%s\"", !vm.started ? "Not started" : vm.paused ? "Paused" : "Running");
+                        sb_append(&b, ",\"vmm_version\":\"" FIRECRACKER_VERSION
                                       "\",\"app_name\":\"Firecracker\"}");
                         http_respond(c, 200, sb_str(&b));
                         return;
@@ -2194,6 +2564,17 @@ static void handle_request(Conn *c, const char *method, const char *uri, const c
         }
         if (streq(method, "PUT") && streq(path, "actions")) {
                 handle_actions(c, body, body_len);
+                return;
+        }
+        if (streq(method, "PATCH") && streq(path, "vm") && !*second) {
+                handle_vm_state(c, body, body_len);
+                return;
+        }
+        if (streq(method, "PUT") && streq(path, "snapshot") && (streq(second, "create") || streq(second, "load"))) {
+                if (streq(second, "create"))
+                        handle_snapshot_create(c, body, body_len);
+                else
+                        handle_snapshot_load(c, body, body_len);
                 return;
         }
         static const char *const put_known[] = { "balloon", "boot-source", "cpu-config", "drives", "pmem",
@@ -2407,11 +2788,22 @@ _noreturn_ static void event_loop(void) {
                 }                                                               \
         } while (0)
 
+                if (vm.paused) {
+                        /* The vCPUs stand still: no guest time passes. */
+                        goto wait;
+                }
                 if (DUE(vm.crash_at)) {
                         log_vmm(LEVEL_INFO, "fcdouble: crashing with signal %d as configured", vm.knobs.crash_signal);
                         (void) signal(vm.knobs.crash_signal, SIG_DFL);
                         raise(vm.knobs.crash_signal);
                         _exit(FC_EXIT_GENERIC);
+                }
+                if (DUE(vm.tick_at)) {
+                        vm.mem.ticks++;
+                        console(true, "fcdouble: tick %" PRIu64 " (boot token %s)", vm.mem.ticks, vm.mem.token);
+                        vm.tick_at += (uint64_t) vm.knobs.tick_ms * 1000;
+                        if (vm.tick_at <= now)
+                                vm.tick_at = now + (uint64_t) vm.knobs.tick_ms * 1000;
                 }
                 if (DUE(vm.cad_exit_at))
                         guest_reboot_now();
@@ -2442,11 +2834,13 @@ _noreturn_ static void event_loop(void) {
                         long_line_step();
                         timeout = 0;
                 }
+                WAIT_FOR(vm.tick_at);
                 WAIT_FOR(vm.crash_at);
                 WAIT_FOR(vm.cad_exit_at);
                 WAIT_FOR(vm.login_at);
                 WAIT_FOR(vm.reboot_at);
                 WAIT_FOR(vm.poweroff_at);
+wait:;
                 /* PeriodicMetrics: a line at start, then every period. */
                 if (vm.metrics_fd >= 0 && (vm.metrics_at == 0 || DUE(vm.metrics_at))) {
                         flush_metrics();
@@ -2719,12 +3113,12 @@ int main(int argc, char **argv) {
                 bind_api_socket(arg("api-sock"));
         }
 
-        if (!config)
-                /* Simplification: the pre-boot API (configure over the socket,
-                 * then InstanceStart) is not implemented; our tools always
-                 * pass --config-file. */
-                fail_unsupported("configuring the VM over the API (no --config-file)");
-
-        build_microvm_from_json(config, config_len);
+        /* Without --config-file the VMM waits, "Not started", for its API:
+         * PUT /snapshot/load (our resume). Simplification: configuring a VM
+         * over the API and InstanceStart are refused as unsupported. */
+        if (!config && !api_enabled)
+                fail_unsupported("--no-api without --config-file");
+        if (config)
+                build_microvm_from_json(config, config_len);
         event_loop();
 }

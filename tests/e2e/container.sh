@@ -503,6 +503,30 @@ ct_crash() {
         CT_PIDNS=
 }
 
+# A graceful host reboot: the container powered off as systemctl poweroff
+# does (ct_poweroff: every unit stopped, ExecStop= included), then what its
+# end leaves on the host removed as after ct_crash, so that ct_boot boots
+# the same root again.
+ct_poweroff_for_reboot() {
+        local h cg lock
+        lock=/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$CT_ROOT")
+        ct_poweroff || return 1
+        for h in $(ct_cgroup_mounts); do
+                cg=$h/$CT_NAME
+                [ -d "$cg" ] || continue
+                find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+                if [ -d "$cg" ]; then
+                        ct_log "cannot remove cgroup $cg after the poweroff"
+                        return 1
+                fi
+        done
+        rm -f "$lock"
+        rm -rf --one-file-system "/run/systemd/nspawn/propagate/$CT_NAME"
+        ct_wait_pidns_empty 2000
+        CT_PID1=
+        CT_PIDNS=
+}
+
 ct_umount() {
         for _ in $(seq 100); do
                 mountpoint -q "$1" 2>/dev/null || return 0

@@ -202,7 +202,7 @@ sc_ctl_usage() {
         [ $rc = 1 ] || fail "status of an unknown VM: exit $rc, want 1" || return
         rc=0; microvmctl start Bad_Id >/dev/null 2>&1 || rc=$?
         [ $rc = 1 ] || fail "start of an invalid id: exit $rc, want 1" || return
-        for v in list status start stop restart logs console validate sync gc; do
+        for v in list status start stop restart logs console validate sync gc suspend resume discard-snapshot; do
                 microvmctl "$v" --help >/dev/null || fail "microvmctl $v --help failed" || return
         done
 }

@@ -1275,6 +1275,7 @@ sc_leftovers() {
 # machined registration and logs --until-stop (sc_machined*, sc_ctl_logs_until_stop)
 . "$(dirname "$(readlink -f "$0")")/scenarios-ctl.sh"
 . "$(dirname "$(readlink -f "$0")")/scenarios-metrics.sh"
+. "$(dirname "$(readlink -f "$0")")/scenarios-suspend.sh"
 
 # ---------------------------------------------------------------- main
 
@@ -1329,4 +1330,6 @@ scenario "metrics: a real Prometheus scrapes microvm-metrics.socket, PromQL sees
 scenario "metrics: a hung VMM does not stall the scrape" sc_metrics_hung_vmm
 scenario "metrics: cgroup figures for the controllers the unit has" sc_metrics_cgroup
 scenario "metrics: microvmctl metrics, text and --json" sc_metrics_ctl
+scenario "suspend VM, plain systemctl stop: graceful, no snapshot" sc_suspend_plain_stop
+scenario "microvmctl suspend, resume, discard-snapshot; list and status show the snapshot" sc_ctl_suspend_resume
 scenario "no VM leftovers in the container" sc_leftovers

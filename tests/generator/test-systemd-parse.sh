@@ -101,7 +101,8 @@ digest=$(sha256sum <"$tmp/in-every-key/etc/full.conf" | cut -d' ' -f1)
 expect $full "Description: MicroVM full (Every key, 100% set)"
 expect $full "Environment: MICROVM_CONFIG_DIGEST=$digest"
 expect $full "Restart: always"
-expect $full "TimeoutStopSec: 2min"
+# stop_timeout 2min + 3G at suspend_write_rate 200M (16s) + 10s: on_host_shutdown = suspend
+expect $full "TimeoutStopSec: 2min 26s"
 expect $full "MemoryMax: $(((3 * 1024 + 128) * 1024 * 1024))"
 expect $full "MemoryHigh: 18446744073709551615"
 expect $full "TasksMax: 292"

@@ -101,6 +101,7 @@ Test(config, every_vm_key) {
                   "allowed_cpus = 0-3,5\n"
                   "numa_node = 1\n"
                   "ephemeral = yes\n"
+                  "on_host_shutdown = suspend\n"
                   "[drive.root]\npath = /img\nroot = yes\n"
                   "[vsock]\ncid = 42\n",
                   &c);
@@ -120,6 +121,7 @@ Test(config, every_vm_key) {
         cr_assert_str_eq(c->allowed_cpus, "0-3,5");
         cr_assert_eq(c->numa_node, 1);
         cr_assert(c->ephemeral);
+        cr_assert_eq(c->on_host_shutdown, ON_HOST_SHUTDOWN_SUSPEND);
         cr_assert(c->has_vsock);
         cr_assert(!c->vsock_cid_auto);
         cr_assert_eq(c->vsock_cid, 42);
@@ -252,6 +254,8 @@ Test(config, bad_values) {
                        "[vm] cmdline: \"\" is empty");
         expect_problem("[vm]\nkernel = /k\nephemeral = 2\n[drive.root]\npath = /i\nroot = yes\n",
                        "[vm] ephemeral: \"2\" is not a boolean");
+        expect_problem("[vm]\nkernel = /k\non_host_shutdown = hibernate\n[drive.root]\npath = /i\nroot = yes\n",
+                       "[vm] on_host_shutdown: \"hibernate\" is neither stop nor suspend");
 }
 
 Test(config, bad_drives) {
@@ -641,12 +645,15 @@ Test(host_config, defaults_and_every_key) {
         cr_assert_eq(h->uid_min, 1000000);
         cr_assert_eq(h->uid_max, 1065535);
         cr_assert_eq(h->memory_overhead, 64ULL << 20);
+        cr_assert_eq(h->on_host_shutdown, ON_HOST_SHUTDOWN_STOP);
+        cr_assert_eq(h->suspend_write_rate, 100ULL << 20);
         cr_assert(!h->thin_pool.configured);
         host_config_free(h);
 
         m = host_problems("[host]\njailer = /opt/fc/jailer\nfirecracker = /opt/fc/firecracker\nchroot_base = /j\n"
                           "state_dir = /s\nrun_dir = /r\nuid_range = 2000000-2000099\nmemory_overhead = 128M\n"
-                          "bridge = br0\n[thin_pool]\nname = pool0\ndata = /s/pool/data\nmetadata = /s/pool/meta\n"
+                          "bridge = br0\non_host_shutdown = suspend\nsuspend_write_rate = 50M\n"
+                          "[thin_pool]\nname = pool0\ndata = /s/pool/data\nmetadata = /s/pool/meta\n"
                           "data_size = 10G\nmetadata_size = 64M\nblock_size = 128K\n",
                           &h);
         cr_assert_str_empty(m, "%s", m);
@@ -657,6 +664,8 @@ Test(host_config, defaults_and_every_key) {
         cr_assert_eq(h->uid_max, 2000099);
         cr_assert_eq(h->memory_overhead, 128ULL << 20);
         cr_assert_str_eq(h->bridge, "br0");
+        cr_assert_eq(h->on_host_shutdown, ON_HOST_SHUTDOWN_SUSPEND);
+        cr_assert_eq(h->suspend_write_rate, 50ULL << 20);
         cr_assert(h->thin_pool.configured);
         cr_assert_str_eq(h->thin_pool.name, "pool0");
         cr_assert_eq(h->thin_pool.data_size, 10ULL << 30);
@@ -674,6 +683,8 @@ Test(host_config, bad) {
                             "[host] chroot_base: \"/var/lib/microvm/jail\" overlaps state_dir \"/var/lib/microvm\"");
         expect_host_problem("[host]\nrun_dir = /srv/jailer\n", "overlaps run_dir");
         expect_host_problem("[host]\nmemory_overhead = 100G\n", "[host] memory_overhead: \"100G\" is out of range");
+        expect_host_problem("[host]\nsuspend_write_rate = 1K\n", "[host] suspend_write_rate: \"1K\" is out of range");
+        expect_host_problem("[host]\non_host_shutdown = yes\n", "[host] on_host_shutdown: \"yes\" is neither stop nor suspend");
         expect_host_problem("[hosts]\n", "[hosts]: unknown section (the host config has [host] and [thin_pool])");
         expect_host_problem("[host]\nstatedir = /x\n", "[host] statedir: unknown key (did you mean \"state_dir\"?)");
         expect_host_problem("[thin_pool]\ndata = /d\n", "[thin_pool] metadata: missing");
@@ -692,4 +703,23 @@ Test(host_config, thin_pool_default_name) {
         cr_assert(h->thin_pool.configured);
         cr_assert_str_eq(h->thin_pool.name, "microvm-pool");
         host_config_free(h);
+}
+
+Test(config, suspend_stop_budget) {
+        _cleanup_host_config_ HostConfig *h = NULL;
+        VmConfig c = { .memory = 1ULL << 30, .stop_timeout = 30 * USEC_PER_SEC };
+
+        cr_assert_eq(host_config_new_default(&h), 0);
+        cr_assert(!vm_config_suspends(&c, h));
+        cr_assert_eq(vm_config_stop_budget(&c, h), 30 * USEC_PER_SEC);
+        c.on_host_shutdown = ON_HOST_SHUTDOWN_SUSPEND;
+        cr_assert(vm_config_suspends(&c, h));
+        /* 1 GiB at 100 MiB/s: 10.24 s, rounded up to 11 s, + 10 s margin. */
+        cr_assert_eq(vm_config_suspend_time(&c, h), 21 * USEC_PER_SEC);
+        cr_assert_eq(vm_config_stop_budget(&c, h), 51 * USEC_PER_SEC);
+        h->on_host_shutdown = ON_HOST_SHUTDOWN_SUSPEND;
+        c.on_host_shutdown = ON_HOST_SHUTDOWN_STOP;
+        cr_assert(!vm_config_suspends(&c, h));
+        c.on_host_shutdown = ON_HOST_SHUTDOWN_DEFAULT;
+        cr_assert(vm_config_suspends(&c, h));
 }
