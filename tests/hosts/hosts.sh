@@ -32,7 +32,7 @@
 #    and a fresh client key, both made for this run;
 #  * the controller side: $HOSTS_DIR/ssh_config (host aliases, the client
 #    key, a known_hosts file of the generated host keys, strict checking)
-#    and $HOSTS_DIR/bin/ssh, a wrapper that runs ssh with that config:
+#    and $HOSTS_DIR/bin/{ssh,scp,sftp}, wrappers that run them with it:
 #    hosts_ctl runs a command in the test's network namespace with it
 #    first in PATH, so "microvmctl -H root@host2" (sd-bus runs "ssh" from
 #    PATH) and Ansible's ssh connection both use it.
@@ -173,7 +173,7 @@ hosts_keeper() {
 # and answering with the generated key. Returns 1 (with the keepers' logs
 # on stderr) when any step fails.
 hosts_up() {
-        local n=$1 i fd line t0 w status pid1 name ms
+        local n=$1 i fd line t0 w status pid1 name ms c
         HOSTS_N=$n
         t0=$(ct_now_ms)
         ct_cleanup_stale
@@ -203,9 +203,11 @@ Host *
     LogLevel ERROR
 EOF
         } >"$HOSTS_DIR/ssh_config"
-        printf '#!/bin/sh\n# the ssh client of the test, with its config\nexec /usr/bin/ssh -F %s "$@"\n' \
-                "$HOSTS_DIR/ssh_config" >"$HOSTS_DIR/bin/ssh"
-        chmod 0755 "$HOSTS_DIR/bin/ssh"
+        for c in ssh scp sftp; do
+                printf '#!/bin/sh\n# the %s client of the test, with its config\nexec /usr/bin/%s -F %s "$@"\n' \
+                        "$c" "$c" "$HOSTS_DIR/ssh_config" >"$HOSTS_DIR/bin/$c"
+                chmod 0755 "$HOSTS_DIR/bin/$c"
+        done
         for i in $(seq "$n"); do
                 mkdir -m 0700 "$HOSTS_DIR/host$i"
                 ssh-keygen -q -t ed25519 -N '' -C "host$i" -f "$HOSTS_DIR/host$i/ssh_host_ed25519_key" || return 1
