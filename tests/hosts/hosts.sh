@@ -169,6 +169,23 @@ hosts_keeper() {
         exit $rc
 }
 
+# The scratch dirs of runs that were killed (their containers are
+# container.sh's to clean up: ct_cleanup_stale): keys, ssh config and
+# sockets of runs whose owner is gone.
+hosts_cleanup_stale() {
+        local d pid start
+        for d in /run/microvm-hosts.??????; do
+                [ -d "$d" ] || continue
+                pid= start=
+                # no owner yet: a run that is just starting
+                read -r pid start <"$d/owner" 2>/dev/null || continue
+                if ct_alive "$pid" && [ "$(ct_starttime "$pid")" = "$start" ]; then
+                        continue
+                fi
+                rm -rf --one-file-system "$d"
+        done
+}
+
 # hosts_up N: host1..hostN booted (in parallel), networked, sshd running
 # and answering with the generated key. Returns 1 (with the keepers' logs
 # on stderr) when any step fails.
@@ -177,8 +194,10 @@ hosts_up() {
         HOSTS_N=$n
         t0=$(ct_now_ms)
         ct_cleanup_stale
+        hosts_cleanup_stale
         HOSTS_DIR=$(mktemp -d /run/microvm-hosts.XXXXXX)
         chmod 0700 "$HOSTS_DIR"
+        echo "$$ $(ct_starttime $$)" >"$HOSTS_DIR/owner"
         mkdir -m 0700 "$HOSTS_DIR/bin" "$HOSTS_DIR/client"
         ssh-keygen -q -t ed25519 -N '' -C "microvm-test-controller" -f "$HOSTS_DIR/client/id_ed25519" || return 1
         : >"$HOSTS_DIR/known_hosts"

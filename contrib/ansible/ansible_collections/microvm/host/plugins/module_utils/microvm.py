@@ -25,13 +25,22 @@ def microvmctl(module):
 
 
 def last_error_line(out, err):
-    """The tool's error line: microvmctl prints why a job failed as its last
-    line on stderr (the unit's result and our tool's last error)."""
+    """The last line microvmctl printed (stderr first): its error."""
     for text in (err, out):
         lines = [l for l in (text or "").splitlines() if l.strip()]
         if lines:
             return lines[-1]
     return "no output"
+
+
+def job_error(out, err):
+    """Why a start/stop/restart failed, as microvmctl said it: the error
+    line of our tool from the unit's journal ("VM web1: drive root: ...
+    (microvm-stage)") and the job's result, one message."""
+    lines = [l.strip() for l in (err or "").splitlines() if l.strip()]
+    if not lines:
+        return last_error_line(out, err)
+    return "; ".join(l[len("microvmctl: "):] if l.startswith("microvmctl: ") else l for l in lines)
 
 
 def vm_list(module):
@@ -55,7 +64,7 @@ def vm_action(module, verb, vm_id):
     waiting for the job; fails the task with the tool's error line."""
     rc, out, err = module.run_command([microvmctl(module), verb, vm_id])
     if rc != 0:
-        module.fail_json(msg=last_error_line(out, err), rc=rc, id=vm_id, action=verb,
+        module.fail_json(msg=job_error(out, err), rc=rc, id=vm_id, action=verb,
                          stdout=out, stderr=err)
 
 

@@ -296,7 +296,7 @@ def main():
         result["diff"] = dict(before=before or "", after=after or "",
                               before_header=path if before is not None else "%s (absent)" % path,
                               after_header=path if after is not None else "%s (absent)" % path)
-    if check:
+    if check or not actions:
         result["active_state"] = vm.get("active_state") if vm else "inactive"
     else:
         now = vm_list(module).get(vm_id)
