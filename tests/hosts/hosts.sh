@@ -15,6 +15,11 @@
 #     hosts_exec 2 systemctl ...    # a command inside host2 (nsenter)
 #     hosts_down                    # poweroff, teardown, nothing left
 #
+# The lifelines are fds of the caller's shell: a child that outlives the
+# caller holds them open and keeps the hosts up until it ends. Run such
+# things (ssh with ControlPersist, anything started in the background)
+# through hosts_ctl or hosts_exec, which close them.
+#
 # What it builds:
 #  * each host is tests/e2e/container.sh's container (the host's / under a
 #    tmpfs overlay, its own machine id, a private network namespace, pure
