@@ -69,6 +69,8 @@ static int cmp_row(const void *a, const void *b) {
 /* rows[0..n) sorted by id. */
 static VmRow *row_find(VmRow *rows, size_t n, const char *id) {
         VmRow key = {};
+        if (n == 0)
+                return NULL;    /* rows may be NULL: no bsearch() on it */
         memcpy(key.id, id, strlen(id) + 1);
         return bsearch(&key, rows, n, sizeof *rows, cmp_row);
 }
@@ -202,7 +204,7 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                                 return log_error_errno(r, "Failed to look up the config of VM %s: %m", ids[i]);
                 }
         }
-        if (!ids)
+        if (!ids && t->n > 0)   /* with -H no config is read: rows may be NULL */
                 qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
 
         r = ctl_bus_open(&bus);
@@ -238,7 +240,7 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 row->unit = &t->units[i];
                 want[i] = !streq(t->units[i].active_state, "inactive");
         }
-        if (!ids)
+        if (!ids && t->n > 0)   /* with -H no config is read: rows may be NULL */
                 qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
         r = manager_unit_facts(bus, t->units, t->n_units, want, &error);
         if (r < 0)
