@@ -152,6 +152,8 @@ int main(int argc, char **argv) {
                 log_error("Not removed: %s", *m);
         for (char **m = rep.deferred; m && *m; m++)
                 log_warning("Removal deferred until its last user closes it: %s", *m);
+        for (char **m = rep.foreign; m && *m; m++)
+                log_notice("%s", *m);
         if (rep.n_cgroups_killed > 0)
                 log_notice("Killed processes left in %u cgroup(s) of %s.", rep.n_cgroups_killed, id);
         teardown_report_done(&rep);

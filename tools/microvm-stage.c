@@ -287,6 +287,8 @@ static int undo(Stage *s, bool fresh_uid) {
         r = vm_teardown(&t, &rep);
         for (char **m = rep.failed; m && *m; m++)
                 log_error("Not removed: %s", *m);
+        for (char **m = rep.foreign; m && *m; m++)
+                log_notice("%s", *m);
         teardown_report_done(&rep);
         if (r < 0 || !fresh_uid)
                 return r;

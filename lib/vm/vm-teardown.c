@@ -19,6 +19,7 @@
 void teardown_report_done(TeardownReport *r) {
         strv_free(r->failed);
         strv_free(r->deferred);
+        strv_free(r->foreign);
         *r = (TeardownReport) {};
 }
 
@@ -119,9 +120,19 @@ static void teardown_taps(const TeardownTarget *t, TeardownReport *r, int *first
                 return;
         for (char **tap = t->plan->tap; tap && *tap; tap++) {
                 int k = tap_delete(*tap, t->plan->uid);
-                if (k == -EPERM)
-                        k = strv_push_errorf(&r->failed, k, "tap %s: not removed, it is not a tap of uid %u (someone else's interface)",
-                                 *tap, (unsigned) t->plan->uid);
+                if (k == -EPERM) {
+                        /* Not ours (stage refuses to adopt such an
+                         * interface, so it never was): nothing of the VM
+                         * is left there, and it stays as it is. */
+                        _cleanup_free_ char *m = NULL;
+                        if (asprintf(&m, "tap %s: left alone, it is not a tap of uid %u (someone else's interface)",
+                                     *tap, (unsigned) t->plan->uid) < 0 || strv_push(&r->foreign, m) < 0)
+                                k = -ENOMEM;
+                        else
+                                k = 0;
+                }
+                if (k == -ENOMEM)
+                        k = strv_push_errorf(&r->failed, k, "tap %s: %m", *tap);
                 else if (k < 0)
                         k = strv_push_errorf(&r->failed, k, "tap %s: could not be removed (%m)", *tap);
                 if (k < 0 && *first == 0)

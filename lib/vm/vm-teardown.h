@@ -48,6 +48,7 @@ typedef struct TeardownTarget {
 typedef struct TeardownReport {
         char **failed;          /* one message per object left behind */
         char **deferred;        /* dm devices left to the kernel's deferred removal */
+        char **foreign;         /* objects the plan names that are not ours, left alone */
         unsigned n_cgroups_killed;
         unsigned n_cgroups_removed;
         bool jail_removed;

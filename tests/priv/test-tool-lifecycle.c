@@ -37,6 +37,7 @@
 
 #include "names.h"
 #include "priv-util.h"
+#include "tap.h"
 #include "tool-util.h"
 
 #define ID "vm1"
@@ -142,6 +143,51 @@ Test(idempotence, never_staged, .init = setup, .fini = teardown, .timeout = 300)
         r = tool_run("microvm-reclaim", "-x", NULL);
         cr_assert_neq(r.status, 0);
         tool_run_done(&r);
+        victims_check();
+}
+
+/* A fixed tap name that is already someone else's interface (here a
+ * persistent tap of root's, as the host or another program would have):
+ * stage refuses it naming the interface, and the cleanup after that
+ * failed start leaves it alone, with a notice, yet removes everything of
+ * the VM's own: it is not a leftover of ours. */
+Test(idempotence, foreign_tap_left_alone, .init = setup, .fini = teardown, .timeout = 300) {
+        const char *tap = "mvfrgn0";
+        TapInfo info;
+        ToolRun r;
+
+        (void) tap_delete(tap, 0);
+        cr_assert_eq(tap_create(tap, 0, 0, 0, NULL), 0, "cannot make the foreign tap %s", tap);
+        vm_config_write(ID, pf("\n[net.eth0]\ntap = %s\n", tap));
+
+        r = tool_run("microvm-stage", ID, NULL);
+        cr_assert_neq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "the interface mvfrgn0 exists and is not this VM's tap"), "%s", outcome(&r));
+        /* Its first start: stage tears down and gives the uid back. */
+        cr_assert(strstr(r.err, "tap mvfrgn0: left alone, it is not a tap of uid"), "%s", outcome(&r));
+        cr_assert_not(strstr(r.err, "Not removed"), "%s", outcome(&r));
+        cr_assert(strstr(r.err, "Gave back uid"), "%s", outcome(&r));
+        tool_run_done(&r);
+        cr_assert_not(exists(pf("%s/" ID, S.state)), "the failed first start kept its state and uid");
+        tool_ok("microvm-cleanup", ID);
+        assert_nothing_left(ID);
+
+        /* Staged with the name free, then the name taken by someone else
+         * (the VM's tap gone, a foreign one in its place): cleanup leaves
+         * that one alone and still finishes. */
+        cr_assert_eq(tap_delete(tap, 0), 1);
+        stage_ok(ID);
+        cr_assert_eq(tap_delete(tap, vm_uid(ID)), 1);
+        cr_assert_eq(tap_create(tap, 0, 0, 0, NULL), 0);
+        r = tool_run("microvm-cleanup", ID, NULL);
+        cr_assert_eq(r.status, 0, "%s", outcome(&r));
+        cr_assert(strstr(r.err, "tap mvfrgn0: left alone, it is not a tap of uid"), "%s", outcome(&r));
+        tool_run_done(&r);
+        assert_nothing_left(ID);
+
+        cr_assert_eq(tap_inspect(tap, &info), 0);
+        cr_assert(info.exists && info.is_tap && info.owner == 0, "the foreign tap was touched");
+        cr_assert_eq(tap_delete(tap, 0), 1);
         victims_check();
 }
 
