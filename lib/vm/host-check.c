@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "host-check.h"
+#include "tap.h"
 #include "safe-fs.h"
 #include "uid-alloc.h"
 #include "util.h"
@@ -164,6 +165,38 @@ static void check_uid(const HostConfig *h, const VmConfig *c, HostUidView *v, Pr
                              (unsigned) h->uid_min, (unsigned) h->uid_max, h->state_dir);
 }
 
+/* A fixed tap name must be free, or this VM's own tap (a running VM's, or
+ * one its last start left): microvm-stage never adopts another interface. */
+static void check_tap(const char *file, const char *section, const NicConfig *n, const VmConfig *c,
+                      const HostUidView *v, Problems *problems) {
+        TapInfo info;
+        int r;
+
+        r = tap_inspect(n->tap, &info);
+        if (r < 0) {
+                problems_add(problems, file, 0, section, "tap", n->tap, "cannot be looked up: %s", strerror(-r));
+                return;
+        }
+        if (!info.exists)
+                return;
+        if (!info.is_tap) {
+                problems_add(problems, file, 0, section, "tap", n->tap,
+                             "a network device of that name exists and is not a tap (the host's interface): "
+                             "choose another tap name");
+                return;
+        }
+        for (size_t i = 0; v->loaded && v->error >= 0 && i < v->n_owners; i++)
+                if (streq(v->owners[i].id, c->id) && v->owners[i].uid == info.owner)
+                        return; /* this VM's own */
+        if (info.owner == (uid_t) -1)
+                problems_add(problems, file, 0, section, "tap", n->tap,
+                             "a tap of that name exists without an owner, not this VM's: choose another tap name");
+        else
+                problems_add(problems, file, 0, section, "tap", n->tap,
+                             "a tap of that name exists and belongs to uid %u, not this VM's: choose another tap name",
+                             (unsigned) info.owner);
+}
+
 int vm_host_check(const HostConfig *h, const VmConfig *c, HostUidView *uids, Problems *problems) {
         const char *file = c->source_path;
 
@@ -179,16 +212,17 @@ int vm_host_check(const HostConfig *h, const VmConfig *c, HostUidView *uids, Pro
                 check_file(file, section, "path", d->path, d->mode == DRIVE_MODE_BLOCK ? S_IFBLK : S_IFREG,
                            problems);
         }
+        check_uid(h, c, uids, problems); /* first: loads the uid records check_tap() reads */
         for (size_t i = 0; i < c->n_nics; i++) {
                 const NicConfig *n = &c->nics[i];
                 _cleanup_free_ char *section = NULL;
 
-                if (!n->bridge)
-                        continue; /* a tap without a bridge: the operator wires it */
                 if (asprintf(&section, "net.%s", n->name) < 0)
                         return -ENOMEM;
-                check_bridge(file, section, n->bridge, problems);
+                if (!n->tap_auto)
+                        check_tap(file, section, n, c, uids, problems);
+                if (n->bridge) /* a tap without a bridge: the operator wires it */
+                        check_bridge(file, section, n->bridge, problems);
         }
-        check_uid(h, c, uids, problems);
         return problems->oom ? -ENOMEM : 0;
 }

@@ -6,6 +6,7 @@
  *  - the kernel, the initrd and every drive's backing file exist and are
  *    readable regular files (block devices for mode = block);
  *  - every NIC's bridge exists and is a bridge;
+ *  - a fixed tap name is free, or a tap of the VM's own recorded uid;
  *  - the VM has a uid: its record, or room in uid_range for a new one
  *    (uid = N: not recorded for another VM).
  * Each finding is a problem naming the file, section, key and value, like
