@@ -197,7 +197,7 @@ static int journal_run(const char *id, int n, uint64_t since, bool follow, const
         }
 }
 
-int journal_last_lines(const char *id, unsigned n, char ***ret) {
+int journal_last_lines(const char *id, unsigned n, uint64_t since, char ***ret) {
         _cleanup_(sd_lib_journal_closep) sd_journal *j = NULL;
         _cleanup_free_ char *error = NULL;
         char **lines = NULL;
@@ -216,6 +216,9 @@ int journal_last_lines(const char *id, unsigned n, char ***ret) {
         /* newest first, then reversed */
         while (r >= 0 && k < n && sym_sd_journal_previous(j) > 0) {
                 size_t len;
+                uint64_t t;
+                if (since && sym_sd_journal_get_realtime_usec(j, &t) >= 0 && t < since)
+                        break;
                 const char *msg = field(j, "MESSAGE", &len);
                 if (!msg)
                         continue;

@@ -643,7 +643,7 @@ int verb_status(int argc, char **argv) {
                 }
                 unit_usage_load(bus, row, &u);
                 if (!arg_host)
-                        (void) journal_last_lines(row->id, 10, &console);
+                        (void) journal_last_lines(row->id, 10, 0, &console);
                 if (arg_json)
                         status_json(row, host, &u, console, i == 0);
                 else {

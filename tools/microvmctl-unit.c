@@ -5,12 +5,38 @@
  * error one of our tools logged for the unit in the journal, e.g.
  *   VM web1: drive root: /var/lib/images/web.ext4: No such file or directory (microvm-stage) */
 
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "log.h"
 #include "manager.h"
 #include "microvmctl.h"
 #include "names.h"
+
+/* No tool of ours said why: the VMM itself failed (firecracker refusing
+ * its config or its arguments prints to stderr, which the unit's journal
+ * has as its own lines). Say how it ended and show this start's last lines. */
+static void explain_main_exit(sd_bus *bus, const char *id, const char *path, uint64_t since) {
+        _cleanup_strv_free_ char **lines = NULL;
+        uint64_t code = 0, status = 0;
+
+        if (path && manager_get_u64(bus, path, "org.freedesktop.systemd1.Service", "ExecMainCode", 'i', &code) >= 0 &&
+            manager_get_u64(bus, path, "org.freedesktop.systemd1.Service", "ExecMainStatus", 'i', &status) >= 0 &&
+            code != 0) {
+                if (code == CLD_EXITED)
+                        log_error("VM %s: the VMM (the unit's main process) exited with status %d.", id, (int) status);
+                else
+                        log_error("VM %s: the VMM (the unit's main process) was killed by signal %d (%s).", id,
+                                  (int) status, strna(sigabbrev_np((int) status)));
+        }
+        if (journal_last_lines(id, 3, since, &lines) < 0 || !lines || !*lines)
+                return;
+        log_error("VM %s: its last lines in the journal:", id);
+        for (char **l = lines; *l; l++)
+                log_error("  %s", *l);
+}
 
 static int explain_failure(sd_bus *bus, const char *id, const char *unit, const char *verb, const char *job_result,
                            uint64_t since) {
@@ -20,6 +46,8 @@ static int explain_failure(sd_bus *bus, const char *id, const char *unit, const 
                 (void) manager_get_string(bus, path, "org.freedesktop.systemd1.Service", "Result", &result);
         if (!arg_host && journal_last_error(unit, since, &why) >= 0)
                 log_error("VM %s: %s", id, why);
+        else if (!arg_host)
+                explain_main_exit(bus, id, path, since);
         return log_error_errno(EIO, "VM %s: %s failed: job %s, unit result %s (see microvmctl status %s, microvmctl logs %s).",
                                id, verb, job_result, result ?: "unknown", id, id);
 }

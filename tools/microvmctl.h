@@ -100,7 +100,7 @@ int journal_show(const char *id, int n, uint64_t since, bool follow, const char 
 typedef int (*ConsoleInputFunc)(int input_fd, bool *ret_detach);
 int journal_follow_with_input(const char *id, int n, int input_fd, ConsoleInputFunc input);
 /* The last n console lines of id as a NULL-terminated list. */
-int journal_last_lines(const char *id, unsigned n, char ***ret);
+int journal_last_lines(const char *id, unsigned n, uint64_t since, char ***ret);
 /* The last message of priority err or worse that one of our tools logged
  * for unit at or after since (CLOCK_REALTIME µs, 0: any time), as
  * "MESSAGE (IDENTIFIER)"; -ENOENT when there is none. */

@@ -195,6 +195,11 @@ int manager_get_u64(sd_bus *bus, const char *path, const char *iface, const char
                 r = sym_sd_bus_get_property_trivial(bus, SD_DEST, path, iface, property, &error, 'u', &u);
                 if (r >= 0)
                         *ret = u;
+        } else if (type == 'i') {
+                int32_t i;
+                r = sym_sd_bus_get_property_trivial(bus, SD_DEST, path, iface, property, &error, 'i', &i);
+                if (r >= 0)
+                        *ret = (uint64_t) (int64_t) i;
         } else
                 r = sym_sd_bus_get_property_trivial(bus, SD_DEST, path, iface, property, &error, type, ret);
         return r < 0 ? r : 0;

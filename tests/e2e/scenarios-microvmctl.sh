@@ -155,7 +155,22 @@ sc_ctl_failed() {
         microvmctl validate --offline ctlbad >/dev/null || fail "validate --offline ctlbad failed" || return
         systemctl reset-failed "$(unit_of ctlbad)"
         rm -f "$E2E_VM_DIR/ctlbad.conf"
-        note "start failure explained: $why"
+        # The VMM itself refuses to run (an unknown knob of the double, as
+        # firecracker refuses a bad config): why, in its own words, and how
+        # its main process ended, whether or not a tool of ours logged.
+        vm_config ctlvmm knobs=fcdouble.bogus=1
+        systemctl daemon-reload
+        use ctlvmm
+        rc=0
+        out=$(microvmctl start ctlvmm 2>&1) || rc=$?
+        [ $rc = 1 ] || fail "microvmctl start of a VM whose VMM exits: exit $rc, output: $out" || return
+        grep -q 'fcdouble.bogus\|(microvm-ready)$' <<<"$out" ||
+                fail "nothing says why the VMM ended: $out" || return
+        grep -q '^microvmctl: VM ctlvmm: start failed: job failed, unit result exit-code' <<<"$out" ||
+                fail "no line with the job and the unit's result: $out" || return
+        systemctl reset-failed "$(unit_of ctlvmm)"
+        rm -f "$E2E_VM_DIR/ctlvmm.conf"
+        note "start failure explained: $why; VMM: $(grep -m1 'fcdouble.bogus\|microvm-ready' <<<"$out")"
 }
 
 # A running VM whose config was removed: an orphan; one whose config was
