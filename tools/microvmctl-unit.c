@@ -15,9 +15,11 @@
 #include "microvmctl.h"
 #include "names.h"
 
-/* No tool of ours said why: the VMM itself failed (firecracker refusing
- * its config or its arguments prints to stderr, which the unit's journal
- * has as its own lines). Say how it ended and show this start's last lines. */
+/* When the VMM itself failed (firecracker refusing its config or its
+ * arguments prints to stderr, which the unit's journal has as its own
+ * lines), no tool of ours can say why better than it did: how its main
+ * process ended, and this start's last lines. Nothing when it never ran
+ * (a failed microvm-stage). */
 static void explain_main_exit(sd_bus *bus, const char *id, const char *path, uint64_t since) {
         _cleanup_strv_free_ char **lines = NULL;
         uint64_t code = 0, status = 0;
@@ -31,7 +33,7 @@ static void explain_main_exit(sd_bus *bus, const char *id, const char *path, uin
                         log_error("VM %s: the VMM (the unit's main process) was killed by signal %d (%s).", id,
                                   (int) status, strna(sigabbrev_np((int) status)));
         }
-        if (journal_last_lines(id, 3, since, &lines) < 0 || !lines || !*lines)
+        if (code == 0 || journal_last_lines(id, 3, since, &lines) < 0 || !lines || !*lines)
                 return;
         log_error("VM %s: its last lines in the journal:", id);
         for (char **l = lines; *l; l++)
@@ -46,7 +48,7 @@ static int explain_failure(sd_bus *bus, const char *id, const char *unit, const 
                 (void) manager_get_string(bus, path, "org.freedesktop.systemd1.Service", "Result", &result);
         if (!arg_host && journal_last_error(unit, since, &why) >= 0)
                 log_error("VM %s: %s", id, why);
-        else if (!arg_host)
+        if (!arg_host)
                 explain_main_exit(bus, id, path, since);
         return log_error_errno(EIO, "VM %s: %s failed: job %s, unit result %s (see microvmctl status %s, microvmctl logs %s).",
                                id, verb, job_result, result ?: "unknown", id, id);

@@ -164,13 +164,15 @@ sc_ctl_failed() {
         rc=0
         out=$(microvmctl start ctlvmm 2>&1) || rc=$?
         [ $rc = 1 ] || fail "microvmctl start of a VM whose VMM exits: exit $rc, output: $out" || return
-        grep -q 'fcdouble.bogus\|(microvm-ready)$' <<<"$out" ||
-                fail "nothing says why the VMM ended: $out" || return
+        grep -q "^microvmctl: VM ctlvmm: the VMM (the unit's main process) exited with status 1\.$" <<<"$out" ||
+                fail "nothing says how the VMM ended: $out" || return
+        grep -q '^microvmctl:   .*fcdouble.bogus' <<<"$out" ||
+                fail "the VMM's own words are not shown: $out" || return
         grep -q '^microvmctl: VM ctlvmm: start failed: job failed, unit result exit-code' <<<"$out" ||
                 fail "no line with the job and the unit's result: $out" || return
         systemctl reset-failed "$(unit_of ctlvmm)"
         rm -f "$E2E_VM_DIR/ctlvmm.conf"
-        note "start failure explained: $why; VMM: $(grep -m1 'fcdouble.bogus\|microvm-ready' <<<"$out")"
+        note "start failure explained: $why; VMM: $(grep -m1 'fcdouble.bogus' <<<"$out")"
 }
 
 # A running VM whose config was removed: an orphan; one whose config was
