@@ -85,9 +85,9 @@ int stage_plan_build(const StagePlanInput *in, Plan **ret) {
         p->stop_timeout = in->vm->stop_timeout;
         p->ephemeral = in->vm->ephemeral;
         p->suspend = vm_config_suspends(in->vm, in->host);
-        p->suspend_timeout = p->suspend ? vm_config_suspend_time(in->vm, in->host) : 0;
+        p->suspend_timeout = vm_config_suspend_time(in->vm, in->host);
         p->memory_mib = (unsigned) (in->vm->memory >> 20);
-        if (p->suspend) {
+        {
                 /* The snapshot refers to the disks as they are: a disk that
                  * a stop or the next start resets cannot be suspended. */
                 const char *why = NULL;

@@ -61,3 +61,22 @@ sc_ctl_suspend_resume() {
         assert_no_debris ctlsus || return
         note "microvmctl suspend/resume kept boot token $t1; list/status/JSON show the snapshot; discard-snapshot removes it"
 }
+
+# A snapshot create that takes longer than the suspend time (128M at the
+# default 100M/s: 2 s + 10 s): microvm-stop gives up, the guest is resumed
+# and stopped gracefully once firecracker is done writing; no snapshot.
+sc_suspend_timeout() {
+        local out
+        use slowsus
+        vm_config slowsus on_host_shutdown=suspend knobs=fcdouble.create_ms=14000
+        systemctl daemon-reload
+        start_vm slowsus || return
+        out=$(microvmctl suspend slowsus 2>&1) && fail "microvmctl suspend of a too slow create succeeded: $out" && return 1
+        [[ $out == *"was stopped but not suspended"* ]] || fail "microvmctl suspend said: $out" || return
+        journal_has 'suspend failed, stopping it gracefully instead: PUT /snapshot/create did not finish within 1[12]s' \
+                -b -u "$(unit_of slowsus)" || fail "no timeout line: $(journalctl -b -q -o cat -u "$(unit_of slowsus)" | grep microvm-stop)" || return
+        assert_graceful_stop slowsus || return
+        ! ls -d "$E2E_STATE_DIR/slowsus"/suspend* >/dev/null 2>&1 || fail "a snapshot of slowsus is left" || return
+        assert_no_debris slowsus || return
+        note "create slower than the suspend time: gave up after about 12 s, graceful stop, no snapshot"
+}

@@ -1317,4 +1317,5 @@ scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
 scenario "suspend VM, plain systemctl stop: graceful, no snapshot" sc_suspend_plain_stop
 scenario "microvmctl suspend, resume, discard-snapshot; list and status show the snapshot" sc_ctl_suspend_resume
+scenario "suspend slower than its time: gives up, graceful stop, no snapshot" sc_suspend_timeout
 scenario "no VM leftovers in the container" sc_leftovers
