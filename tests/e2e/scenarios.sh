@@ -1318,4 +1318,5 @@ scenario "tools by hand: running per systemd over the bus, per cgroup without on
 scenario "suspend VM, plain systemctl stop: graceful, no snapshot" sc_suspend_plain_stop
 scenario "microvmctl suspend, resume, discard-snapshot; list and status show the snapshot" sc_ctl_suspend_resume
 scenario "suspend slower than its time: gives up, graceful stop, no snapshot" sc_suspend_timeout
+scenario "ephemeral VM suspended: its disks kept for the snapshot, fresh after an invalid one" sc_suspend_ephemeral
 scenario "no VM leftovers in the container" sc_leftovers
