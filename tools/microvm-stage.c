@@ -203,6 +203,14 @@ static int resume_prepare(Stage *s) {
 
         if (r == -ENOMEM)
                 return log_oom();
+        if (r < 0 && s->vm->ephemeral)
+                /* Its disks were kept for the snapshot: booting on them would
+                 * break ephemeral's fresh start. This start's cleanup removes
+                 * them; the next start begins from the templates. */
+                return log_error_errno(r, "VM %s: its snapshot cannot be resumed: %s (kept as %s/%s). It is "
+                                       "ephemeral, and its disks were kept for the snapshot: this start fails, the "
+                                       "next one begins from the template images.", s->id, strna(reason),
+                                       s->paths.state_dir, aside ?: "suspend");
         if (r < 0) {
                 log_warning("VM %s: not resuming its snapshot, booting instead: %s (snapshot kept as %s/%s).", s->id,
                             strna(reason), s->paths.state_dir, aside ?: "suspend");

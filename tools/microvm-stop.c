@@ -40,7 +40,7 @@
 #define API_TIMEOUT (2 * USEC_PER_SEC)
 
 
-static int ask_guest(const Plan *plan) {
+static int ask_guest(const Plan *plan, usec_t timeout) {
         _cleanup_close_ int base_fd = -EBADF, sock = -EBADF;
         _cleanup_free_ char *rel = NULL, *error = NULL;
         int r, status;
@@ -53,7 +53,7 @@ static int ask_guest(const Plan *plan) {
         r = fc_api_connect(base_fd, rel, &sock);
         if (r < 0)
                 return log_notice_errno(r, "Cannot connect to the API socket %s/%s: %m", plan->chroot_base, rel);
-        status = fc_api_request(sock, "PUT", "/actions", "{\"action_type\":\"SendCtrlAltDel\"}", API_TIMEOUT);
+        status = fc_api_request(sock, "PUT", "/actions", "{\"action_type\":\"SendCtrlAltDel\"}", timeout);
         if (status < 0)
                 return log_notice_errno(status, "SendCtrlAltDel over the API socket failed: %m");
         if (status != 204)
@@ -99,9 +99,15 @@ static int try_suspend(const Plan *plan) {
         if (plan->suspend_blocker)
                 return log_notice_errno(EOPNOTSUPP, "VM %s: not suspending: %s; stopping it instead.", plan->id,
                                         plan->suspend_blocker);
-        /* The generator's TimeoutStopSec= holds the suspend time plus the
-         * whole stop_timeout, for the graceful stop if this fails. */
-        budget = plan->suspend_timeout ?: 10 * USEC_PER_SEC;
+        /* For a suspend VM, the generator's TimeoutStopSec= holds the
+         * suspend time plus the whole stop_timeout, for the graceful stop
+         * if this fails. Any other VM (microvmctl suspend) has only its
+         * stop_timeout: half of it for the snapshot, half for the stop. */
+        budget = plan->suspend ? plan->suspend_timeout : plan->stop_timeout / 2;
+        if (!plan->suspend && plan->suspend_timeout > budget)
+                log_notice("VM %s: on_host_shutdown is not suspend: %llus of its stop_timeout for the snapshot "
+                           "(it may need %llus).", plan->id, (unsigned long long) (budget / USEC_PER_SEC),
+                           (unsigned long long) (plan->suspend_timeout / USEC_PER_SEC));
         start = now_usec(CLOCK_MONOTONIC);
         r = vm_suspend(plan, start + budget, &bytes, &reason);
         if (r < 0)
@@ -152,11 +158,15 @@ int main(int argc, char **argv) {
         }
         test_hook("stop-open-main-pid");
 
-        if (try_suspend(plan) > 0)
+        r = try_suspend(plan);
+        if (r > 0)
                 /* The VMM stays paused until systemd's SIGTERM ends it. */
                 return EXIT_SUCCESS;
 
-        if (ask_guest(plan) < 0) {
+        /* After a suspend that timed out, firecracker may still be busy
+         * writing the snapshot it was asked for: it takes the keys once it
+         * is done, within half the stop timeout. */
+        if (ask_guest(plan, r < 0 ? MAX(plan->stop_timeout / 2, API_TIMEOUT) : API_TIMEOUT) < 0) {
                 log_notice("VM %s: leaving the stop to systemd (SIGTERM, then SIGKILL of the cgroup).", id);
                 return EXIT_SUCCESS;
         }

@@ -43,7 +43,8 @@ typedef struct Plan {
         /* Suspend and resume (suspend.h): */
         bool suspend;           /* on_host_shutdown = suspend (the config's or the host's) */
         char *suspend_blocker;  /* why this VM cannot be suspended after all, NULL: it can */
-        usec_t suspend_timeout; /* for pause + snapshot create */
+        usec_t suspend_timeout; /* for pause + snapshot create (the unit's TimeoutStopSec= holds it
+                                 * only when suspend is set) */
         unsigned memory_mib;    /* guest memory: the memory file's size */
         bool resume;            /* stage found a valid snapshot: start firecracker without
                                  * --config-file, microvm-ready loads it */

@@ -85,19 +85,21 @@ int stage_plan_build(const StagePlanInput *in, Plan **ret) {
         p->stop_timeout = in->vm->stop_timeout;
         p->ephemeral = in->vm->ephemeral;
         p->suspend = vm_config_suspends(in->vm, in->host);
-        p->suspend_timeout = p->suspend ? vm_config_suspend_time(in->vm, in->host) : 0;
+        p->suspend_timeout = vm_config_suspend_time(in->vm, in->host);
         p->memory_mib = (unsigned) (in->vm->memory >> 20);
-        if (p->suspend) {
+        {
                 /* The snapshot refers to the disks as they are: a disk that
                  * a stop or the next start resets cannot be suspended. */
                 const char *why = NULL;
                 _cleanup_free_ char *w = NULL;
-                if (in->vm->ephemeral)
-                        why = "ephemeral = yes (its disks are reset at every start)";
+                /* A non-persistent dm snapshot keeps its exception table in
+                 * kernel memory only: once the device is removed (every
+                 * stop), its copy-on-write file means nothing. */
                 for (size_t i = 0; !why && i < in->vm->n_drives; i++)
                         if (in->vm->drives[i].mode == DRIVE_MODE_SNAPSHOT && !in->vm->drives[i].persistent &&
                             !in->vm->drives[i].read_only) {
-                                if (asprintf(&w, "[drive.%s] is a non-persistent snapshot (reset at every start)",
+                                if (asprintf(&w, "[drive.%s] is a non-persistent snapshot (its data lives only as "
+                                                 "long as its device-mapper device; persistent = yes keeps it)",
                                              in->vm->drives[i].name) < 0)
                                         return -ENOMEM;
                                 why = w;

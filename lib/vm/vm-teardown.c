@@ -7,6 +7,7 @@
 #include "names.h"
 #include "safe-fs.h"
 #include "storage.h"
+#include "suspend.h"
 #include "tap.h"
 #include "uid-alloc.h"
 #include "util.h"
@@ -306,12 +307,32 @@ static void teardown_storage(const TeardownTarget *t, TeardownReport *r, int *fi
         storage_report_done(&srep);
 }
 
-int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
+/* An ephemeral VM's disks stay while a suspend snapshot refers to them
+ * (suspend.h): they go with the stop after it was resumed, or at the start
+ * after it was found invalid or discarded. */
+static bool state_held_by_snapshot(const TeardownTarget *t) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (t->plan)
+                path = strdup(t->plan->state_dir);
+        else if (asprintf(&path, "%s/%s", t->host->state_dir, t->id) < 0)
+                path = NULL;
+        return path && safe_root_open(path, 0, 0, &fd, NULL) >= 0 && suspend_exists(fd);
+}
+
+int vm_teardown(const TeardownTarget *t_in, TeardownReport *report) {
+        TeardownTarget copy = *t_in;
+        const TeardownTarget *t = &copy;
         int first = 0, k;
 
         *report = (TeardownReport) {};
         if (!vm_id_valid(t->id))
                 return -EINVAL;
+        if (copy.remove_state && state_held_by_snapshot(t)) {
+                copy.remove_state = false;
+                report->state_kept_for_snapshot = true;
+        }
 
         /* Processes first: nothing may hold the jail's files, the taps or
          * the block devices while we remove them. */

@@ -53,6 +53,7 @@ typedef struct TeardownReport {
         unsigned n_cgroups_removed;
         bool jail_removed;
         bool run_dir_removed;
+        bool state_kept_for_snapshot;   /* remove_state was asked, but a suspend snapshot holds the disks */
 } TeardownReport;
 
 /* Returns 0 when everything is gone, else the first error (and report

@@ -48,7 +48,7 @@ saved() {
 }
 
 drive_inode() {
-        stat -c %i "$E2E_STATE_DIR/$1/drives/root" 2>/dev/null || find "$E2E_STATE_DIR/$1" -path '*drives*' -type f \
+        stat -c %i "$E2E_STATE_DIR/$1/drives/root.img" 2>/dev/null || find "$E2E_STATE_DIR/$1" -path '*drives*' -type f \
                 -printf '%i\n' 2>/dev/null | head -n 1
 }
 

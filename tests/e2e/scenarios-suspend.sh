@@ -61,3 +61,65 @@ sc_ctl_suspend_resume() {
         assert_no_debris ctlsus || return
         note "microvmctl suspend/resume kept boot token $t1; list/status/JSON show the snapshot; discard-snapshot removes it"
 }
+
+# A snapshot create that takes longer than the suspend time (128M at the
+# default 100M/s: 2 s + 10 s): microvm-stop gives up, the guest is resumed
+# and stopped gracefully once firecracker is done writing; no snapshot.
+sc_suspend_timeout() {
+        local out
+        use slowsus
+        vm_config slowsus on_host_shutdown=suspend knobs=fcdouble.create_ms=14000
+        systemctl daemon-reload
+        start_vm slowsus || return
+        out=$(microvmctl suspend slowsus 2>&1) && fail "microvmctl suspend of a too slow create succeeded: $out" && return 1
+        [[ $out == *"was stopped but not suspended"* ]] || fail "microvmctl suspend said: $out" || return
+        journal_has 'suspend failed, stopping it gracefully instead: PUT /snapshot/create did not finish within 1[12]s' \
+                -b -u "$(unit_of slowsus)" || fail "no timeout line: $(journalctl -b -q -o cat -u "$(unit_of slowsus)" | grep microvm-stop)" || return
+        assert_graceful_stop slowsus || return
+        ! ls -d "$E2E_STATE_DIR/slowsus"/suspend* >/dev/null 2>&1 || fail "a snapshot of slowsus is left" || return
+        assert_no_debris slowsus || return
+        note "create slower than the suspend time: gave up after about 12 s, graceful stop, no snapshot"
+}
+
+# An ephemeral VM: its disks stay while a snapshot refers to them (not
+# removed by the stop's cleanup nor by the next start's reset), go with its
+# next plain stop; an invalid snapshot of an ephemeral VM fails that start
+# (its disks were kept for the snapshot) and the next start begins afresh.
+sc_suspend_ephemeral() {
+        local i1 t1 t2 out
+        use ephsus
+        vm_config ephsus ephemeral=yes knobs=fcdouble.tick_ms=100
+        systemctl daemon-reload
+        start_vm ephsus || return
+        wait_journal 10 'boot token [0-9a-f]{32}' -b -u "$(unit_of ephsus)" >/dev/null || fail "no boot token" || return
+        t1=$(journalctl -b -q -o cat -u "$(unit_of ephsus)" | grep -oE 'boot token [0-9a-f]{32}' | tail -n 1 | cut -d' ' -f3)
+        i1=$(stat -c %i "$E2E_STATE_DIR/ephsus/drives/root.img") || fail "no disk copy of ephsus" || return
+        out=$(microvmctl suspend ephsus) || fail "microvmctl suspend failed: $out" || return
+        [ "$(stat -c %i "$E2E_STATE_DIR/ephsus/drives/root.img" 2>/dev/null)" = "$i1" ] ||
+                fail "the ephemeral VM's disk went with the suspend's cleanup" || return
+        out=$(microvmctl resume ephsus) || fail "microvmctl resume failed: $out" || return
+        t2=$(journalctl -b -q -o cat -u "$(unit_of ephsus)" | grep -oE 'restored from a snapshot, boot token [0-9a-f]{32}' | tail -n 1 | cut -d' ' -f7)
+        [ "$t1" = "$t2" ] || fail "resumed with token $t2, not $t1" || return
+        [ "$(stat -c %i "$E2E_STATE_DIR/ephsus/drives/root.img" 2>/dev/null)" = "$i1" ] ||
+                fail "the resumed ephemeral VM runs on another disk" || return
+        stop_vm ephsus || return
+        [ ! -e "$E2E_STATE_DIR/ephsus/drives/root.img" ] || fail "a plain stop kept the ephemeral disk" || return
+        # An invalid snapshot (config changed) of an ephemeral VM.
+        start_vm ephsus || return
+        i1=$(stat -c %i "$E2E_STATE_DIR/ephsus/drives/root.img")
+        microvmctl suspend ephsus >/dev/null || fail "second suspend failed" || return
+        vm_config ephsus ephemeral=yes knobs=fcdouble.tick_ms=100 description=changed
+        systemctl daemon-reload
+        timeout 30 systemctl start "$(unit_of ephsus)" >/dev/null 2>&1 && fail "the start over an invalid snapshot of an ephemeral VM succeeded" && return 1
+        journal_has 'its snapshot cannot be resumed: the VM config changed since the snapshot was taken' -b -u "$(unit_of ephsus)" ||
+                fail "no line for the invalid snapshot" || return
+        [ ! -e "$E2E_STATE_DIR/ephsus/drives/root.img" ] || fail "the failed start's cleanup kept the disk" || return
+        ls -d "$E2E_STATE_DIR/ephsus"/suspend.invalid-* >/dev/null 2>&1 || fail "the snapshot was not kept aside" || return
+        systemctl reset-failed "$(unit_of ephsus)" 2>/dev/null
+        start_vm ephsus || return
+        [ "$(stat -c %i "$E2E_STATE_DIR/ephsus/drives/root.img")" != "$i1" ] || fail "not a fresh disk" || return
+        stop_vm ephsus || return
+        microvmctl discard-snapshot ephsus >/dev/null || fail "discard-snapshot failed" || return
+        assert_no_debris ephsus || return
+        note "ephemeral VM: disk kept while suspended, resumed on it, removed at the plain stop; invalid snapshot: start fails, next one fresh"
+}
