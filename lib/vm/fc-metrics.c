@@ -321,6 +321,30 @@ int fc_metrics_accumulate(FcMetrics *sum, const FcMetrics *line) {
         return 0;
 }
 
+bool fc_metric_wanted(const char *key) {
+        static const char *const sections[] = { "vcpu.", "get_api_requests.", "put_api_requests.",
+                                                "patch_api_requests.", "block_", "net_", NULL };
+        const char *dot;
+
+        for (size_t i = 0; sections[i]; i++)
+                if (startswith(key, sections[i]))
+                        /* Not the latency aggregates one level deeper. */
+                        return (dot = strchr(key, '.')) && !strchr(dot + 1, '.');
+        return false;
+}
+
+static void keep_wanted(FcMetrics *m) {
+        size_t w = 0;
+
+        for (size_t i = 0; i < m->n; i++) {
+                if (fc_metric_wanted(m->items[i].key))
+                        m->items[w++] = m->items[i];
+                else
+                        free(m->items[i].key);
+        }
+        m->n = w;
+}
+
 size_t fc_metrics_sum_feed(FcMetricsSum *s, const char *buf, size_t size) {
         size_t done = 0;
 
@@ -333,7 +357,8 @@ size_t fc_metrics_sum_feed(FcMetricsSum *s, const char *buf, size_t size) {
                 size_t len = (size_t) (nl - (buf + done));
                 FcMetrics line = {};
 
-                if (fc_metrics_line_parse(buf + done, len, &line) >= 0 && fc_metrics_accumulate(&s->totals, &line) >= 0)
+                if (fc_metrics_line_parse(buf + done, len, &line) >= 0 && (keep_wanted(&line), true) &&
+                    fc_metrics_accumulate(&s->totals, &line) >= 0)
                         s->lines++;
                 else
                         s->bad_lines++;

@@ -10,6 +10,8 @@
 #include "util.h"
 #include "vm-metrics.h"
 
+const char *const metrics_collectors[6] = { "units", "configs", "cgroups", "flush", "firecracker", "host" };
+
 void host_metrics_done(HostMetrics *h) {
         for (size_t i = 0; i < h->n_vms; i++) {
                 VmMetrics *v = &h->vms[i];
@@ -207,6 +209,11 @@ static void render_api(FILE *f, const HostMetrics *h, bool fails) {
                                  * names that look like firecracker's. */
                                 if (!request_name_ok(req))
                                         continue;
+                                /* Only requests this VMM has seen: most of
+                                 * firecracker's ~50 kinds are never used,
+                                 * and a series appears with its first. */
+                                if (v->fc.totals.items[k].value == 0)
+                                        continue;
                                 const char *labels[] = { "id", v->id, "method", methods[m], "request", req, NULL };
                                 sample_u64(&fam, labels, v->fc.totals.items[k].value);
                                 n++;
@@ -350,6 +357,11 @@ int metrics_render_prometheus(const HostMetrics *h, FILE *f) {
 
         fam = FAMILY(f, "scrape_duration_seconds", "gauge", "Time this scrape took to collect the figures.");
         sample_usec_seconds(&fam, NULL, h->duration_usec);
+        fam = FAMILY(f, "scrape_collector_duration_seconds", "gauge", "Time this scrape took for each part of the collection.");
+        for (size_t c = 0; c < ELEMENTSOF(metrics_collectors); c++) {
+                const char *l[] = { "collector", metrics_collectors[c], NULL };
+                sample_usec_seconds(&fam, l, h->collector_usec[c]);
+        }
         return ferror(f) ? -EIO : 0;
 }
 

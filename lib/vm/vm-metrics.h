@@ -52,7 +52,12 @@ typedef struct HostMetrics {
         char *pool;             /* NULL: no thin pool configured or not active */
         uint64_t pool_data_used, pool_data_size, pool_metadata_used, pool_metadata_size;
         uint64_t duration_usec; /* the collection's own time */
+        /* ... by part, in the order of metrics_collectors[] */
+        uint64_t collector_usec[6];
 } HostMetrics;
+
+/* The parts of a collection, for microvm_scrape_collector_duration_seconds. */
+extern const char *const metrics_collectors[6];
 
 void host_metrics_done(HostMetrics *h);
 
