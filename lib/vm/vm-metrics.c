@@ -267,6 +267,21 @@ finish:
         v->fc = sum;
 }
 
+int vm_metrics_lock_run_dir(const char *run_dir, const char *id) {
+        _cleanup_close_ int run_fd = -EBADF, dir_fd = -EBADF;
+        int r;
+
+        r = safe_root_open(run_dir, 0, 0, &run_fd, NULL);
+        if (r >= 0)
+                r = safe_open_dir_at(run_fd, id, &dir_fd);
+        if (r < 0)
+                return r;
+        while (flock(dir_fd, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return TAKE_FD(dir_fd);
+}
+
 /* ---- host-wide ---- */
 
 static void load_uids(const HostConfig *host, HostMetrics *h, VmMetrics *unused) {

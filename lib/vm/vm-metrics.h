@@ -79,6 +79,12 @@ int metrics_render_json(const HostMetrics *h, FILE *f);
 /* For a person (pure). */
 int metrics_render_text(const HostMetrics *h, FILE *f);
 
+/* The lock between a scrape, which writes <run_dir>/<id>/fc-metrics.sum,
+ * and the removal of that directory (vm_teardown()): flock(LOCK_EX) of the
+ * directory itself, blocking (a scrape holds it for one VM's file, briefly).
+ * The fd, or -errno (-ENOENT: no such directory, nothing to lock). */
+int vm_metrics_lock_run_dir(const char *run_dir, const char *id);
+
 /* Pure parsers of cgroup files, for the collector and the tests. */
 int cgroup_stat_field(const char *text, const char *field, uint64_t *ret);
 /* io.stat: the sum over devices of rbytes, wbytes, rios, wios. */

@@ -141,6 +141,13 @@ $out" || return
         ) || { prometheus_stop; return 1; }
         prometheus_stop
 
+        # The running sums, root-only in the run dir, of the file in the jail.
+        [ "$(stat -c '%U %a' "$E2E_RUN_DIR/metra/fc-metrics.sum" 2>&1)" = "root 600" ] ||
+                fail "no root-only running sum: $(ls -l "$E2E_RUN_DIR/metra/" 2>&1)" || return
+        head -n 1 "$E2E_RUN_DIR/metra/fc-metrics.sum" | grep -qx 'microvm-fc-metrics 1' || fail "sum file header" || return
+        [ "$(stat -c '%F %u' "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/metra/root/run/fc-metrics.json")" = "regular file $(vm_uid metra)" ] ||
+                fail "firecracker's metrics file is not a regular file of the VM's uid" || return
+
         # Nothing of ours between scrapes.
         wait_until 10 "no scrape unit or microvm-metrics process left" no_scrape_left || return
         # Our two GETs and at least two of Prometheus' scrapes (the counters
