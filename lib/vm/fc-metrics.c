@@ -175,6 +175,11 @@ static int skip_value(Reader *r, unsigned depth) {
         }
 }
 
+static bool name_ok(const char *s) {
+        size_t n = strlen(s);
+        return n > 0 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
 /* An object whose members are named prefix.NAME. */
 static int read_object(Reader *r, const char *prefix, unsigned depth) {
         int k;
@@ -194,7 +199,13 @@ static int read_object(Reader *r, const char *prefix, unsigned depth) {
                 if (snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name) >= FC_METRICS_KEY_MAX)
                         return -E2BIG;
                 skip_ws(r);
-                if (r->p < r->end && *r->p == '{' && depth < FC_METRICS_DEPTH_MAX)
+                /* Firecracker's names (sections, fields, drive and iface
+                 * ids) are [A-Za-z0-9_-]; anything else is skipped, so a
+                 * key never carries a separator of the sum file or a
+                 * character a label must escape. */
+                if (!name_ok(name))
+                        k = skip_value(r, depth + 1);
+                else if (r->p < r->end && *r->p == '{' && depth < FC_METRICS_DEPTH_MAX)
                         k = read_object(r, key, depth + 1);
                 else if (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
                         uint64_t v;

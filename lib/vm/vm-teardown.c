@@ -332,7 +332,7 @@ int vm_teardown(const TeardownTarget *t, TeardownReport *report) {
                          * the run dir under this lock (vm-metrics.h): with
                          * it held, none adds a file while the tree goes,
                          * and a later one finds the directory gone. */
-                        _cleanup_close_ int lock_fd = vm_metrics_lock_run_dir(t->host->run_dir, t->id);
+                        _cleanup_close_ _unused_ int lock_fd = vm_metrics_lock_run_dir(t->host->run_dir, t->id);
                         k = remove_tree(t->host->run_dir, t->id, "run directory", report);
                         if (k > 0)
                                 report->run_dir_removed = true;

@@ -56,7 +56,8 @@ Test(fc_metrics, skips_non_counters_and_deep_objects) {
          * objects past the depth limit are skipped, not errors. */
         static const char l[] = "{\"a\":{\"neg\":-1,\"frac\":1.5,\"exp\":1e3,\"big\":99999999999999999999,"
                                 "\"t\":true,\"n\":null,\"arr\":[1,{\"x\":2}],\"ok\":5,"
-                                "\"deep\":{\"deeper\":{\"deepest\":1}}}}";
+                                "\"deep\":{\"deeper\":{\"deepest\":1}},"
+                                "\"sp ace\":1,\"new\\nline\":2,\"\":3,\"d.ot\":4,\"q\\\"\":{\"x\":5}}}";
         FcMetrics m = {};
         uint64_t v;
         cr_assert_eq(fc_metrics_line_parse(l, sizeof l - 1, &m), 0);

@@ -107,7 +107,7 @@ Test(metrics_render, json) {
         cr_assert_not_null(strstr(out, "{\"host\":{\"vms_configured\":1,"), "%s", out);
         cr_assert_not_null(strstr(out, "\"id\":\"web1\",\"active_state\":\"active\""), "%s", out);
         cr_assert_not_null(strstr(out, "\"block_root.read_bytes\":4096"), "%s", out);
-        cr_assert_not_null(strstr(out, "\"block_evil\\\\\\\"}.read_bytes\":1"), "escaped: %s", out);
+        cr_assert_null(strstr(out, "evil"), "a key firecracker never writes is not kept: %s", out);
         free(out);
         out = render(&h, metrics_render_text);
         cr_assert_not_null(strstr(out, "web1: active, 3 restarts, 2 vCPUs, 512 MiB"), "%s", out);
