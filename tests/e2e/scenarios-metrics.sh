@@ -225,7 +225,7 @@ $out" || return
 
 # microvmctl metrics: text and --json for the same figures.
 sc_metrics_ctl() {
-        local out
+        local out errs
         vm_config metctl knobs="fcdouble.traffic=100000"
         systemctl daemon-reload || fail "daemon-reload failed" || return
         start_vm metctl || return
@@ -236,6 +236,9 @@ $out" || return
         grep -qE '^  drive root +[0-9]+ / [0-9]+ bytes' <<<"$out" || fail "no drive line:
 $out" || return
         out=$(microvmctl --json metrics metctl) || fail "microvmctl --json metrics failed" || return
+        errs=$(printf '[%s]' "$out" | "$CTL_CHECK" "$CTL_SCHEMA" metrics) ||
+                fail "microvmctl --json metrics does not match the schema: $errs
+$out" || return
         python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
