@@ -207,7 +207,8 @@ static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline) {
 
 /* ---- the metrics file and its running sum ---- */
 
-static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetrics *v, const MetricsOptions *opts) {
+static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, uid_t uid, VmMetrics *v,
+                       const MetricsOptions *opts) {
         _cleanup_free_ char *rel = NULL, *sum_rel = NULL, *text = NULL, *buf = NULL, *out = NULL;
         _cleanup_close_ int fd = -EBADF, dir_fd = -EBADF;
         FcMetricsSum sum = {};
@@ -222,7 +223,9 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetric
          * without following any symlink, read (and, for the hole below,
          * written) by us, never trusted for more than its bytes. */
         r = safe_open_at(chroot_fd, rel, (opts->write_sums ? O_RDWR : O_RDONLY) | O_NONBLOCK, S_IFREG, &fd);
-        if (r < 0 || fstat(fd, &st) < 0)
+        /* The VM's own file, one link: not some other file its uid could
+         * link in, whose blocks the hole below would give away. */
+        if (r < 0 || safe_fd_verify(fd, S_IFREG, uid) < 0 || fstat(fd, &st) < 0)
                 return;
         /* One scrape at a time sums a VM's file: the lock is on the run
          * directory, which is ours (root-owned), not on anything the VM's
@@ -247,22 +250,16 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetric
         uint64_t start = sum.offset;
         size_t want = (uint64_t) st.st_size - start > FC_READ_MAX ? FC_READ_MAX : (size_t) ((uint64_t) st.st_size - start);
         buf = malloc(want + 1);
-        if (!buf)
-                goto finish;
-        n = want > 0 ? pread(fd, buf, want, (off_t) start) : 0;
+        n = buf && want > 0 ? pread(fd, buf, want, (off_t) start) : 0;
         if (n > 0)
                 (void) fc_metrics_sum_feed(&sum, buf, (size_t) n);
-        if (opts->write_sums && sum.offset != start) {
-                out = fc_metrics_sum_serialize(&sum);
-                if (out)
-                        (void) safe_write_file_at(run_fd, sum_rel, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (opts->write_sums && sum.offset != start && (out = fc_metrics_sum_serialize(&sum))) {
+                (void) safe_write_file_at(run_fd, sum_rel, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
                 /* What is summed is not needed again: give its blocks
                  * back (the file keeps its size, firecracker its offset;
                  * reads of the hole are zeros, which the feed skips). */
-                if (out)
-                        (void) fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t) sum.offset);
+                (void) fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t) sum.offset);
         }
-finish:
         v->has_fc = true;
         v->fc = sum;
 }
@@ -406,7 +403,9 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
          * running) have one, and the plan names the jail. FlushMetrics goes
          * out now, the answers are read after the rest. */
         jail_rel = calloc(h.n_vms + 1, sizeof *jail_rel);
-        if (!jail_rel) {
+        _cleanup_free_ uid_t *vm_uid = calloc(h.n_vms + 1, sizeof *vm_uid);
+        if (!jail_rel || !vm_uid) {
+                free(jail_rel);
                 manager_units_free(units, n_units);
                 return -ENOMEM;
         }
@@ -422,6 +421,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                                 continue;
                         if (asprintf(&jail_rel[i], "%s/%s/root", plan->exec_name, h.vms[i].id) < 0)
                                 jail_rel[i] = NULL;
+                        vm_uid[i] = plan->uid;
                 }
         usec_t flush_deadline = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
         if (flush_deadline > opts->deadline)
@@ -483,7 +483,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         if (run_fd >= 0)
                 for (size_t i = 0; i < h.n_vms; i++)
                         if (jail_rel[i] && now_usec(CLOCK_MONOTONIC) < opts->deadline)
-                                vm_load_fc(chroot_fd, run_fd, jail_rel[i], &h.vms[i], opts);
+                                vm_load_fc(chroot_fd, run_fd, jail_rel[i], vm_uid[i], &h.vms[i], opts);
         strv_free(jail_rel);
         lap(&h, 4, &t);
 
