@@ -175,6 +175,11 @@ static int skip_value(Reader *r, unsigned depth) {
         }
 }
 
+static bool name_ok(const char *s) {
+        size_t n = strlen(s);
+        return n > 0 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
 /* An object whose members are named prefix.NAME. */
 static int read_object(Reader *r, const char *prefix, unsigned depth) {
         int k;
@@ -194,7 +199,13 @@ static int read_object(Reader *r, const char *prefix, unsigned depth) {
                 if (snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name) >= FC_METRICS_KEY_MAX)
                         return -E2BIG;
                 skip_ws(r);
-                if (r->p < r->end && *r->p == '{' && depth < FC_METRICS_DEPTH_MAX)
+                /* Firecracker's names (sections, fields, drive and iface
+                 * ids) are [A-Za-z0-9_-]; anything else is skipped, so a
+                 * key never carries a separator of the sum file or a
+                 * character a label must escape. */
+                if (!name_ok(name))
+                        k = skip_value(r, depth + 1);
+                else if (r->p < r->end && *r->p == '{' && depth < FC_METRICS_DEPTH_MAX)
                         k = read_object(r, key, depth + 1);
                 else if (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
                         uint64_t v;
@@ -321,6 +332,30 @@ int fc_metrics_accumulate(FcMetrics *sum, const FcMetrics *line) {
         return 0;
 }
 
+bool fc_metric_wanted(const char *key) {
+        static const char *const sections[] = { "vcpu.", "get_api_requests.", "put_api_requests.",
+                                                "patch_api_requests.", "block_", "net_", NULL };
+        const char *dot;
+
+        for (size_t i = 0; sections[i]; i++)
+                if (startswith(key, sections[i]))
+                        /* Not the latency aggregates one level deeper. */
+                        return (dot = strchr(key, '.')) && !strchr(dot + 1, '.');
+        return false;
+}
+
+static void keep_wanted(FcMetrics *m) {
+        size_t w = 0;
+
+        for (size_t i = 0; i < m->n; i++) {
+                if (fc_metric_wanted(m->items[i].key))
+                        m->items[w++] = m->items[i];
+                else
+                        free(m->items[i].key);
+        }
+        m->n = w;
+}
+
 size_t fc_metrics_sum_feed(FcMetricsSum *s, const char *buf, size_t size) {
         size_t done = 0;
 
@@ -333,7 +368,8 @@ size_t fc_metrics_sum_feed(FcMetricsSum *s, const char *buf, size_t size) {
                 size_t len = (size_t) (nl - (buf + done));
                 FcMetrics line = {};
 
-                if (fc_metrics_line_parse(buf + done, len, &line) >= 0 && fc_metrics_accumulate(&s->totals, &line) >= 0)
+                if (fc_metrics_line_parse(buf + done, len, &line) >= 0 && (keep_wanted(&line), true) &&
+                    fc_metrics_accumulate(&s->totals, &line) >= 0)
                         s->lines++;
                 else
                         s->bad_lines++;

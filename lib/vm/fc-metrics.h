@@ -58,6 +58,12 @@ int fc_metrics_line_parse(const char *line, size_t size, FcMetrics *ret);
 /* Whether key is an absolute value (SharedStoreMetric) rather than a delta. */
 bool fc_metric_is_store(const char *key);
 
+/* Whether the running sum keeps key: the counters microvm reports (vcpu.*,
+ * block_<drive>.*, net_<iface>.*, <method>_api_requests.*), not the latency
+ * aggregates, absolute values or other sections, which would only make every
+ * scrape read and write more. */
+bool fc_metric_wanted(const char *key);
+
 /* Adds line's deltas to sum (saturating) and replaces its absolute values. */
 int fc_metrics_accumulate(FcMetrics *sum, const FcMetrics *line);
 
@@ -75,7 +81,8 @@ typedef struct FcMetricsSum {
 void fc_metrics_sum_done(FcMetricsSum *s);
 
 /* Consumes the complete lines at the start of buf (the bytes of the file
- * from s->offset on), advancing s->offset past them; a trailing partial line
+ * from s->offset on), summing their fc_metric_wanted() keys, advancing
+ * s->offset past them; a trailing partial line
  * is left for the next time. NUL bytes before a line (a punched hole reads
  * as zeros) are skipped. Returns the bytes consumed. */
 size_t fc_metrics_sum_feed(FcMetricsSum *s, const char *buf, size_t size);

@@ -10,6 +10,8 @@
 #include "util.h"
 #include "vm-metrics.h"
 
+const char *const metrics_collectors[6] = { "units", "configs", "cgroups", "flush", "firecracker", "host" };
+
 void host_metrics_done(HostMetrics *h) {
         for (size_t i = 0; i < h->n_vms; i++) {
                 VmMetrics *v = &h->vms[i];
@@ -207,6 +209,11 @@ static void render_api(FILE *f, const HostMetrics *h, bool fails) {
                                  * names that look like firecracker's. */
                                 if (!request_name_ok(req))
                                         continue;
+                                /* Only requests this VMM has seen: most of
+                                 * firecracker's ~50 kinds are never used,
+                                 * and a series appears with its first. */
+                                if (v->fc.totals.items[k].value == 0)
+                                        continue;
                                 const char *labels[] = { "id", v->id, "method", methods[m], "request", req, NULL };
                                 sample_u64(&fam, labels, v->fc.totals.items[k].value);
                                 n++;
@@ -350,39 +357,43 @@ int metrics_render_prometheus(const HostMetrics *h, FILE *f) {
 
         fam = FAMILY(f, "scrape_duration_seconds", "gauge", "Time this scrape took to collect the figures.");
         sample_usec_seconds(&fam, NULL, h->duration_usec);
+        fam = FAMILY(f, "scrape_collector_duration_seconds", "gauge", "Time this scrape took for each part of the collection.");
+        for (size_t c = 0; c < ELEMENTSOF(metrics_collectors); c++) {
+                const char *l[] = { "collector", metrics_collectors[c], NULL };
+                sample_usec_seconds(&fam, l, h->collector_usec[c]);
+        }
         return ferror(f) ? -EIO : 0;
 }
 
 /* ---- JSON and text ---- */
 
-static void json_key_u64(FILE *f, const char *key, uint64_t v, bool *first) {
-        fprintf(f, "%s\"%s\":%" PRIu64, *first ? "" : ",", key, v);
-        *first = false;
+/* Every key is always there, null when the figure is not known (the
+ * convention of microvmctl's JSON, tests/microvmctl/schema.json). */
+static void json_u64(FILE *f, const char *key, bool known, uint64_t v) {
+        if (known)
+                fprintf(f, ",\"%s\":%" PRIu64, key, v);
+        else
+                fprintf(f, ",\"%s\":null", key);
 }
 
 int metrics_render_json(const HostMetrics *h, FILE *f) {
-        bool first = true;
-
-        fputs("{\"host\":{", f);
-        json_key_u64(f, "vms_configured", h->vms_configured, &first);
-        json_key_u64(f, "vms_running", h->vms_running, &first);
-        json_key_u64(f, "vms_failed", h->vms_failed, &first);
-        if (h->has_uids) {
-                json_key_u64(f, "uids", h->uids_total, &first);
-                json_key_u64(f, "uids_free", h->uids_free, &first);
-        }
-        if (h->pool) {
-                fputs(",\"thin_pool\":", f);
+        fprintf(f, "{\"host\":{\"vms_configured\":%" PRIu64, h->vms_configured);
+        json_u64(f, "vms_running", true, h->vms_running);
+        json_u64(f, "vms_failed", true, h->vms_failed);
+        json_u64(f, "uids", h->has_uids, h->uids_total);
+        json_u64(f, "uids_free", h->has_uids, h->uids_free);
+        fputs(",\"thin_pool\":", f);
+        if (h->pool)
                 json_write_string(f, h->pool);
-                json_key_u64(f, "thin_pool_data_used_bytes", h->pool_data_used, &first);
-                json_key_u64(f, "thin_pool_data_size_bytes", h->pool_data_size, &first);
-                json_key_u64(f, "thin_pool_metadata_used_bytes", h->pool_metadata_used, &first);
-                json_key_u64(f, "thin_pool_metadata_size_bytes", h->pool_metadata_size, &first);
-        }
+        else
+                fputs("null", f);
+        json_u64(f, "thin_pool_data_used_bytes", h->pool, h->pool_data_used);
+        json_u64(f, "thin_pool_data_size_bytes", h->pool, h->pool_data_size);
+        json_u64(f, "thin_pool_metadata_used_bytes", h->pool, h->pool_metadata_used);
+        json_u64(f, "thin_pool_metadata_size_bytes", h->pool, h->pool_metadata_size);
         fputs("},\"vms\":[", f);
         for (size_t i = 0; i < h->n_vms; i++) {
                 const VmMetrics *v = &h->vms[i];
-                first = false;
                 fputs(i ? ",{\"id\":" : "{\"id\":", f);
                 json_write_string(f, v->id);
                 fputs(",\"active_state\":", f);
@@ -390,38 +401,32 @@ int metrics_render_json(const HostMetrics *h, FILE *f) {
                         json_write_string(f, v->active_state);
                 else
                         fputs("null", f);
-                if (v->start_usec)
-                        json_key_u64(f, "start_time_usec", v->start_usec, &first);
-                if (v->has_restarts)
-                        json_key_u64(f, "restarts", v->restarts, &first);
-                if (v->has_config) {
-                        json_key_u64(f, "vcpus", v->vcpus, &first);
-                        json_key_u64(f, "memory_configured_bytes", v->memory_bytes, &first);
-                }
-                if (v->has_cpu)
-                        json_key_u64(f, "cpu_usage_usec", v->cpu_usage_usec, &first);
-                if (v->has_memory)
-                        json_key_u64(f, "memory_current_bytes", v->memory_current, &first);
-                if (v->has_memory_peak)
-                        json_key_u64(f, "memory_peak_bytes", v->memory_peak, &first);
-                if (v->has_io) {
-                        json_key_u64(f, "io_read_bytes", v->io_rbytes, &first);
-                        json_key_u64(f, "io_written_bytes", v->io_wbytes, &first);
-                        json_key_u64(f, "io_reads", v->io_rios, &first);
-                        json_key_u64(f, "io_writes", v->io_wios, &first);
-                }
-                if (v->has_pids)
-                        json_key_u64(f, "pids", v->pids_current, &first);
+                json_u64(f, "start_time_usec", v->start_usec != 0, v->start_usec);
+                json_u64(f, "restarts", v->has_restarts, v->restarts);
+                json_u64(f, "vcpus", v->has_config, v->vcpus);
+                json_u64(f, "memory_configured_bytes", v->has_config, v->memory_bytes);
+                json_u64(f, "cpu_usage_usec", v->has_cpu, v->cpu_usage_usec);
+                json_u64(f, "memory_current_bytes", v->has_memory, v->memory_current);
+                json_u64(f, "memory_peak_bytes", v->has_memory_peak, v->memory_peak);
+                json_u64(f, "io_read_bytes", v->has_io, v->io_rbytes);
+                json_u64(f, "io_written_bytes", v->has_io, v->io_wbytes);
+                json_u64(f, "io_reads", v->has_io, v->io_rios);
+                json_u64(f, "io_writes", v->has_io, v->io_wios);
+                json_u64(f, "pids", v->has_pids, v->pids_current);
+                fputs(",\"firecracker_flush_ok\":", f);
+                fputs(!v->has_fc ? "null" : v->fc_flushed ? "true" : "false", f);
+                fputs(",\"firecracker\":", f);
                 if (v->has_fc) {
-                        fprintf(f, ",\"firecracker_flush_ok\":%s,\"firecracker\":{", v->fc_flushed ? "true" : "false");
                         /* Every summed counter, by firecracker's own name. */
+                        fputc('{', f);
                         for (size_t k = 0; k < v->fc.totals.n; k++) {
                                 fputs(k ? "," : "", f);
                                 json_write_string(f, v->fc.totals.items[k].key);
                                 fprintf(f, ":%" PRIu64, v->fc.totals.items[k].value);
                         }
                         fputc('}', f);
-                }
+                } else
+                        fputs("null", f);
                 fputc('}', f);
         }
         fputs("]}\n", f);

@@ -350,7 +350,7 @@ int stage_jail_run_dir_and_config(const StageTarget *t, const StageNetwork *net,
          * (firecracker would create it, but then nobody would have said
          * what it is); microvm-metrics reads it as root and refuses any
          * other type. */
-        r = safe_create_file_at(t->jail_fd, JAIL_METRICS_FILE + 1, 0600, t->uid, t->gid, NULL);
+        r = safe_create_file_at(t->jail_fd, &JAIL_METRICS_FILE[1], 0600, t->uid, t->gid, NULL);
         if (r < 0)
                 return error_setf(ret_error, r, "Failed to create %s" JAIL_METRICS_FILE ": %m", t->jail_root);
 

@@ -24,7 +24,6 @@
 #include "plan.h"
 #include "safe-fs.h"
 #include "storage-util.h"
-#include "uid-alloc.h"
 #include "util.h"
 #include "vm-metrics.h"
 #include "vm-teardown.h"
@@ -117,79 +116,99 @@ typedef struct Flush {
         bool sent, done;
 } Flush;
 
-static void flush_all(int chroot_fd, HostMetrics *h, char **jail_rel, usec_t deadline) {
-        static const char req[] = "PUT /actions HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
-                                  "Content-Type: application/json\r\nContent-Length: 30\r\n\r\n"
-                                  "{\"action_type\":\"FlushMetrics\"}";
-        _cleanup_free_ Flush *fl = calloc(h->n_vms + 1, sizeof *fl);
-        _cleanup_free_ struct pollfd *pfd = calloc(h->n_vms + 1, sizeof *pfd);
-        size_t open = 0;
+static const char flush_req[] = "PUT /actions HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
+                                "Content-Type: application/json\r\nContent-Length: 30\r\n\r\n"
+                                "{\"action_type\":\"FlushMetrics\"}";
+static_assert(sizeof "{\"action_type\":\"FlushMetrics\"}" - 1 == 30, "Content-Length");
 
-        static_assert(sizeof "{\"action_type\":\"FlushMetrics\"}" - 1 == 30, "Content-Length");
-        if (!fl || !pfd)
-                return;
+static void flush_send(Flush *f) {
+        /* A request this small goes out in one send on a fresh AF_UNIX
+         * stream; EAGAIN (a full backlog) is retried from the poll loop. */
+        ssize_t s = send(f->fd, flush_req, sizeof flush_req - 1, MSG_NOSIGNAL);
+        if (s == (ssize_t) (sizeof flush_req - 1))
+                f->sent = true;
+        else if (!(s < 0 && (errno == EAGAIN || errno == EINTR)))
+                f->done = true;
+}
+
+/* Connects to every VMM with a jail and sends FlushMetrics, without waiting:
+ * the VMMs answer while the rest is collected (flush_finish()). */
+static Flush *flush_begin(int chroot_fd, const HostMetrics *h, char **jail_rel) {
+        Flush *fl = calloc(h->n_vms + 1, sizeof *fl);
+
+        if (!fl)
+                return NULL;
         for (size_t i = 0; i < h->n_vms; i++) {
                 _cleanup_free_ char *sock = NULL;
                 fl[i].fd = -EBADF;
+                fl[i].done = true;
                 if (!jail_rel[i] || asprintf(&sock, "%s" JAIL_API_SOCKET, jail_rel[i]) < 0)
                         continue;
-                /* Non-blocking connect through an O_PATH fd of the socket
-                 * inode (fc-api.h says why). */
-                if (fc_api_connect(chroot_fd, sock, &fl[i].fd) >= 0)
-                        open++;
+                /* Non-blocking, through an O_PATH fd of the socket inode
+                 * (fc-api.h says why). */
+                if (fc_api_connect(chroot_fd, sock, &fl[i].fd) < 0)
+                        continue;
+                fl[i].done = false;
+                flush_send(&fl[i]);
         }
-        while (open > 0) {
+        return fl;
+}
+
+/* Waits for the answers until deadline: a VMM that does not answer in time
+ * (hung) keeps fc_flushed false, and its figures are those of its last
+ * flush. */
+static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline) {
+        _cleanup_free_ struct pollfd *pfd = calloc(h->n_vms + 1, sizeof *pfd);
+        _cleanup_free_ size_t *idx = calloc(h->n_vms + 1, sizeof *idx);
+
+        if (!fl)
+                return;
+        for (;;) {
                 size_t n = 0;
                 usec_t now = now_usec(CLOCK_MONOTONIC);
-                if (now >= deadline)
+                if (!pfd || !idx || now >= deadline)
                         break;
                 for (size_t i = 0; i < h->n_vms; i++)
-                        if (fl[i].fd >= 0 && !fl[i].done)
+                        if (!fl[i].done) {
+                                idx[n] = i;
                                 pfd[n++] = (struct pollfd) { .fd = fl[i].fd, .events = fl[i].sent ? POLLIN : POLLOUT };
+                        }
+                if (n == 0)
+                        break;
                 int r = poll(pfd, n, (int) ((deadline - now + 999) / 1000));
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r <= 0)
                         break;
-                for (size_t k = 0, i = 0; k < n; k++) {
-                        while (fl[i].fd != pfd[k].fd)
-                                i++;
-                        Flush *f = &fl[i];
+                for (size_t k = 0; k < n; k++) {
+                        Flush *f = &fl[idx[k]];
                         if (!pfd[k].revents)
                                 continue;
                         if (!f->sent) {
-                                /* A request this small goes out in one send
-                                 * on a fresh AF_UNIX stream. */
-                                ssize_t s = send(f->fd, req, sizeof req - 1, MSG_NOSIGNAL);
-                                if (s == (ssize_t) (sizeof req - 1))
-                                        f->sent = true;
-                                else if (s < 0 && (errno == EAGAIN || errno == EINTR))
-                                        continue;
-                                else
-                                        f->done = true;
-                        } else {
-                                ssize_t got = recv(f->fd, f->resp + f->got, sizeof f->resp - 1 - f->got, 0);
-                                if (got < 0 && (errno == EAGAIN || errno == EINTR))
-                                        continue;
-                                if (got > 0)
-                                        f->got += (size_t) got;
-                                f->resp[f->got] = '\0';
-                                if (got <= 0 || memchr(f->resp, '\n', f->got) || f->got >= sizeof f->resp - 1) {
-                                        f->done = true;
-                                        h->vms[i].fc_flushed = fc_http_parse_status(f->resp, f->got) == 204;
-                                }
+                                flush_send(f);
+                                continue;
                         }
-                        if (f->done)
-                                open--;
+                        ssize_t got = recv(f->fd, f->resp + f->got, sizeof f->resp - 1 - f->got, 0);
+                        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                                continue;
+                        if (got > 0)
+                                f->got += (size_t) got;
+                        f->resp[f->got] = '\0';
+                        if (got <= 0 || memchr(f->resp, '\n', f->got) || f->got >= sizeof f->resp - 1) {
+                                f->done = true;
+                                h->vms[idx[k]].fc_flushed = fc_http_parse_status(f->resp, f->got) == 204;
+                        }
                 }
         }
         for (size_t i = 0; i < h->n_vms; i++)
                 safe_close(fl[i].fd);
+        free(fl);
 }
 
 /* ---- the metrics file and its running sum ---- */
 
-static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetrics *v, const MetricsOptions *opts) {
+static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, uid_t uid, VmMetrics *v,
+                       const MetricsOptions *opts) {
         _cleanup_free_ char *rel = NULL, *sum_rel = NULL, *text = NULL, *buf = NULL, *out = NULL;
         _cleanup_close_ int fd = -EBADF, dir_fd = -EBADF;
         FcMetricsSum sum = {};
@@ -204,7 +223,9 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetric
          * without following any symlink, read (and, for the hole below,
          * written) by us, never trusted for more than its bytes. */
         r = safe_open_at(chroot_fd, rel, (opts->write_sums ? O_RDWR : O_RDONLY) | O_NONBLOCK, S_IFREG, &fd);
-        if (r < 0 || fstat(fd, &st) < 0)
+        /* The VM's own file, one link: not some other file its uid could
+         * link in, whose blocks the hole below would give away. */
+        if (r < 0 || safe_fd_verify(fd, S_IFREG, uid) < 0 || fstat(fd, &st) < 0)
                 return;
         /* One scrape at a time sums a VM's file: the lock is on the run
          * directory, which is ours (root-owned), not on anything the VM's
@@ -229,24 +250,33 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, VmMetric
         uint64_t start = sum.offset;
         size_t want = (uint64_t) st.st_size - start > FC_READ_MAX ? FC_READ_MAX : (size_t) ((uint64_t) st.st_size - start);
         buf = malloc(want + 1);
-        if (!buf)
-                goto finish;
-        n = want > 0 ? pread(fd, buf, want, (off_t) start) : 0;
+        n = buf && want > 0 ? pread(fd, buf, want, (off_t) start) : 0;
         if (n > 0)
                 (void) fc_metrics_sum_feed(&sum, buf, (size_t) n);
-        if (opts->write_sums && sum.offset != start) {
-                out = fc_metrics_sum_serialize(&sum);
-                if (out)
-                        (void) safe_write_file_at(run_fd, sum_rel, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
+        if (opts->write_sums && sum.offset != start && (out = fc_metrics_sum_serialize(&sum))) {
+                (void) safe_write_file_at(run_fd, sum_rel, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
                 /* What is summed is not needed again: give its blocks
                  * back (the file keeps its size, firecracker its offset;
                  * reads of the hole are zeros, which the feed skips). */
-                if (out)
-                        (void) fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t) sum.offset);
+                (void) fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t) sum.offset);
         }
-finish:
         v->has_fc = true;
         v->fc = sum;
+}
+
+int vm_metrics_lock_run_dir(const char *run_dir, const char *id) {
+        _cleanup_close_ int run_fd = -EBADF, dir_fd = -EBADF;
+        int r;
+
+        r = safe_root_open(run_dir, 0, 0, &run_fd, NULL);
+        if (r >= 0)
+                r = safe_open_dir_at(run_fd, id, &dir_fd);
+        if (r < 0)
+                return r;
+        while (flock(dir_fd, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return TAKE_FD(dir_fd);
 }
 
 /* ---- host-wide ---- */
@@ -269,11 +299,16 @@ static void load_uids(const HostConfig *host, HostMetrics *h, VmMetrics *unused)
                 safe_close(dfd);
                 return;
         }
+        /* A uid is taken while a VM's record names it (uid-alloc.h); the
+         * record's presence is enough here (a stat, not a read: one scrape
+         * looks at every VM). */
         for (struct dirent *de; (de = readdir(d));) {
-                uid_t uid;
+                char rel[sizeof de->d_name + sizeof STATE_UID_FILE + 1];
+                struct stat st;
                 if (!vm_id_valid(de->d_name))
                         continue;
-                if (uid_record_read(state_fd, de->d_name, &uid) >= 0 && uid >= host->uid_min && uid <= host->uid_max)
+                snprintf(rel, sizeof rel, "%s/" STATE_UID_FILE, de->d_name);
+                if (fstatat(state_fd, rel, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
                         used++;
         }
         closedir(d);
@@ -304,6 +339,12 @@ static void load_pool(const HostConfig *host, HostMetrics *h) {
         h->pool_metadata_size = ps.total_metadata_blocks * 4096;
 }
 
+static void lap(HostMetrics *h, size_t collector, usec_t *t) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        h->collector_usec[collector] += now - *t;
+        *t = now;
+}
+
 int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, size_t n_ids,
                        const MetricsOptions *opts, HostMetrics *ret, char **ret_error) {
         _cleanup_(host_metrics_done) HostMetrics h = {};
@@ -311,7 +352,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         _cleanup_close_ int chroot_fd = -EBADF, run_fd = -EBADF;
         ManagerUnit *units = NULL;
         size_t n_units = 0, allocated = 0;
-        usec_t begin = now_usec(CLOCK_MONOTONIC);
+        usec_t begin = now_usec(CLOCK_MONOTONIC), t = begin;
         char **jail_rel = NULL;
         int r;
 
@@ -358,6 +399,36 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         }
         qsort(h.vms, h.n_vms, sizeof *h.vms, cmp_vm);
 
+        /* Firecracker first: only VMs with a launch plan (staged or
+         * running) have one, and the plan names the jail. FlushMetrics goes
+         * out now, the answers are read after the rest. */
+        jail_rel = calloc(h.n_vms + 1, sizeof *jail_rel);
+        _cleanup_free_ uid_t *vm_uid = calloc(h.n_vms + 1, sizeof *vm_uid);
+        if (!jail_rel || !vm_uid) {
+                free(jail_rel);
+                manager_units_free(units, n_units);
+                return -ENOMEM;
+        }
+        if (safe_root_open(host->chroot_base, 0, 0, &chroot_fd, NULL) >= 0 &&
+            safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) >= 0)
+                for (size_t i = 0; i < h.n_vms; i++) {
+                        _cleanup_plan_ Plan *plan = NULL;
+                        /* Only a VM whose unit runs has a VMM to ask. */
+                        if (!streq_ptr(h.vms[i].active_state, "active"))
+                                continue;
+                        if (vm_plan_read_at(run_fd, h.vms[i].id, &plan, NULL) < 0 ||
+                            !streq_ptr(plan->chroot_base, host->chroot_base))
+                                continue;
+                        if (asprintf(&jail_rel[i], "%s/%s/root", plan->exec_name, h.vms[i].id) < 0)
+                                jail_rel[i] = NULL;
+                        vm_uid[i] = plan->uid;
+                }
+        usec_t flush_deadline = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
+        if (flush_deadline > opts->deadline)
+                flush_deadline = opts->deadline;
+        Flush *flushes = opts->flush_timeout > 0 && chroot_fd >= 0 ? flush_begin(chroot_fd, &h, jail_rel) : NULL;
+        lap(&h, 3, &t);
+
         /* Unit facts, one pipelined round for all. */
         if (bus && n_units > 0) {
                 _cleanup_free_ ManagerPropQuery *q = calloc(2 * n_units + 1, sizeof *q);
@@ -365,6 +436,8 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                 size_t nq = 0;
                 if (!q || !ok) {
                         manager_units_free(units, n_units);
+                        flush_finish(flushes, &h, 0);
+                        strv_free(jail_rel);
                         return -ENOMEM;
                 }
                 for (size_t i = 0; i < n_units; i++)
@@ -387,6 +460,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                                                 h.vms[k].has_restarts = true;
         }
         manager_units_free(units, n_units);
+        lap(&h, 0, &t);
 
         for (size_t i = 0; i < h.n_vms; i++) {
                 VmMetrics *v = &h.vms[i];
@@ -397,42 +471,25 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                 if (streq_ptr(v->active_state, "failed"))
                         h.vms_failed++;
         }
+        lap(&h, 1, &t);
 
         if (cgroup2_find_mount(&mount) >= 0)
                 for (size_t i = 0; i < h.n_vms; i++)
                         vm_load_cgroup(mount, &h.vms[i]);
+        lap(&h, 2, &t);
 
-        /* Firecracker: only for VMs with a launch plan (staged, running);
-         * the plan names the jail. */
-        jail_rel = calloc(h.n_vms + 1, sizeof *jail_rel);
-        if (!jail_rel)
-                return -ENOMEM;
-        if (safe_root_open(host->chroot_base, 0, 0, &chroot_fd, NULL) >= 0 &&
-            safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) >= 0) {
-                for (size_t i = 0; i < h.n_vms; i++) {
-                        _cleanup_plan_ Plan *plan = NULL;
-                        if (vm_plan_read_at(run_fd, h.vms[i].id, &plan, NULL) < 0 || !streq_ptr(plan->chroot_base, host->chroot_base))
-                                continue;
-                        if (asprintf(&jail_rel[i], "%s/%s/root", plan->exec_name, h.vms[i].id) < 0)
-                                jail_rel[i] = NULL;
-                        /* Only a running VMM is asked to flush. */
-                        if (!streq_ptr(h.vms[i].active_state, "active") && jail_rel[i]) {
-                                free(jail_rel[i]);
-                                jail_rel[i] = NULL;
-                        }
-                }
-                if (opts->flush_timeout > 0) {
-                        usec_t d = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
-                        flush_all(chroot_fd, &h, jail_rel, d < opts->deadline ? d : opts->deadline);
-                }
+        flush_finish(flushes, &h, flush_deadline);
+        lap(&h, 3, &t);
+        if (run_fd >= 0)
                 for (size_t i = 0; i < h.n_vms; i++)
                         if (jail_rel[i] && now_usec(CLOCK_MONOTONIC) < opts->deadline)
-                                vm_load_fc(chroot_fd, run_fd, jail_rel[i], &h.vms[i], opts);
-        }
+                                vm_load_fc(chroot_fd, run_fd, jail_rel[i], vm_uid[i], &h.vms[i], opts);
         strv_free(jail_rel);
+        lap(&h, 4, &t);
 
         load_uids(host, &h, NULL);
         load_pool(host, &h);
+        lap(&h, 5, &t);
         h.duration_usec = now_usec(CLOCK_MONOTONIC) - begin;
         *ret = h;
         h = (HostMetrics) {};

@@ -52,7 +52,12 @@ typedef struct HostMetrics {
         char *pool;             /* NULL: no thin pool configured or not active */
         uint64_t pool_data_used, pool_data_size, pool_metadata_used, pool_metadata_size;
         uint64_t duration_usec; /* the collection's own time */
+        /* ... by part, in the order of metrics_collectors[] */
+        uint64_t collector_usec[6];
 } HostMetrics;
+
+/* The parts of a collection, for microvm_scrape_collector_duration_seconds. */
+extern const char *const metrics_collectors[6];
 
 void host_metrics_done(HostMetrics *h);
 
@@ -73,6 +78,12 @@ int metrics_render_prometheus(const HostMetrics *h, FILE *f);
 int metrics_render_json(const HostMetrics *h, FILE *f);
 /* For a person (pure). */
 int metrics_render_text(const HostMetrics *h, FILE *f);
+
+/* The lock between a scrape, which writes <run_dir>/<id>/fc-metrics.sum,
+ * and the removal of that directory (vm_teardown()): flock(LOCK_EX) of the
+ * directory itself, blocking (a scrape holds it for one VM's file, briefly).
+ * The fd, or -errno (-ENOENT: no such directory, nothing to lock). */
+int vm_metrics_lock_run_dir(const char *run_dir, const char *id);
 
 /* Pure parsers of cgroup files, for the collector and the tests. */
 int cgroup_stat_field(const char *text, const char *field, uint64_t *ret);

@@ -12,6 +12,7 @@
 #include "uid-alloc.h"
 #include "util.h"
 #include "test-hook.h"
+#include "vm-metrics.h"
 #include "vm-teardown.h"
 
 #define CGROUP_DRAIN_TIMEOUT (10 * USEC_PER_SEC)
@@ -359,6 +360,11 @@ int vm_teardown(const TeardownTarget *t_in, TeardownReport *report) {
                         (void) strv_push_errorf(&report->failed, first, "run directory %s/%s: kept, its launch plan names what is left",
                                     t->host->run_dir, t->id);
                 else {
+                        /* A scrape writes the VM's running metrics sums in
+                         * the run dir under this lock (vm-metrics.h): with
+                         * it held, none adds a file while the tree goes,
+                         * and a later one finds the directory gone. */
+                        _cleanup_close_ _unused_ int lock_fd = vm_metrics_lock_run_dir(t->host->run_dir, t->id);
                         k = remove_tree(t->host->run_dir, t->id, "run directory", report);
                         if (k > 0)
                                 report->run_dir_removed = true;

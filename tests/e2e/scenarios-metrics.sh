@@ -141,6 +141,13 @@ $out" || return
         ) || { prometheus_stop; return 1; }
         prometheus_stop
 
+        # The running sums, root-only in the run dir, of the file in the jail.
+        [ "$(stat -c '%U %a' "$E2E_RUN_DIR/metra/fc-metrics.sum" 2>&1)" = "root 600" ] ||
+                fail "no root-only running sum: $(ls -l "$E2E_RUN_DIR/metra/" 2>&1)" || return
+        head -n 1 "$E2E_RUN_DIR/metra/fc-metrics.sum" | grep -qx 'microvm-fc-metrics 1' || fail "sum file header" || return
+        [ "$(stat -c '%F %u' "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/metra/root/run/fc-metrics.json")" = "regular file $(vm_uid metra)" ] ||
+                fail "firecracker's metrics file is not a regular file of the VM's uid" || return
+
         # Nothing of ours between scrapes.
         wait_until 10 "no scrape unit or microvm-metrics process left" no_scrape_left || return
         # Our two GETs and at least two of Prometheus' scrapes (the counters
@@ -218,7 +225,7 @@ $out" || return
 
 # microvmctl metrics: text and --json for the same figures.
 sc_metrics_ctl() {
-        local out
+        local out errs
         vm_config metctl knobs="fcdouble.traffic=100000"
         systemctl daemon-reload || fail "daemon-reload failed" || return
         start_vm metctl || return
@@ -229,6 +236,9 @@ $out" || return
         grep -qE '^  drive root +[0-9]+ / [0-9]+ bytes' <<<"$out" || fail "no drive line:
 $out" || return
         out=$(microvmctl --json metrics metctl) || fail "microvmctl --json metrics failed" || return
+        errs=$(printf '[%s]' "$out" | "$CTL_CHECK" "$CTL_SCHEMA" metrics) ||
+                fail "microvmctl --json metrics does not match the schema: $errs
+$out" || return
         python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])

@@ -45,15 +45,17 @@ ln -s usr/sbin "$root/sbin"
 cp -a "$host_units" "$root/usr/lib/systemd/system"
 mkdir -p "$root$unitdir"
 cp "$built_units"/microvm@.service "$built_units"/microvm-reclaim.service \
+        "$built_units"/microvm-metrics@.service "$source_units"/microvm-metrics.socket \
         "$source_units"/microvm.slice "$source_units"/microvms.target "$root$unitdir/"
 mkdir -p "$root$libexecdir"
-for t in stage launch ready stop cleanup reclaim; do
+for t in stage launch ready stop cleanup reclaim metrics; do
         printf '#!/bin/sh\nexit 0\n' >"$root$libexecdir/microvm-$t"
         chmod 0755 "$root$libexecdir/microvm-$t"
 done
 
 # Generate for a few cases, each with its own host config, into one tree.
-units=(microvm@.service microvm.slice microvms.target microvm-reclaim.service)
+units=(microvm@.service microvm.slice microvms.target microvm-reclaim.service microvm-metrics.socket
+       microvm-metrics@0.service)
 for c in every-key escaping autostart id-64 precedence; do
         in=$tmp/in-$c
         mkdir -p "$in" "$tmp/out-$c"
