@@ -64,6 +64,17 @@ static int cmp_row(const void *a, const void *b) {
         return strcmp(((const VmRow *) a)->id, ((const VmRow *) b)->id);
 }
 
+/* qsort() of rows (large elements, copied around) only when they are not
+ * in order already: the config files come sorted by name, and loaded units
+ * add rows only for orphans. */
+static void rows_sort(VmRow *rows, size_t n) {
+        for (size_t i = 1; i < n; i++)
+                if (strcmp(rows[i - 1].id, rows[i].id) > 0) {
+                        qsort(rows, n, sizeof *rows, cmp_row);
+                        return;
+                }
+}
+
 /* rows[0..n) sorted by id. */
 static VmRow *row_find(VmRow *rows, size_t n, const char *id) {
         VmRow key = {};
@@ -73,7 +84,7 @@ static VmRow *row_find(VmRow *rows, size_t n, const char *id) {
 
 /* Reads and parses one config (the validator's problems are not shown
  * here: "microvmctl validate" names them). */
-static void row_load_config(VmRow *r, const HostConfig *host) {
+void row_load_config(VmRow *r, const HostConfig *host) {
         _cleanup_free_ char *data = NULL;
         Problems problems = {};
         size_t size;
@@ -191,11 +202,14 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 }
         }
         if (!ids)
-                qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
+                rows_sort(t->rows, t->n);
 
-        r = ctl_bus_open(&bus);
-        if (r < 0)
-                return r;
+        /* As root on this host: straight to the manager, as systemctl. */
+        if (arg_host || sd_lib_load(NULL) < 0 || manager_open_direct(&bus) < 0) {
+                r = ctl_bus_open(&bus);
+                if (r < 0)
+                        return r;
+        }
         r = manager_list_units(bus, UNIT_PREFIX "*.service", &t->units, &t->n_units, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to list the microvm@ units: %s", error ?: strerror(-r));
@@ -227,22 +241,30 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 want[i] = !streq(t->units[i].active_state, "inactive");
         }
         if (!ids)
-                qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
+                rows_sort(t->rows, t->n);
         r = manager_unit_facts(bus, t->units, t->n_units, want, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
                                        error ?: strerror(-r));
 
+        /* Every VM (list, sync): what list shows of a config, through the
+         * cache (tools/microvmctl-cache.c). Named ones (status): all of it. */
+        ListCache *cache = ids ? NULL : list_cache_begin(host, run_fd);
         for (size_t i = 0; i < t->n; i++) {
                 VmRow *row = &t->rows[i];
 
-                if (row->config_path && !row->masked)
-                        row_load_config(row, host);
+                if (row->config_path && !row->masked) {
+                        if (ids)
+                                row_load_config(row, host);
+                        else
+                                list_cache_load_row(cache, row, host);
+                }
                 if (host)
                         row_load_state(row, run_fd, state_fd, with_state);
                 else
                         row->orphan = false; /* unknown without the remote host's files */
         }
+        list_cache_end(cache);
         return 0;
 }
 

@@ -1260,8 +1260,9 @@ sc_leftovers() {
         [ -z "$left" ] || fail "units still up: $(echo $left)" || return
         left=$(ls -A "$E2E_CHROOT_BASE/$E2E_EXEC_NAME" 2>/dev/null)
         [ -z "$left" ] || fail "jails left in $E2E_CHROOT_BASE/$E2E_EXEC_NAME: $(echo $left)" || return
-        # .lock: microvm-stage's and microvm-reclaim's lock file, not a VM's
-        left=$(find "$E2E_RUN_DIR" -mindepth 1 -maxdepth 1 ! -name vms ! -name .lock 2>/dev/null)
+        # .lock: microvm-stage's and microvm-reclaim's lock file, not a VM's;
+        # .list-cache: microvmctl list's cache of config summaries
+        left=$(find "$E2E_RUN_DIR" -mindepth 1 -maxdepth 1 ! -name vms ! -name .lock ! -name .list-cache 2>/dev/null)
         [ -z "$left" ] || fail "left in $E2E_RUN_DIR: $(echo $left)" || return
         left=$(find "$E2E_SLICE_CG" -mindepth 1 -type d 2>/dev/null)
         [ -z "$left" ] || fail "cgroups left below microvm.slice: $(echo $left)" || return
@@ -1319,4 +1320,5 @@ scenario "tools by hand: running per systemd over the bus, per cgroup without on
 scenario "machined: running VMs in machinectl (class vm, leader, unit), terminate stops the unit, re-registered after a crash restart" sc_machined
 scenario "machined absent (masked, or no bus): a start works, one debug line" sc_machined_absent
 scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" sc_ctl_logs_until_stop
+scenario "microvmctl list's config cache: used while files are unchanged, never for an edited one (same size, same mtime)" sc_ctl_list_cache
 scenario "no VM leftovers in the container" sc_leftovers
