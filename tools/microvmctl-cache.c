@@ -61,6 +61,8 @@ struct ListCache {
         size_t n_now, allocated;
         bool dirty;
         int64_t write_ns;
+        int dir_fd;             /* the directory of the last file looked at */
+        char *dir;
 };
 
 static int64_t ts_ns(const struct timespec *t) {
@@ -162,6 +164,7 @@ ListCache *list_cache_begin(const HostConfig *host, int run_fd) {
         if (!c)
                 return NULL;
         c->run_fd = run_fd;
+        c->dir_fd = -EBADF;
         c->write_ns = ts_ns(&now);
         if (asprintf(&c->header, CACHE_FORMAT " host %s exe %s", host_id, exe_id) < 0) {
                 free(c);
@@ -227,11 +230,31 @@ static void remember(ListCache *c, const char *path, const FileKey *key, const V
         c->n_now++;
 }
 
+/* stat() of path, relative to its directory's fd (kept for the next file
+ * of the same directory): one component to resolve instead of all. */
+static int stat_file(ListCache *c, const char *path, struct stat *st) {
+        const char *slash = strrchr(path, '/');
+        size_t len = slash ? (size_t) (slash - path) : 0;
+
+        if (!slash || len == 0)
+                return stat(path, st);
+        if (!c->dir || strlen(c->dir) != len || memcmp(c->dir, path, len) != 0) {
+                free(c->dir);
+                c->dir = strndup(path, len);
+                c->dir_fd = safe_close(c->dir_fd);
+                if (c->dir)
+                        c->dir_fd = open(c->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        }
+        if (c->dir_fd < 0)
+                return stat(path, st);
+        return fstatat(c->dir_fd, slash + 1, st, 0);
+}
+
 void list_cache_load_row(ListCache *c, VmRow *row, const HostConfig *host) {
         struct stat st;
         FileKey key;
 
-        if (c && stat(row->config_path, &st) >= 0) {
+        if (c && stat_file(c, row->config_path, &st) >= 0) {
                 CacheEntry k = { .path = row->config_path }, *e;
                 key = key_of(&st);
                 e = c->old ? bsearch(&k, c->old, c->n_old, sizeof *c->old, cmp_entry) : NULL;
@@ -286,6 +309,8 @@ void list_cache_end(ListCache *c) {
                         }
                 }
         }
+        safe_close(c->dir_fd);
+        free(c->dir);
         entries_free(c->old, c->n_old);
         entries_free(c->now, c->n_now);
         free(c->header);
