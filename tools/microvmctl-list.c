@@ -205,7 +205,8 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 rows_sort(t->rows, t->n);
 
         /* As root on this host: straight to the manager, as systemctl. */
-        if (arg_host || sd_lib_load(NULL) < 0 || manager_open_direct(&bus) < 0) {
+        bool direct = !arg_host && sd_lib_load(NULL) >= 0 && manager_open_direct(&bus) >= 0;
+        if (!direct) {
                 r = ctl_bus_open(&bus);
                 if (r < 0)
                         return r;
@@ -242,7 +243,9 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         }
         if (!ids)
                 rows_sort(t->rows, t->n);
-        r = manager_unit_facts(bus, t->units, t->n_units, want, &error);
+        /* The manager answers while the files are read. */
+        ManagerFacts *facts = NULL;
+        r = manager_unit_facts_send(bus, t->units, t->n_units, want, direct ? SIZE_MAX : 64, &facts, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
                                        error ?: strerror(-r));
@@ -265,6 +268,10 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                         row->orphan = false; /* unknown without the remote host's files */
         }
         list_cache_end(cache);
+        r = manager_unit_facts_wait(bus, facts, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
+                                       error ?: strerror(-r));
         return 0;
 }
 

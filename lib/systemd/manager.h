@@ -37,6 +37,16 @@ void manager_units_free(ManagerUnit *u, size_t n);
  * all at once (pipelined calls, at most a window of them in flight) rather
  * than one round trip after another. Units whose answer fails keep 0. */
 int manager_unit_facts(sd_bus *bus, ManagerUnit *units, size_t n, const bool *want, char **ret_error);
+/* The same in two halves, for a caller with other work to do while the
+ * manager answers: send (at most window calls in flight; SIZE_MAX on the
+ * manager's private socket, where no bus daemon limits pending replies),
+ * then wait, which fills in the units (still at the same address) and
+ * frees f, also on failure. */
+typedef struct ManagerFacts ManagerFacts;
+int manager_unit_facts_send(sd_bus *bus, ManagerUnit *units, size_t n, const bool *want, size_t window,
+                            ManagerFacts **ret, char **ret_error);
+int manager_unit_facts_wait(sd_bus *bus, ManagerFacts *f, char **ret_error);
+void manager_facts_free(ManagerFacts *f);
 
 /* One property of a unit by object path, 'u' or 't' typed. */
 int manager_get_u64(sd_bus *bus, const char *path, const char *iface, const char *property, char type,
