@@ -101,6 +101,19 @@ sc_machined() {
         assert_no_debris mach2 || return
         ip link del e2ebr1 2>/dev/null
         note "crash + restart=on-failure: re-registered with the new leader; gone after stop"
+
+        # The longest id (64 bytes, the most hyphens): still its own
+        # machine name (machined: host names of at most 64 bytes).
+        local long=m-0123456789-0123456789-0123456789-0123456789-0123456789----end1
+        [ ${#long} = 64 ] || fail "test bug: ${#long}-byte id" || return
+        vm_config "$long"
+        systemctl daemon-reload
+        start_vm "$long" || return
+        assert_registered "$long" || return
+        stop_vm "$long" || return
+        wait_until 5 "machine $long to go" machine_gone "$long" || return
+        rm -f "$E2E_VM_DIR/$long.conf"
+        note "a 64-byte id is its machine name"
 }
 
 # Without machined (masked: the bus cannot activate it) and without any
