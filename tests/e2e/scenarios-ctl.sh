@@ -252,3 +252,47 @@ sc_ctl_list_cache() {
         systemctl daemon-reload
         note "list cache: reused while unchanged (not rewritten); in-place same-size same-mtime edits seen at once"
 }
+
+# A registration in the way: one of the same unit that a killed cleanup
+# left (the next start replaces it), and another program's machine of the
+# VM's name (left alone; the VM runs unregistered, with a notice).
+sc_machined_conflicts() {
+        local pid sleeper out
+        machined_usable || return 77
+        vm_config mstale restart=on-failure
+        vm_config mother
+        systemctl daemon-reload
+        start_vm mstale || return
+        assert_registered mstale || return
+        # As if microvm-cleanup had been killed before it unregistered.
+        rm -f "$E2E_RUN_DIR/mstale/machine"
+        pid=$(vprop mstale MainPID)
+        kill -KILL "$pid"
+        wait_until 20 "mstale to restart" eval '[ "$(vprop mstale NRestarts)" = 1 ] && state_is mstale active running' ||
+                return
+        assert_registered mstale || return
+        journal_has 'not registered with systemd-machined' -u microvm@mstale.service &&
+                fail "the stale registration was not replaced: $(journalctl -u microvm@mstale.service --no-pager | grep machined)" ||
+                true
+        stop_vm mstale || return
+        wait_until 5 "machine mstale to go" machine_gone mstale || return
+        note "a stale registration of the same unit (cleanup killed) is replaced by the next start"
+
+        systemd-run --quiet --collect --unit=mother-squatter sleep infinity || fail "systemd-run sleep" || return
+        sleeper=$(systemctl show -p MainPID --value mother-squatter.service)
+        busctl call org.freedesktop.machine1 /org/freedesktop/machine1 org.freedesktop.machine1.Manager \
+                RegisterMachine sayssus mother 0 "" container "$sleeper" "" >/dev/null ||
+                fail "cannot register a machine named mother for the sleeper" || return
+        start_vm mother || { systemctl stop mother-squatter.service; return 1; }
+        assert_vm_running mother || return
+        [ "$(mprop mother Unit)" = mother-squatter.service ] ||
+                fail "the other program's machine mother was replaced: Unit=$(mprop mother Unit)" || return
+        wait_journal 10 'VM mother is not registered with systemd-machined: a machine named mother is registered already, for mother-squatter.service' \
+                -u microvm@mother.service >/dev/null || return
+        stop_vm mother || return
+        [ "$(mprop mother Unit)" = mother-squatter.service ] ||
+                fail "the VM's stop unregistered the other program's machine" || return
+        systemctl stop mother-squatter.service
+        wait_until 5 "machine mother to go" machine_gone mother || return
+        note "another program's machine of the VM's name: left alone, the VM runs unregistered, with a notice"
+}

@@ -1319,6 +1319,7 @@ scenario "microvmctl usage errors exit 2, --help on every verb" sc_ctl_usage
 scenario "tools by hand: running per systemd over the bus, per cgroup without one" sc_running_per_systemd
 scenario "machined: running VMs in machinectl (class vm, leader, unit), terminate stops the unit, re-registered after a crash restart" sc_machined
 scenario "machined absent (masked, or no bus): a start works, one debug line" sc_machined_absent
+scenario "machined: a stale registration of the unit is replaced, another program's machine of that name left alone" sc_machined_conflicts
 scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" sc_ctl_logs_until_stop
 scenario "microvmctl list's config cache: used while files are unchanged, never for an edited one (same size, same mtime)" sc_ctl_list_cache
 scenario "no VM leftovers in the container" sc_leftovers
