@@ -66,6 +66,17 @@ static int cmp_row(const void *a, const void *b) {
         return strcmp(((const VmRow *) a)->id, ((const VmRow *) b)->id);
 }
 
+/* qsort() of rows (large elements, copied around) only when they are not
+ * in order already: the config files come sorted by name, and loaded units
+ * add rows only for orphans. */
+static void rows_sort(VmRow *rows, size_t n) {
+        for (size_t i = 1; i < n; i++)
+                if (strcmp(rows[i - 1].id, rows[i].id) > 0) {
+                        qsort(rows, n, sizeof *rows, cmp_row);
+                        return;
+                }
+}
+
 /* rows[0..n) sorted by id. */
 static VmRow *row_find(VmRow *rows, size_t n, const char *id) {
         VmRow key = {};
@@ -77,7 +88,7 @@ static VmRow *row_find(VmRow *rows, size_t n, const char *id) {
 
 /* Reads and parses one config (the validator's problems are not shown
  * here: "microvmctl validate" names them). */
-static void row_load_config(VmRow *r, const HostConfig *host) {
+void row_load_config(VmRow *r, const HostConfig *host) {
         _cleanup_free_ char *data = NULL;
         Problems problems = {};
         size_t size;
@@ -204,12 +215,16 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                                 return log_error_errno(r, "Failed to look up the config of VM %s: %m", ids[i]);
                 }
         }
-        if (!ids && t->n > 0)   /* with -H no config is read: rows may be NULL */
-                qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
+        if (!ids)
+                rows_sort(t->rows, t->n);
 
-        r = ctl_bus_open(&bus);
-        if (r < 0)
-                return r;
+        /* As root on this host: straight to the manager, as systemctl. */
+        bool direct = !arg_host && sd_lib_load(NULL) >= 0 && manager_open_direct(&bus) >= 0;
+        if (!direct) {
+                r = ctl_bus_open(&bus);
+                if (r < 0)
+                        return r;
+        }
         r = manager_list_units(bus, UNIT_PREFIX "*.service", &t->units, &t->n_units, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to list the microvm@ units: %s", error ?: strerror(-r));
@@ -240,23 +255,37 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 row->unit = &t->units[i];
                 want[i] = !streq(t->units[i].active_state, "inactive");
         }
-        if (!ids && t->n > 0)   /* with -H no config is read: rows may be NULL */
-                qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
-        r = manager_unit_facts(bus, t->units, t->n_units, want, &error);
+        if (!ids)
+                rows_sort(t->rows, t->n);
+        /* The manager answers while the files are read. */
+        ManagerFacts *facts = NULL;
+        r = manager_unit_facts_send(bus, t->units, t->n_units, want, direct ? SIZE_MAX : 64, &facts, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
                                        error ?: strerror(-r));
 
+        /* Every VM (list, sync): what list shows of a config, through the
+         * cache (tools/microvmctl-cache.c). Named ones (status): all of it. */
+        ListCache *cache = ids ? NULL : list_cache_begin(host, run_fd);
         for (size_t i = 0; i < t->n; i++) {
                 VmRow *row = &t->rows[i];
 
-                if (row->config_path && !row->masked)
-                        row_load_config(row, host);
+                if (row->config_path && !row->masked) {
+                        if (ids)
+                                row_load_config(row, host);
+                        else
+                                list_cache_load_row(cache, row, host);
+                }
                 if (host)
                         row_load_state(row, run_fd, state_fd, with_state);
                 else
                         row->orphan = false; /* unknown without the remote host's files */
         }
+        list_cache_end(cache);
+        r = manager_unit_facts_wait(bus, facts, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
+                                       error ?: strerror(-r));
         return 0;
 }
 

@@ -72,6 +72,19 @@ typedef struct VmTable {
  * order. Logs on failure. */
 int vm_table_load(VmTable *t, char **ids, size_t n_ids);
 void vm_table_done(VmTable *t);
+/* Reads and parses row->config_path into row->config (row->invalid when
+ * it does not validate). */
+void row_load_config(VmRow *r, const HostConfig *host);
+
+/* list's cache of config summaries (tools/microvmctl-cache.c). begin gives
+ * NULL when it cannot be used (not root, no run dir); load_row then parses
+ * as row_load_config() does. row->config from the cache holds only id,
+ * vcpus, memory, autostart, uid_auto, uid and digest. end writes it back
+ * (when changed) and frees it. */
+typedef struct ListCache ListCache;
+ListCache *list_cache_begin(const HostConfig *host, int run_fd);
+void list_cache_load_row(ListCache *c, VmRow *row, const HostConfig *host);
+void list_cache_end(ListCache *c);
 bool unit_running(const ManagerUnit *u);
 
 /* Shared helpers (tools/microvmctl.c). */

@@ -138,16 +138,39 @@ static int pump(sd_bus *bus, size_t *pending, size_t until) {
         return 0;
 }
 
-int manager_unit_facts(sd_bus *bus, ManagerUnit *units, size_t n, const bool *want, char **ret_error) {
-        _cleanup_free_ FactCall *calls = NULL;
-        _cleanup_free_ uint64_t *pids = NULL;
-        size_t pending = 0, k = 0;
+struct ManagerFacts {
+        ManagerUnit *units;
+        size_t n;
+        const bool *want;
+        FactCall *calls;
+        uint64_t *pids;
+        size_t pending;
+};
+
+void manager_facts_free(ManagerFacts *f) {
+        if (!f)
+                return;
+        free(f->calls);
+        free(f->pids);
+        free(f);
+}
+
+int manager_unit_facts_send(sd_bus *bus, ManagerUnit *units, size_t n, const bool *want, size_t window,
+                            ManagerFacts **ret, char **ret_error) {
+        ManagerFacts *f;
+        size_t k = 0;
         int r;
 
-        calls = calloc(2 * n + 1, sizeof *calls);
-        pids = calloc(n + 1, sizeof *pids);
-        if (!calls || !pids)
+        f = calloc(1, sizeof *f);
+        if (!f)
                 return -ENOMEM;
+        *f = (ManagerFacts) { .units = units, .n = n, .want = want };
+        f->calls = calloc(2 * n + 1, sizeof *f->calls);
+        f->pids = calloc(n + 1, sizeof *f->pids);
+        if (!f->calls || !f->pids) {
+                manager_facts_free(f);
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 if (want && !want[i])
                         continue;
@@ -159,30 +182,52 @@ int manager_unit_facts(sd_bus *bus, ManagerUnit *units, size_t n, const bool *wa
                         { SD_UNIT, "StateChangeTimestamp", 't' },
                 };
                 for (size_t p = 0; p < ELEMENTSOF(props); p++) {
-                        FactCall *c = &calls[k++];
+                        FactCall *c = &f->calls[k++];
 
                         *c = (FactCall) {
-                                .value = p == 0 ? &pids[i] : &units[i].state_change_usec,
+                                .value = p == 0 ? &f->pids[i] : &units[i].state_change_usec,
                                 .type = props[p].type,
-                                .pending = &pending,
+                                .pending = &f->pending,
                         };
                         r = sym_sd_bus_call_method_async(bus, NULL, SD_DEST, units[i].path, PROPERTIES, "Get",
                                                          fact_reply, c, "ss", props[p].iface, props[p].prop);
-                        if (r < 0)
+                        if (r < 0) {
+                                manager_facts_free(f);
                                 return bus_error(ret_error, NULL, r, "Properties.Get");
-                        pending++;
-                        r = pump(bus, &pending, CALLS_IN_FLIGHT);
-                        if (r < 0)
+                        }
+                        f->pending++;
+                        r = pump(bus, &f->pending, window);
+                        if (r < 0) {
+                                manager_facts_free(f);
                                 return bus_error(ret_error, NULL, r, "waiting for the manager");
+                        }
                 }
         }
-        r = pump(bus, &pending, 0);
-        if (r < 0)
-                return bus_error(ret_error, NULL, r, "waiting for the manager");
-        for (size_t i = 0; i < n; i++)
-                if (!want || want[i])
-                        units[i].main_pid = (uint32_t) pids[i];
+        *ret = f;
         return 0;
+}
+
+int manager_unit_facts_wait(sd_bus *bus, ManagerFacts *f, char **ret_error) {
+        int r = pump(bus, &f->pending, 0);
+
+        if (r < 0) {
+                manager_facts_free(f);
+                return bus_error(ret_error, NULL, r, "waiting for the manager");
+        }
+        for (size_t i = 0; i < f->n; i++)
+                if (!f->want || f->want[i])
+                        f->units[i].main_pid = (uint32_t) f->pids[i];
+        manager_facts_free(f);
+        return 0;
+}
+
+int manager_unit_facts(sd_bus *bus, ManagerUnit *units, size_t n, const bool *want, char **ret_error) {
+        ManagerFacts *f = NULL;
+        int r = manager_unit_facts_send(bus, units, n, want, CALLS_IN_FLIGHT, &f, ret_error);
+
+        if (r < 0)
+                return r;
+        return manager_unit_facts_wait(bus, f, ret_error);
 }
 
 int manager_get_u64(sd_bus *bus, const char *path, const char *iface, const char *property, char type,

@@ -15,6 +15,9 @@
 #define SD_LIB_SYMBOLS(X)                               \
         X(sd_bus_open_system)                           \
         X(sd_bus_open_system_remote)                    \
+        X(sd_bus_new)                                   \
+        X(sd_bus_set_address)                           \
+        X(sd_bus_start)                                 \
         X(sd_bus_flush_close_unref)                     \
         X(sd_bus_call_method)                           \
         X(sd_bus_call_method_async)                     \

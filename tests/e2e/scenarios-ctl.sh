@@ -101,6 +101,19 @@ sc_machined() {
         assert_no_debris mach2 || return
         ip link del e2ebr1 2>/dev/null
         note "crash + restart=on-failure: re-registered with the new leader; gone after stop"
+
+        # The longest id (64 bytes, the most hyphens): still its own
+        # machine name (machined: host names of at most 64 bytes).
+        local long=m-0123456789-0123456789-0123456789-0123456789-0123456789----end1
+        [ ${#long} = 64 ] || fail "test bug: ${#long}-byte id" || return
+        vm_config "$long"
+        systemctl daemon-reload
+        start_vm "$long" || return
+        assert_registered "$long" || return
+        stop_vm "$long" || return
+        wait_until 5 "machine $long to go" machine_gone "$long" || return
+        rm -f "$E2E_VM_DIR/$long.conf"
+        note "a 64-byte id is its machine name"
 }
 
 # Without machined (masked: the bus cannot activate it) and without any
@@ -172,4 +185,114 @@ sc_ctl_logs_until_stop() {
                 return
         [ "$(wc -l <<<"$out")" = 2 ] || fail "logs --until-stop -n 2 of a stopped VM printed: $out" || return
         note "logs --until-stop: saw a typed line, ended with 0 after the stop; a stopped VM's: at once"
+}
+
+CTL_CACHE=$E2E_RUN_DIR/.list-cache
+
+# list_caches FILE: runs microvmctl list; true once the cache records FILE.
+list_caches() {
+        microvmctl list >/dev/null && grep -q " $1\$" "$CTL_CACHE" 2>/dev/null
+}
+
+# rewrite_in_place FILE FROM TO: the same inode, the same size, the old
+# mtime; only the ctime tells.
+rewrite_in_place() {
+        local f=$1 ref
+        ref=$(mktemp -p /run)
+        touch -r "$f" "$ref"
+        python3 -c 'import sys
+p, a, b = sys.argv[1:]
+d = open(p, "rb").read()
+assert len(a) == len(b) and a.encode() in d
+with open(p, "r+b") as f: f.write(d.replace(a.encode(), b.encode()))' "$f" "$2" "$3" || return
+        touch -m -r "$ref" "$f"
+        rm -f "$ref"
+}
+
+# microvmctl list's cache (tools/microvmctl-cache.c): a list with every
+# file unchanged reads the cache and does not rewrite it; a file edited in
+# place with the same size and mtime is parsed again (vcpus, config
+# changed), and not recorded while its change is recent.
+sc_ctl_list_cache() {
+        local f=$E2E_VM_DIR/ctlc1.conf ino t0 out
+        vm_config ctlc1 vcpus=1
+        vm_config ctlc2 vcpus=1
+        systemctl daemon-reload
+        start_vm ctlc1 || return
+        # Files are recorded once their last change is 3 s old.
+        wait_until 15 "the list cache to record $f" list_caches "$f" || return
+        wait_until 15 "the list cache to record ctlc2" list_caches "$E2E_VM_DIR/ctlc2.conf" || return
+        ino=$(stat -c %i "$CTL_CACHE")
+        ctl_json list list || return
+        [ "$(stat -c %i "$CTL_CACHE")" = "$ino" ] || fail "a list of unchanged files rewrote the cache" || return
+        expect_field ctlc1 vcpus 1 || return
+        expect_field ctlc1 config_changed false || return
+        expect_field ctlc2 valid true || return
+
+        t0=$(now_ms)
+        rewrite_in_place "$f" "vcpus = 1" "vcpus = 2" || fail "cannot edit $f" || return
+        ctl_json list list || return
+        expect_field ctlc1 vcpus 2 || return
+        expect_field ctlc1 config_changed true || return
+        if [ $(( $(now_ms) - t0 )) -lt 2000 ]; then
+                ! grep -q " $f\$" "$CTL_CACHE" || fail "a file changed just now was recorded in the cache" || return
+        fi
+        # Back to the bytes the VM started from: not changed (digest).
+        rewrite_in_place "$f" "vcpus = 2" "vcpus = 1" || return
+        ctl_json list list || return
+        expect_field ctlc1 config_changed false || return
+        expect_field ctlc1 vcpus 1 || return
+        # An invalid edit of the other one, same size: invalid at once.
+        rewrite_in_place "$E2E_VM_DIR/ctlc2.conf" "vcpus = 1" "vcpus = 0" || return
+        ctl_json list list || return
+        expect_field ctlc2 valid false || return
+        out=$(microvmctl list) || fail "microvmctl list failed" || return
+        stop_vm ctlc1 || return
+        rm -f "$E2E_VM_DIR/ctlc1.conf" "$E2E_VM_DIR/ctlc2.conf"
+        systemctl daemon-reload
+        note "list cache: reused while unchanged (not rewritten); in-place same-size same-mtime edits seen at once"
+}
+
+# A registration in the way: one of the same unit that a killed cleanup
+# left (the next start replaces it), and another program's machine of the
+# VM's name (left alone; the VM runs unregistered, with a notice).
+sc_machined_conflicts() {
+        local pid sleeper out
+        machined_usable || return 77
+        vm_config mstale restart=on-failure
+        vm_config mother
+        systemctl daemon-reload
+        start_vm mstale || return
+        assert_registered mstale || return
+        # As if microvm-cleanup had been killed before it unregistered.
+        rm -f "$E2E_RUN_DIR/mstale/machine"
+        pid=$(vprop mstale MainPID)
+        kill -KILL "$pid"
+        wait_until 20 "mstale to restart" eval '[ "$(vprop mstale NRestarts)" = 1 ] && state_is mstale active running' ||
+                return
+        assert_registered mstale || return
+        journal_has 'not registered with systemd-machined' -u microvm@mstale.service &&
+                fail "the stale registration was not replaced: $(journalctl -u microvm@mstale.service --no-pager | grep machined)" ||
+                true
+        stop_vm mstale || return
+        wait_until 5 "machine mstale to go" machine_gone mstale || return
+        note "a stale registration of the same unit (cleanup killed) is replaced by the next start"
+
+        systemd-run --quiet --collect --unit=mother-squatter sleep infinity || fail "systemd-run sleep" || return
+        sleeper=$(systemctl show -p MainPID --value mother-squatter.service)
+        busctl call org.freedesktop.machine1 /org/freedesktop/machine1 org.freedesktop.machine1.Manager \
+                RegisterMachine sayssus mother 0 "" container "$sleeper" "" >/dev/null ||
+                fail "cannot register a machine named mother for the sleeper" || return
+        start_vm mother || { systemctl stop mother-squatter.service; return 1; }
+        assert_vm_running mother || return
+        [ "$(mprop mother Unit)" = mother-squatter.service ] ||
+                fail "the other program's machine mother was replaced: Unit=$(mprop mother Unit)" || return
+        wait_journal 10 'VM mother is not registered with systemd-machined: a machine named mother is registered already, for mother-squatter.service' \
+                -u microvm@mother.service >/dev/null || return
+        stop_vm mother || return
+        [ "$(mprop mother Unit)" = mother-squatter.service ] ||
+                fail "the VM's stop unregistered the other program's machine" || return
+        systemctl stop mother-squatter.service
+        wait_until 5 "machine mother to go" machine_gone mother || return
+        note "another program's machine of the VM's name: left alone, the VM runs unregistered, with a notice"
 }

@@ -1264,8 +1264,9 @@ sc_leftovers() {
         [ -z "$left" ] || fail "units still up: $(echo $left)" || return
         left=$(ls -A "$E2E_CHROOT_BASE/$E2E_EXEC_NAME" 2>/dev/null)
         [ -z "$left" ] || fail "jails left in $E2E_CHROOT_BASE/$E2E_EXEC_NAME: $(echo $left)" || return
-        # .lock: microvm-stage's and microvm-reclaim's lock file, not a VM's
-        left=$(find "$E2E_RUN_DIR" -mindepth 1 -maxdepth 1 ! -name vms ! -name .lock 2>/dev/null)
+        # .lock: microvm-stage's and microvm-reclaim's lock file, not a VM's;
+        # .list-cache: microvmctl list's cache of config summaries
+        left=$(find "$E2E_RUN_DIR" -mindepth 1 -maxdepth 1 ! -name vms ! -name .lock ! -name .list-cache 2>/dev/null)
         [ -z "$left" ] || fail "left in $E2E_RUN_DIR: $(echo $left)" || return
         left=$(find "$E2E_SLICE_CG" -mindepth 1 -type d 2>/dev/null)
         [ -z "$left" ] || fail "cgroups left below microvm.slice: $(echo $left)" || return
@@ -1329,6 +1330,7 @@ scenario "a start racing a stop, during launch and during ready: nothing left, t
 scenario "reclaim held between decisions during 20 concurrent starts: all up, distinct uids" sc_reclaim_concurrent_starts
 scenario "machined: running VMs in machinectl (class vm, leader, unit), terminate stops the unit, re-registered after a crash restart" sc_machined
 scenario "machined absent (masked, or no bus): a start works, one debug line" sc_machined_absent
+scenario "machined: a stale registration of the unit is replaced, another program's machine of that name left alone" sc_machined_conflicts
 scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" sc_ctl_logs_until_stop
 scenario "metrics: a real Prometheus scrapes microvm-metrics.socket, PromQL sees 3 VMs, counters move with traffic; promtool; no process left" sc_metrics_prometheus
 scenario "metrics: a hung VMM does not stall the scrape" sc_metrics_hung_vmm
@@ -1338,4 +1340,5 @@ scenario "suspend VM, plain systemctl stop: graceful, no snapshot" sc_suspend_pl
 scenario "microvmctl suspend, resume, discard-snapshot; list and status show the snapshot" sc_ctl_suspend_resume
 scenario "suspend slower than its time: gives up, graceful stop, no snapshot" sc_suspend_timeout
 scenario "ephemeral VM suspended: its disks kept for the snapshot, fresh after an invalid one" sc_suspend_ephemeral
+scenario "microvmctl list's config cache: used while files are unchanged, never for an edited one (same size, same mtime)" sc_ctl_list_cache
 scenario "no VM leftovers in the container" sc_leftovers
