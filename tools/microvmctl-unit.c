@@ -48,7 +48,9 @@ static int explain_failure(sd_bus *bus, const char *id, const char *unit, const 
                 (void) manager_get_string(bus, path, "org.freedesktop.systemd1.Service", "Result", &result);
         if (!arg_host && journal_last_error(unit, since, &why) >= 0)
                 log_error("VM %s: %s", id, why);
-        if (!arg_host)
+        /* Not when stage or launch failed: the VMM never ran then (the
+         * main process that ended was microvm-launch refusing). */
+        if (!arg_host && !(why && (endswith(why, "(microvm-stage)") || endswith(why, "(microvm-launch)"))))
                 explain_main_exit(bus, id, path, since);
         return log_error_errno(EIO, "VM %s: %s failed: job %s, unit result %s (see microvmctl status %s, microvmctl logs %s).",
                                id, verb, job_result, result ?: "unknown", id, id);
