@@ -178,7 +178,7 @@ Test(races, two_stages_of_one_vm, .init = setup, .fini = teardown, .timeout = 18
 }
 
 Test(races, two_vms_race_for_the_last_uid, .init = setup, .fini = teardown, .timeout = 180) {
-        _cleanup_free_ char *err_a = NULL, *err_b = NULL, *conf = NULL;
+        _cleanup_free_ char *err_a = NULL, *err_b = NULL;
         const uid_t last = VM_RANGE_MIN;
         Spawned a, b;
         int st_a, st_b;
