@@ -5,6 +5,8 @@
  * waits for (a waiter in /proc/locks, a zombie), never with sleeps:
  *  - two microvm-stage of one VM at once, by hand: the second refuses,
  *    naming the VM, and removes nothing of the first, which completes;
+ *  - a second microvm-launch of a running VM: its jailer fails on the
+ *    first one's jail without changing it, the first VM runs on;
  *  - two VMs racing for the last uid of the range: exactly one gets it,
  *    the other fails naming the range, no uid is handed out twice;
  *  - microvm-cleanup racing a dying firecracker: stopped (SIGSTOP) or
@@ -176,7 +178,7 @@ Test(races, two_stages_of_one_vm, .init = setup, .fini = teardown, .timeout = 18
 }
 
 Test(races, two_vms_race_for_the_last_uid, .init = setup, .fini = teardown, .timeout = 180) {
-        _cleanup_free_ char *err_a = NULL, *err_b = NULL, *conf = NULL;
+        _cleanup_free_ char *err_a = NULL, *err_b = NULL;
         const uid_t last = VM_RANGE_MIN;
         Spawned a, b;
         int st_a, st_b;
@@ -307,6 +309,28 @@ Test(races, cleanup_while_firecracker_is_a_zombie, .init = setup_cg, .fini = tea
         cleanup_ok_and_nothing_left();
         cr_assert_eq(wait_exit_bounded(vm.pid, 10 * USEC_PER_SEC), 128 + SIGKILL);
         close(vm.out);
+}
+
+Test(races, two_launches_of_one_vm, .init = setup_cg, .fini = teardown_cg, .timeout = 180) {
+        Vm vm = launch_vm();
+        _cleanup_free_ char *pid_before = read_file(pf("%s/" EXEC_NAME ".pid", jail_root(RID)));
+        _cleanup_free_ char *pid_after = NULL;
+        ToolRun r;
+
+        /* A second microvm-launch by hand of the running VM: its jailer
+         * fails on the jail the first one made (the firecracker copy is
+         * busy: ETXTBSY, or the pid file exists) before changing anything. */
+        r = tool_run_cg(unit_fd, "microvm-launch", RID, NULL);
+        cr_assert_neq(r.status, 0, "a second launch of a running VM succeeded:\n%s%s", r.out, r.err);
+        tool_run_done(&r);
+        cr_assert_eq(kill(vm.pid, 0), 0, "the first firecracker died");
+        pid_after = read_file(pf("%s/" EXEC_NAME ".pid", jail_root(RID)));
+        cr_assert_str_eq(pid_after, pid_before, "the second launch changed the pid file");
+        cr_assert(exists(pf("%s/run/firecracker.socket", jail_root(RID))), "the first VM's API socket is gone");
+        cr_assert_eq(kill(vm.pid, SIGKILL), 0);
+        cr_assert_eq(wait_exit_bounded(vm.pid, 10 * USEC_PER_SEC), 128 + SIGKILL);
+        close(vm.out);
+        cleanup_ok_and_nothing_left();
 }
 
 int main(int argc, char *argv[]) {
