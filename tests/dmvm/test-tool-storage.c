@@ -550,6 +550,7 @@ Test(tool_storage, stage_cleanup_restart, .init = setup, .fini = teardown, .time
 
         stage_ok("sv");
         sv_assert_staged(lv, "first start");
+        jailer_simulate("sv"); /* the VM runs: the guest writes below */
         thin_rec = read_file(pf("%s/sv/thin-thin", S.state));
         /* The unwritten blocks come from the base; then the guest writes. */
         cr_assert_eq(marker_read(dm_dev_of("sv", "sys"), "sv/sys"), CONTENT_BASE);
@@ -663,6 +664,7 @@ Test(tool_storage, ephemeral_vm_drops_its_volumes, .init = setup, .fini = teardo
 
         for (unsigned round = 0; round < 2; round++) {
                 stage_ok("eph");
+                jailer_simulate("eph");
                 assert_node("eph", "sys", dm_dev_of("eph", "sys"));
                 assert_node("eph", "data", dm_dev_of("eph", "data"));
                 cr_assert_eq(pool_thin_count(), 1);
@@ -695,6 +697,7 @@ Test(tool_storage, ephemeral_vm_drops_its_volumes, .init = setup, .fini = teardo
          * from the base image ("every start begins from the template
          * images"), and the old thin volume does not linger in the pool. */
         stage_ok("eph");
+        jailer_simulate("eph");
         marker_write(dm_dev_of("eph", "sys"), "eph/sys");
         marker_write(dm_dev_of("eph", "data"), "eph/data");
         cr_assert_eq(dm_remove("MICROVM-eph-sys", 0, NULL), DM_REMOVE_DONE);
@@ -1131,8 +1134,10 @@ Test(tool_storage, stage_sigkilled_at_random_points, .init = setup, .fini = tear
                 cr_assert_eq(r.status, 0, "%s", outcome(&r));
                 t_full = i == 0 ? r.usec : MIN(t_full, r.usec);
                 tool_run_done(&r);
-                if (i == 0)
+                if (i == 0) {
+                        jailer_simulate("kv"); /* it ran, and wrote */
                         marker_write(dm_dev_of("kv", "sys"), "kv/sys");
+                }
                 r = tool_run("microvm-cleanup", "kv", NULL);
                 cr_assert_eq(r.status, 0, "%s", outcome(&r));
                 t_clean = i == 0 ? r.usec : MIN(t_clean, r.usec);
@@ -1317,6 +1322,7 @@ Test(tool_storage, failed_start_is_cleaned_up, .init = setup, .fini = teardown, 
         /* The VM ran once (without the thin drive); then a start fails. */
         vm_write("fail", NULL, drive("sys", "snapshot", base, "root = yes"));
         tool_ok("microvm-stage", "fail");
+        jailer_simulate("fail");
         tool_ok("microvm-cleanup", "fail");
         vm_write("fail", NULL, drives);
         r = tool_run("microvm-stage", "fail", NULL);

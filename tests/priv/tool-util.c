@@ -470,16 +470,20 @@ void assert_staged(const char *id) {
         assert_file(pf("%s/console.in", run_dir(id)), S_IFIFO, 0, 0600);
 }
 
-void jailer_simulate(const char *id) {
-        const char *root = strdupa(jail_root(id));
-        uid_t uid = vm_uid(id);
-        int fd;
-
+void launch_simulate(const char *id) {
         /* microvm-launch, before it execs the jailer: the VM may run from
          * now on (lib/vm/vm-first-run.h) */
         if (exists(pf("%s/%s/" STATE_UNLAUNCHED_FILE, S.state, id)))
                 cr_assert_eq(rename(pf("%s/%s/" STATE_UNLAUNCHED_FILE, S.state, id),
                                     pf("%s/%s/" STATE_LAUNCHING_FILE, S.state, id)), 0, "%m");
+}
+
+void jailer_simulate(const char *id) {
+        const char *root = strdupa(jail_root(id));
+        uid_t uid = vm_uid(id);
+        int fd;
+
+        launch_simulate(id);
         /* step 3: the exec file is copied (never linked) and chowned */
         copy_binary(pf("%s/firecracker", S.bin), pf("%s/" EXEC_NAME, root));
         cr_assert_eq(chown(pf("%s/" EXEC_NAME, root), uid, uid), 0);

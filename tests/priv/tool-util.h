@@ -128,6 +128,9 @@ const char *run_dir(const char *id);    /* <run>/<id> */
  * before it execs the jailer: the first-run marker moves on, so the VM
  * counts as one that may have run (it keeps its uid). */
 void jailer_simulate(const char *id);
+/* Only what microvm-launch does before it execs the jailer (the first-run
+ * marker moves on): for tests whose VM "runs" by writing to its drives. */
+void launch_simulate(const char *id);
 
 /* Victims: snapshot <T>/victim and <T>/images now; victims_check()
  * asserts that neither changed (content, owner, mode, existence). */
