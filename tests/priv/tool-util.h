@@ -149,7 +149,8 @@ void assert_nothing_left(const char *id);
  * some may be missing (a start killed before making them), never
  * half-made. With STATE_TEMPORARIES_OK, safe-fs temporaries (".#...", what
  * a killed copy leaves, never under the final name) are counted, not
- * refused; returns their number. */
+ * refused, and a first-run marker "unlaunched" may stand without the uid
+ * record (a kill between the two writes); returns the temporaries' number. */
 typedef enum StateFlags {
         STATE_ALL_DRIVES = 1 << 0,
         STATE_TEMPORARIES_OK = 1 << 1,
