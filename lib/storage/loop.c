@@ -100,6 +100,17 @@ static int fd_path(int fd, char buf[static PATH_MAX]) {
 }
 
 /* Opens /dev/loopN and checks that it is the device sysfs calls loopN. */
+/* The kernel has loopN (sysfs), but /dev has no node of that name. */
+static bool loop_has_no_node(unsigned nr) {
+        char path[64];
+
+        snprintf(path, sizeof path, "/sys/block/loop%u", nr);
+        if (access(path, F_OK) < 0)
+                return false;
+        snprintf(path, sizeof path, "/dev/loop%u", nr);
+        return faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+}
+
 static int loop_open_nr(unsigned nr, bool read_only, int *ret_fd, dev_t *ret_devnum) {
         _cleanup_close_ int fd = -EBADF;
         char path[64], line[32];
@@ -287,6 +298,8 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
                 lock_fd = own_lock;
         }
 
+        int missing_nr = -1;
+        unsigned missing_count = 0;
         for (unsigned attempt = 0; attempt < LOOP_ATTACH_ATTEMPTS; attempt++) {
                 _cleanup_close_ int fd = -EBADF;
                 struct loop_info64 info = {};
@@ -300,6 +313,22 @@ int loop_attach(int lock_fd, int backing_fd, LoopAttachFlags flags, LoopDevice *
                 if (nr < 0)
                         return error_setf(ret_error, errno, "Failed to get a free loop device (LOOP_CTL_GET_FREE): %m");
                 r = loop_open_nr((unsigned) nr, read_only, &fd, &devnum);
+                if (r == -ENOENT && loop_has_no_node((unsigned) nr)) {
+                        /* The kernel's free device has no node in this /dev
+                         * (a container given a fixed set of loop nodes):
+                         * the same one again and again means none is
+                         * usable here, not a race. */
+                        if (nr == missing_nr && ++missing_count >= LOOP_MISSING_NODE_ATTEMPTS)
+                                return error_setf(ret_error, ENOSPC,
+                                                  "No free loop device for %s: every loop device with a node in "
+                                                  "/dev is in use, and /dev/loop%d, the free one the kernel offers, "
+                                                  "has no device node here (give this system more loop nodes, or "
+                                                  "free some)",
+                                                  path, nr);
+                        if (nr != missing_nr)
+                                missing_count = 1;
+                        missing_nr = nr;
+                }
                 if (r == -ENOENT || r == -ENXIO) {
                         /* Removed (LOOP_CTL_REMOVE) or not yet visible: another. */
                         last = r;

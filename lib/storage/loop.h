@@ -64,6 +64,9 @@
 
 #define LOOP_MARKER "microvm:"
 #define LOOP_ATTACH_ATTEMPTS 64U
+/* The same free device without a node in /dev this many times in a row:
+ * no loop device is usable here (ENOSPC). */
+#define LOOP_MISSING_NODE_ATTEMPTS 3U
 /* How long loop_lock() waits for another holder of the lock. */
 #define LOOP_LOCK_TIMEOUT (60 * USEC_PER_SEC)
 

@@ -17,9 +17,11 @@
 #include <linux/fs.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <time.h>
 
 #include "loop.h"
@@ -298,6 +300,68 @@ LOOP_TEST(shared_base_not_reused_after_resize) {
         loop_device_done(&b);
         close(bfd);
         (void) legacy;
+}
+
+/* Resource exhaustion (issue 14): a /dev with a fixed set of loop nodes
+ * (a container's), every one of them in use. The kernel's free device has
+ * no node: the attach fails at once with ENOSPC and a message naming the
+ * resource, instead of 64 retries of a "race", and attaches nothing. Runs
+ * in a mount namespace of this test process (criterion forks each test)
+ * with a tmpfs /dev holding loop-control and the two busy loops only. */
+Test(loop, no_usable_loop_node, .init = setup, .timeout = 60) {
+        _cleanup_free_ char *err = NULL;
+        LoopDevice a = LOOP_DEVICE_NULL, b = LOOP_DEVICE_NULL, c = LOOP_DEVICE_NULL;
+        struct stat ctl;
+        char node[64], backing[PATH_MAX];
+        int fa, fb, fc;
+
+        make_file(path_in("a.img"), 1 * MiB, 0x1);
+        make_file(path_in("b.img"), 1 * MiB, 0x2);
+        make_file(path_in("c.img"), 1 * MiB, 0x3);
+        fa = open_file(path_in("a.img"), O_RDWR);
+        fb = open_file(path_in("b.img"), O_RDWR);
+        fc = open_file(path_in("c.img"), O_RDWR);
+        cr_assert_eq(loop_attach(-EBADF, fa, 0, &a, &err), 0, "%s", strna(err));
+        cr_assert_eq(loop_attach(-EBADF, fb, 0, &b, &err), 0, "%s", strna(err));
+        cr_assert_eq(stat("/dev/loop-control", &ctl), 0, "%m");
+
+        cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare: %m");
+        cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%m");
+        cr_assert_eq(mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755"), 0, "%m");
+        cr_assert_eq(mknod("/dev/loop-control", S_IFCHR | 0600, ctl.st_rdev), 0, "%m");
+        snprintf(node, sizeof node, "/dev/loop%u", a.nr);
+        cr_assert_eq(mknod(node, S_IFBLK | 0600, a.devnum), 0, "%m");
+        snprintf(node, sizeof node, "/dev/loop%u", b.nr);
+        cr_assert_eq(mknod(node, S_IFBLK | 0600, b.devnum), 0, "%m");
+
+        free(err);
+        err = NULL;
+        cr_assert_eq(loop_attach(-EBADF, fc, 0, &c, &err), -ENOSPC, "%s", strna(err));
+        cr_assert(err && strstr(err, "No free loop device for ") && strstr(err, "c.img") &&
+                  strstr(err, "has no device node here"), "%s", strna(err));
+        cr_assert_eq(c.fd, -EBADF);
+
+        /* Nothing attached to c.img, anywhere. */
+        snprintf(backing, sizeof backing, "%s", path_in("c.img"));
+        for (unsigned nr = 0; nr < 4096; nr++) {
+                char p[128], line[PATH_MAX];
+                ssize_t n;
+                int fd;
+
+                snprintf(p, sizeof p, "/sys/block/loop%u/loop/backing_file", nr);
+                fd = open(p, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                n = read(fd, line, sizeof line - 1);
+                close(fd);
+                line[n > 0 ? n : 0] = '\0';
+                cr_assert_null(strstr(line, backing), "loop%u serves %s after the failed attach", nr, backing);
+        }
+        loop_device_done(&a);
+        loop_device_done(&b);
+        close(fa);
+        close(fb);
+        close(fc);
 }
 
 Test(loop, reclaim_detaches_only_stale_loops_of_ours, .init = setup, .timeout = 120) {
