@@ -2447,28 +2447,9 @@ static void handle_snapshot_load(Conn *c, const char *body, size_t body_len) {
 
 static void handle_actions(Conn *c, const char *body, size_t body_len) {
         _cleanup_json_ JsonValue *v = NULL;
-        JsonError jerr = {};
-        SerdeError serr = {};
 
-        int r = json_parse(body, body_len, &v, &jerr);
-        if (r >= 0)
-                r = check_struct(v, &action_schema, &serr);
-        else {
-                sb_append(&serr.message, jerr.message);
-                serr.pos = jerr.pos;
-                json_error_done(&jerr);
-        }
-        if (r < 0) {
-                _cleanup_sb_ StrBuf msg = {}, dbg = {};
-                sb_appendf(&msg, "An error occurred when deserializing the json body of a request: %s at line %u column %u.",
-                           sb_str(&serr.message), serr.pos.line, serr.pos.column);
-                sb_append(&dbg, "SerdeJson(Error(");
-                sb_append_rust_str_debug(&dbg, sb_str(&serr.message));
-                sb_appendf(&dbg, ", line: %u, column: %u))", serr.pos.line, serr.pos.column);
-                sb_free(&serr.message);
-                request_error(c, sb_str(&dbg), sb_str(&msg));
+        if (!parse_body(c, body, body_len, &action_schema, &v))
                 return;
-        }
 
         const char *action = get_str(v, "action_type");
         if (!vm.started) {
