@@ -37,6 +37,10 @@ static int try_sandbox(void) {
         return 0;
 }
 
+bool priv_test_hooks_built(void) {
+        return ENABLE_TEST_HOOKS;
+}
+
 const char *priv_skip_reason(void) {
         pid_t pid;
         int status;

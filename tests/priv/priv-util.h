@@ -11,6 +11,11 @@
 
 bool is_root(void);
 
+/* Whether this build has the test hooks (-Dtest-hooks=true). A function,
+ * not the macro, so that a test that skips without them is not taken for
+ * one that never returns (clang's -Wmissing-noreturn). */
+bool priv_test_hooks_built(void);
+
 /* NULL when this machine can run privileged tests (root, and a private
  * mount namespace with a tmpfs can be made), else why not. */
 const char *priv_skip_reason(void);

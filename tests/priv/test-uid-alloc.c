@@ -553,9 +553,8 @@ static void alloc_killed(const char *id, uid_t min, uid_t max) {
  * the record, again and again, for the same VM and for VMs never started
  * again (their config and state removed): no uid is lost. */
 Test(uid, killed_between_entry_and_record, .init = setup, .timeout = 120) {
-#if !ENABLE_TEST_HOOKS
-        cr_skip_test("needs a build with -Dtest-hooks=true (the injection point uid-index-written)");
-#endif
+        if (!priv_test_hooks_built())
+                cr_skip_test("needs a build with -Dtest-hooks=true (the injection point uid-index-written)");
         const unsigned rounds = 20;
         unsigned naming, n;
         uid_t got;
