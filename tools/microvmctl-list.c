@@ -122,21 +122,25 @@ static char **state_ids(int state_fd) {
         return ids;
 }
 
+static bool has_state_dir(char **with_state, size_t n_with_state, const char *id) {
+        return with_state && bsearch(&id, with_state, n_with_state, sizeof *with_state, cmp_str);
+}
+
 /* What only files on this host tell: uid, plan, config changed. */
-static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state) {
+static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state, size_t n_with_state) {
+        bool state_dir = state_fd >= 0 && has_state_dir(with_state, n_with_state, r->id);
+
         if (unit_running(r->unit) && run_fd >= 0)
                 (void) vm_plan_read_at(run_fd, r->id, &r->plan, NULL);
         if (r->plan)
                 r->uid = r->plan->uid;
-        else if (state_fd >= 0 && with_state &&
-                 bsearch(&(const char *) { r->id }, with_state, strv_length(with_state), sizeof *with_state, cmp_str) &&
-                 uid_record_read(state_fd, r->id, &r->uid) >= 0)
+        else if (state_dir && uid_record_read(state_fd, r->id, &r->uid) >= 0)
                 ;
         else if (r->config && !r->config->uid_auto)
                 r->uid = r->config->uid;
 
         r->orphan = unit_running(r->unit) && (!r->config_path || r->masked);
-        if (state_fd >= 0 && !unit_running(r->unit)) {
+        if (state_dir && !unit_running(r->unit)) {
                 _cleanup_close_ int vm_fd = -EBADF;
                 SuspendRecord rec;
 
@@ -166,7 +170,7 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         _cleanup_strv_free_ char **with_state = NULL;
         _cleanup_free_ bool *want = NULL;
         _cleanup_free_ char *error = NULL;
-        size_t allocated = 0;
+        size_t allocated = 0, n_with_state = 0;
         int r;
 
         /* Files: only on this host. With -H, the remote host's files are
@@ -180,6 +184,7 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 if (safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) < 0)
                         run_fd = -EBADF;
                 with_state = state_ids(state_fd);
+                n_with_state = strv_length(with_state);
         }
 
         if (!ids && !arg_host) {
@@ -277,7 +282,7 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                                 list_cache_load_row(cache, row, host);
                 }
                 if (host)
-                        row_load_state(row, run_fd, state_fd, with_state);
+                        row_load_state(row, run_fd, state_fd, with_state, n_with_state);
                 else
                         row->orphan = false; /* unknown without the remote host's files */
         }

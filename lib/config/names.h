@@ -14,6 +14,7 @@
 #define DM_NAME_PREFIX "microvm-"
 #define DM_UUID_PREFIX "MICROVM-"
 #define UNIT_PREFIX "microvm@"
+#define UNIT_SLICE "microvm.slice"
 #define TAP_NAME_MAX 15
 #define SUN_PATH_MAX 107
 

@@ -74,14 +74,15 @@ static int read_cg_file(int cg_fd, const char *name, char *buf, size_t size) {
         return n;
 }
 
-static void vm_load_cgroup(const char *mount, VmMetrics *v) {
-        _cleanup_free_ char *path = NULL;
+/* slice_fd: microvm.slice in the cgroup2 mount (this tool never runs inside
+ * a VM's unit, so each VM's cgroup is its unit's, right below). */
+static void vm_load_cgroup(int slice_fd, VmMetrics *v) {
         _cleanup_close_ int cg_fd = -EBADF;
-        char buf[4096];
-        bool inside;
+        char buf[4096], unit[sizeof UNIT_PREFIX + VM_ID_MAX + sizeof ".service"];
         uint64_t x;
 
-        if (vm_unit_cgroup(v->id, &path, &inside, NULL) < 0 || cgroup_open(mount, path, &cg_fd) < 0)
+        snprintf(unit, sizeof unit, UNIT_PREFIX "%s.service", v->id);
+        if (cgroup_open_child(slice_fd, unit, false, &cg_fd) < 0)
                 return;
         /* cpu.stat's usage_usec is there with or without the cpu
          * controller; the others only with theirs. */
@@ -349,7 +350,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                        const MetricsOptions *opts, HostMetrics *ret, char **ret_error) {
         _cleanup_(host_metrics_done) HostMetrics h = {};
         _cleanup_free_ char *mount = NULL;
-        _cleanup_close_ int chroot_fd = -EBADF, run_fd = -EBADF;
+        _cleanup_close_ int chroot_fd = -EBADF, run_fd = -EBADF, slice_fd = -EBADF;
         ManagerUnit *units = NULL;
         size_t n_units = 0, allocated = 0;
         usec_t begin = now_usec(CLOCK_MONOTONIC), t = begin;
@@ -473,9 +474,9 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         }
         lap(&h, 1, &t);
 
-        if (cgroup2_find_mount(&mount) >= 0)
+        if (cgroup2_find_mount(&mount) >= 0 && cgroup_open(mount, "/" UNIT_SLICE, &slice_fd) >= 0)
                 for (size_t i = 0; i < h.n_vms; i++)
-                        vm_load_cgroup(mount, &h.vms[i]);
+                        vm_load_cgroup(slice_fd, &h.vms[i]);
         lap(&h, 2, &t);
 
         flush_finish(flushes, &h, flush_deadline);

@@ -130,7 +130,7 @@ static void scan_cgroups(ReclaimScan *s) {
         struct dirent *de;
         DIR *d;
 
-        if (cgroup2_find_mount(&mount) < 0 || asprintf(&slice, "%s/microvm.slice", mount) < 0)
+        if (cgroup2_find_mount(&mount) < 0 || asprintf(&slice, "%s/" UNIT_SLICE, mount) < 0)
                 return;
         d = opendir(slice);
         if (!d)
@@ -189,7 +189,7 @@ int reclaim_vm(sd_bus *bus, const HostConfig *host, int run_fd, const ReclaimCan
                 if (r < 0)
                         return error_setf(ret_error, r, "%s: failed to take the reclaim lock: %s", c->id, strerror(-r));
         }
-        if (asprintf(&cg, "/microvm.slice/" UNIT_PREFIX "%s.service", c->id) < 0)
+        if (asprintf(&cg, "/" UNIT_SLICE "/" UNIT_PREFIX "%s.service", c->id) < 0)
                 return -ENOMEM;
         r = vm_unit_running(bus, c->id, cg, &running, &res->how);
         if (r < 0)

@@ -16,7 +16,6 @@
 #include "vm-teardown.h"
 
 #define CGROUP_DRAIN_TIMEOUT (10 * USEC_PER_SEC)
-#define UNIT_SLICE "microvm.slice"
 
 void teardown_report_done(TeardownReport *r) {
         strv_free(r->failed);
