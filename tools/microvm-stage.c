@@ -26,7 +26,6 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include "config-files.h"
 #include "binary.h"
 #include "cgroup.h"
 #include "config-files.h"
@@ -193,7 +192,6 @@ static int check_cgroup_controllers(Stage *s) {
         return step(stage_check_cgroup_controllers(s->vm, s->plan, mount, inside ? cg : NULL, &error), &error);
 }
 
-/* Logs what the files step noted (which copies it made, and how). */
 /* A snapshot of a suspended run (issue 16): resumed when valid for the
  * jail just built (the plan then says RESUME), else moved aside with one
  * line saying why, and the VM boots. */
@@ -227,6 +225,7 @@ static int resume_prepare(Stage *s) {
         return 0;
 }
 
+/* Logs what the files step noted (which copies it made, and how). */
 static void log_notes(char **notes, int level) {
         for (char **n = notes; n && *n; n++)
                 log_full(level, "%s", *n);
