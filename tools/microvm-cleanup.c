@@ -33,23 +33,12 @@
 static int give_back_uid(const HostConfig *host, const char *id) {
         _cleanup_close_ int state_fd = -EBADF;
         _cleanup_free_ char *error = NULL;
-        SafeRmReport srep = {};
-        uid_t uid = UID_INVALID;
         int r;
 
         r = safe_root_open(host->state_dir, 0, 0, &state_fd, &error);
         if (r < 0)
                 return log_error_errno(r, "Cannot use the state directory: %s", strna(error));
-        (void) uid_record_read(state_fd, id, &uid);
-        r = vm_state_remove(state_fd, id, &srep);
-        if (r < 0) {
-                _cleanup_free_ char *what = safe_rm_report_format(&srep, host->state_dir);
-                log_error_errno(r, "Cannot give back uid %u of %s with its state directory %s/%s: %s",
-                                (unsigned) uid, id, host->state_dir, id, what ?: strerror(-r));
-        } else if (r > 0)
-                log_info("Gave back uid %u: %s never ran.", (unsigned) uid, id);
-        safe_rm_report_done(&srep);
-        return r < 0 ? r : 0;
+        return tool_give_back_uid(state_fd, host, id, UID_INVALID);
 }
 
 int main(int argc, char **argv) {
@@ -148,14 +137,7 @@ int main(int argc, char **argv) {
         };
         r = vm_teardown(&t, &rep);
         test_hook("cleanup-vm-teardown");
-        for (char **m = rep.failed; m && *m; m++)
-                log_error("Not removed: %s", *m);
-        for (char **m = rep.deferred; m && *m; m++)
-                log_warning("Removal deferred until its last user closes it: %s", *m);
-        for (char **m = rep.foreign; m && *m; m++)
-                log_notice("%s", *m);
-        if (rep.n_cgroups_killed > 0)
-                log_notice("Killed processes left in %u cgroup(s) of %s.", rep.n_cgroups_killed, id);
+        tool_log_teardown_report(&rep, id);
         teardown_report_done(&rep);
         if (r < 0)
                 return tool_exit(log_error_errno(r, "Cleanup of %s left objects behind (listed above).", id));

@@ -193,36 +193,15 @@ static int check_cgroup_controllers(Stage *s) {
 }
 
 /* A snapshot of a suspended run (issue 16): resumed when valid for the
- * jail just built (the plan then says RESUME), else moved aside with one
- * line saying why, and the VM boots. */
+ * jail just built, else moved aside with one line saying why (lib). */
 static int resume_prepare(Stage *s) {
-        _cleanup_free_ char *reason = NULL, *aside = NULL, *error = NULL;
-        int r = vm_resume_prepare(s->plan, s->vm_state_fd, s->jail_fd, &reason, &aside);
-
-        if (r == -ENOMEM)
-                return log_oom();
-        if (r < 0 && s->vm->ephemeral)
-                /* Its disks were kept for the snapshot: booting on them would
-                 * break ephemeral's fresh start. This start's cleanup removes
-                 * them; the next start begins from the templates. */
-                return log_error_errno(r, "VM %s: its snapshot cannot be resumed: %s (kept as %s/%s). It is "
-                                       "ephemeral, and its disks were kept for the snapshot: this start fails, the "
-                                       "next one begins from the template images.", s->id, strna(reason),
-                                       s->paths.state_dir, aside ?: "suspend");
-        if (r < 0) {
-                log_warning("VM %s: not resuming its snapshot, booting instead: %s (snapshot kept as %s/%s).", s->id,
-                            strna(reason), s->paths.state_dir, aside ?: "suspend");
-                return 0;
-        }
-        if (r == 0)
-                return 0;
-        s->plan->resume = true;
+        _cleanup_free_ char *note = NULL, *error = NULL;
         StageTarget t = stage_target(s);
-        r = step(stage_plan_write(&t, s->plan, &error), &error);
-        if (r < 0)
-                return r;
-        log_info("VM %s: resuming from its snapshot in %s/suspend/.", s->id, s->paths.state_dir);
-        return 0;
+        int r = stage_resume(&t, s->plan, &note, &error);
+
+        if (note)
+                log_full(r > 0 ? LOG_INFO : LOG_WARNING, "%s", note);
+        return step(r, &error);
 }
 
 /* Logs what the files step noted (which copies it made, and how). */
@@ -278,9 +257,8 @@ static bool stop_requested(void) {
  * uid bookkeeping). */
 static int undo(Stage *s, bool fresh_uid) {
         _cleanup_plan_ Plan *on_disk = NULL;
-        SafeRmReport srep = {};
         TeardownReport rep = {};
-        int r, k;
+        int r;
 
         if (!s->plan && vm_plan_read(s->host, s->id, &on_disk, NULL) < 0)
                 on_disk = NULL;
@@ -292,24 +270,12 @@ static int undo(Stage *s, bool fresh_uid) {
                 .remove_state = s->vm->ephemeral,
         };
         r = vm_teardown(&t, &rep);
-        for (char **m = rep.failed; m && *m; m++)
-                log_error("Not removed: %s", *m);
-        for (char **m = rep.foreign; m && *m; m++)
-                log_notice("%s", *m);
+        tool_log_teardown_report(&rep, s->id);
         teardown_report_done(&rep);
         if (r < 0 || !fresh_uid)
                 return r;
-
         s->vm_state_fd = safe_close(s->vm_state_fd);
-        k = vm_state_remove(s->state_fd, s->id, &srep);
-        if (k < 0) {
-                _cleanup_free_ char *what = safe_rm_report_format(&srep, s->host->state_dir);
-                log_error_errno(k, "Cannot give back uid %u of %s with its new state directory %s: %s", (unsigned) s->uid.uid,
-                                s->id, s->paths.state_dir, what ?: strerror(-k));
-        } else
-                log_info("Gave back uid %u: %s never ran.", (unsigned) s->uid.uid, s->id);
-        safe_rm_report_done(&srep);
-        return k < 0 ? k : 0;
+        return tool_give_back_uid(s->state_fd, s->host, s->id, s->uid.uid);
 }
 
 static int run(Stage *s, bool *ret_fresh_uid) {

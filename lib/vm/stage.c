@@ -16,6 +16,7 @@
 #include "stage.h"
 #include "storage.h"
 #include "tap.h"
+#include "vm-suspend.h"
 #include "vm-teardown.h"
 #include "vm-unit.h"
 #include "util.h"
@@ -615,4 +616,33 @@ int stage_reset(const HostConfig *host, const VmConfig *vm, const char *id, cons
         if (r < 0)
                 return error_setf(ret_error, r, "Cannot start %s over what an earlier run left behind (see above).", id);
         return 0;
+}
+
+int stage_resume(const StageTarget *t, Plan *plan, char **ret_note, char **ret_error) {
+        _cleanup_free_ char *reason = NULL, *aside = NULL;
+        int r = vm_resume_prepare(plan, t->vm_state_fd, t->jail_fd, &reason, &aside);
+
+        *ret_note = NULL;
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 && t->vm->ephemeral)
+                /* Its disks were kept for the snapshot: booting on them would
+                 * break ephemeral's fresh start. This start's cleanup removes
+                 * them; the next start begins from the templates. */
+                return error_setf(ret_error, -r,
+                                  "VM %s: its snapshot cannot be resumed: %s (kept as %s/%s). It is ephemeral, and "
+                                  "its disks were kept for the snapshot: this start fails, the next one begins from "
+                                  "the template images.", t->id, strna(reason), t->state_dir, aside ?: "suspend");
+        if (r < 0)
+                return asprintf(ret_note, "VM %s: not resuming its snapshot, booting instead: %s (snapshot kept as "
+                                "%s/%s).", t->id, strna(reason), t->state_dir, aside ?: "suspend") < 0 ? -ENOMEM : 0;
+        if (r == 0)
+                return 0;
+        plan->resume = true;
+        r = stage_plan_write(t, plan, ret_error);
+        if (r < 0)
+                return r;
+        if (asprintf(ret_note, "VM %s: resuming from its snapshot in %s/suspend/.", t->id, t->state_dir) < 0)
+                *ret_note = NULL;
+        return 1;
 }

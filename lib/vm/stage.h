@@ -70,6 +70,14 @@ int stage_console_fifo(const StageTarget *t, char **ret_error);
 /* <run_dir>/<id>/plan, replaced atomically. */
 int stage_plan_write(const StageTarget *t, const Plan *plan, char **ret_error);
 
+/* After the jail is built: a snapshot of a suspended run (issue 16) in
+ * <state_dir>/<id>/suspend/. 1: valid for this jail, plan->resume is set
+ * and the plan rewritten, *ret_note says so (info); 0: none, or an invalid
+ * one moved aside and the VM boots, *ret_note then says why (a warning);
+ * -errno with *ret_error: this start must fail (an ephemeral VM whose disks
+ * were kept for a snapshot that cannot be resumed). */
+int stage_resume(const StageTarget *t, Plan *plan, char **ret_note, char **ret_error);
+
 /* systemd's ProtectSystem=full keeps /usr, /etc, /boot and /efi read-only
  * for the jailer, which must create <chroot_base>/<exec>/<id>/root/dev and
  * friends: -EROFS, naming the directory, when chroot_base lies below one. */

@@ -8,6 +8,7 @@
 #include "safe-fs.h"
 #include "log.h"
 #include "tool.h"
+#include "uid-alloc.h"
 
 static bool invalid_id_is_error = true;
 
@@ -234,4 +235,32 @@ int tool_open_main_pid(int *ret_pidfd, pid_t *ret_pid) {
         *ret_pidfd = fd;
         *ret_pid = (pid_t) pid;
         return 0;
+}
+
+void tool_log_teardown_report(const TeardownReport *rep, const char *id) {
+        for (char **m = rep->failed; m && *m; m++)
+                log_error("Not removed: %s", *m);
+        for (char **m = rep->deferred; m && *m; m++)
+                log_warning("Removal deferred until its last user closes it: %s", *m);
+        for (char **m = rep->foreign; m && *m; m++)
+                log_notice("%s", *m);
+        if (rep->n_cgroups_killed > 0)
+                log_notice("Killed processes left in %u cgroup(s) of %s.", rep->n_cgroups_killed, id);
+}
+
+int tool_give_back_uid(int state_fd, const HostConfig *host, const char *id, uid_t uid) {
+        SafeRmReport srep = {};
+        int r;
+
+        if (uid == UID_INVALID)
+                (void) uid_record_read(state_fd, id, &uid);
+        r = vm_state_remove(state_fd, id, &srep);
+        if (r < 0) {
+                _cleanup_free_ char *what = safe_rm_report_format(&srep, host->state_dir);
+                log_error_errno(r, "Cannot give back uid %u of %s with its state directory %s/%s: %s",
+                                (unsigned) uid, id, host->state_dir, id, what ?: strerror(-r));
+        } else if (r > 0)
+                log_info("Gave back uid %u: %s never ran.", (unsigned) uid, id);
+        safe_rm_report_done(&srep);
+        return r < 0 ? r : 0;
 }

@@ -5,6 +5,7 @@
  * logging set-up, loading the host config with its problems logged. */
 
 #include "config.h"
+#include "vm-teardown.h"
 
 /* Sets up logging and parses argv. Returns 0 with *ret_id set when the tool
  * should run, 1 when it printed --help/--version and should exit 0, -EBADR
@@ -46,6 +47,17 @@ bool tool_stage_completed(int run_fd, const char *id);
  * config (as microvm-stage does under the unit) fails, i.e. a retry cannot
  * succeed until an admin acts. Logs nothing (microvm-stage said why). */
 bool tool_start_refusal_is_final(const char *id);
+
+/* Logs what a teardown reports (microvm-cleanup, and microvm-stage undoing
+ * a start): each object not removed (error), each removal deferred to its
+ * last user (warning), each object left alone as never the VM's, and the
+ * cgroups whose processes were killed (notices). */
+void tool_log_teardown_report(const TeardownReport *rep, const char *id);
+
+/* Gives back the uid of a VM that never ran, with its state directory
+ * (state_fd: <state_dir>; uid UID_INVALID: read from its record, for the
+ * message). Logs either way; 0 or -errno. */
+int tool_give_back_uid(int state_fd, const HostConfig *host, const char *id, uid_t uid);
 
 /* Exit status for a tool's main(). */
 static inline int tool_exit(int r) {
