@@ -171,7 +171,7 @@ ListCache *list_cache_begin(const HostConfig *host, int run_fd) {
                 return NULL;
         }
 
-        if (safe_read_file_at(run_fd, CACHE_FILE, CACHE_MAX, &data, &size) < 0)
+        if (safe_read_root_file_at(run_fd, CACHE_FILE, CACHE_MAX, &data, &size) < 0)
                 return c;
         char *line = data, *nl = strchr(line, '\n');
         if (!nl || (size_t) (nl - line) != strlen(c->header) || memcmp(line, c->header, strlen(c->header)) != 0)

@@ -465,6 +465,33 @@ int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_
         return read_full_fd(fd, max_size, ret_data, ret_size);
 }
 
+/* Root's own trees: root alone can create anything in them, so whatever
+ * sits at path was put there by root. One open for reading (O_NONBLOCK all
+ * the same), then the type and owner are checked: no O_PATH open and no
+ * reopen through /proc, which were most of the cost of reading 100 launch
+ * plans per microvmctl list or scrape. */
+int safe_read_root_file_at(int rootfd, const char *path, size_t max_size, char **ret_data, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        int r;
+
+        if (max_size >= SIZE_MAX / 2)
+                return -EINVAL;
+        r = resolve(rootfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &fd);
+        if (r < 0)
+                return r;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        r = check_type(&st, S_IFREG);
+        if (r < 0)
+                return r;
+        if (st.st_uid != 0)
+                return -EPERM;
+        if ((uint64_t) st.st_size > max_size)
+                return -EFBIG;
+        return read_full_fd(fd, max_size, ret_data, ret_size);
+}
+
 /* ---- trusted roots ------------------------------------------------------- */
 
 static const char *trusted_hint(TrustedProblem p) {

@@ -120,6 +120,13 @@ int safe_open_parent_at(int rootfd, const char *path, int *ret_dirfd, const char
  * NUL-terminates the buffer. */
 int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_data, size_t *ret_size);
 
+/* The same in a tree that only root can write (below a root that
+ * safe_root_open() opened, every directory root's and not writable by
+ * others, as <run_dir> and <state_dir>): opened for reading at once, since
+ * nothing but root can have put a FIFO or a device there; a file not owned
+ * by root is -EPERM. Never for the jails, where VM uids write. */
+int safe_read_root_file_at(int rootfd, const char *path, size_t max_size, char **ret_data, size_t *ret_size);
+
 /* ---- creating below a root -------------------------------------------- */
 
 typedef enum SafeMkdirFlags {

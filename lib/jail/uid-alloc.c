@@ -306,7 +306,7 @@ int uid_record_read(int state_fd, const char *id, uid_t *ret) {
         if (!vm_id_valid(id))
                 return -EINVAL;
         record_path(id, path);
-        r = safe_read_file_at(state_fd, path, UID_RECORD_MAX, &data, &size);
+        r = safe_read_root_file_at(state_fd, path, UID_RECORD_MAX, &data, &size);
         if (r == -EFBIG)
                 return -EBADMSG;
         if (r < 0)

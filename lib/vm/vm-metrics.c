@@ -240,7 +240,7 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, uid_t ui
                         return;
                 sleep_usec(2 * USEC_PER_MSEC);
         }
-        if (safe_read_file_at(run_fd, sum_rel, 16U << 20, &text, &size) < 0 || fc_metrics_sum_parse(text, size, &sum) < 0)
+        if (safe_read_root_file_at(run_fd, sum_rel, 16U << 20, &text, &size) < 0 || fc_metrics_sum_parse(text, size, &sum) < 0)
                 sum = (FcMetricsSum) {};
         if (sum.dev != (uint64_t) st.st_dev || sum.ino != (uint64_t) st.st_ino || sum.offset > (uint64_t) st.st_size) {
                 /* Another file (a new start of the VM) or one cut short:

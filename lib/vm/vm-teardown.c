@@ -31,7 +31,7 @@ int vm_plan_read_at(int run_fd, const char *id, Plan **ret, char **ret_error) {
 
         if (asprintf(&rel, "%s/" RUN_PLAN_FILE, id) < 0)
                 return -ENOMEM;
-        r = safe_read_file_at(run_fd, rel, PLAN_SIZE_MAX, &text, &size);
+        r = safe_read_root_file_at(run_fd, rel, PLAN_SIZE_MAX, &text, &size);
         if (r < 0)
                 return r;
         return plan_parse(text, size, ret, ret_error);

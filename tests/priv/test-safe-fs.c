@@ -308,6 +308,7 @@ BOTH_MODES(attack, symlinks) {
         cr_expect_eq(safe_open_at(jd, "root/run", O_RDONLY | O_DIRECTORY, S_IFDIR, &fd), -ELOOP);
         cr_expect_eq(safe_open_at(jd, "root/initrd", O_RDONLY, S_IFREG, &fd), -ELOOP);
         cr_expect_eq(safe_read_file_at(jd, "root/initrd", 4096, &data, NULL), -ELOOP);
+        cr_expect_eq(safe_read_root_file_at(jd, "root/initrd", 4096, &data, NULL), -ELOOP);
         cr_expect_eq(safe_open_parent_at(jd, "root/run/firecracker.socket", &fd, &(const char *) { NULL }), -ELOOP);
         /* an O_PATH open of the link itself is refused as well: nothing to chown through */
         cr_expect_eq(safe_open_at(jd, "root/owned", O_PATH, 0, &fd), -ELOOP);
@@ -429,6 +430,8 @@ BOTH_MODES(attack, fifos) {
         cr_expect_eq(safe_open_at(jd, "root/vm-config.json", O_RDONLY, S_IFREG, &fd), -EBADFD);
         cr_expect_eq(safe_open_at(jd, "root/vm-config.json", O_RDONLY, S_IFSOCK, &fd), -EBADFD);
         cr_expect_eq(safe_read_file_at(jd, "root/vmlinux", 4096, &data, NULL), -EBADFD);
+        /* the root-tree read opens it at once, O_NONBLOCK: no writer, no wait */
+        cr_expect_eq(safe_read_root_file_at(jd, "root/vmlinux", 4096, &data, NULL), -EBADFD);
         cr_expect_eq(safe_open_at(jd, "root/run/firecracker.socket", O_RDONLY, S_IFREG, &fd), -EBADFD);
         cr_expect_eq(safe_open_at(jd, "root/vmlinux", O_RDONLY | O_DIRECTORY, S_IFDIR, &fd), -ENOTDIR);
         cr_expect_eq(safe_link_at(kfd, jd, "root/vmlinux"), -EEXIST);
@@ -991,6 +994,15 @@ BOTH_MODES(create, files_dirs_modes) {
         free(data);
         data = NULL;
         cr_expect_eq(safe_read_file_at(jd, "root/vm-config.json", 1, &data, &size), -EFBIG);
+        cr_expect_eq(safe_read_root_file_at(jd, "root/vm-config.json", 100, &data, &size), 0);
+        cr_expect_eq(size, 2);
+        cr_expect_str_eq(data, "{}");
+        free(data);
+        data = NULL;
+        cr_expect_eq(safe_read_root_file_at(jd, "root/vm-config.json", 1, &data, &size), -EFBIG);
+        /* a file root does not own is no file of root's tree */
+        cr_expect_eq(safe_read_root_file_at(jd, "root/new", 100, &data, &size), -EPERM);
+        cr_expect_eq(safe_read_root_file_at(jd, "root", 100, &data, &size), -EISDIR);
         cr_assert_eq(lstat(pathf("%s/vm-config.json", root), &st), 0);
         cr_expect_eq(st.st_mode & 07777, 0600);
         cr_expect_eq(st.st_uid, 0);
