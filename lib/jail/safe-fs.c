@@ -448,9 +448,26 @@ int safe_open_at(int rootfd, const char *path, int flags, mode_t type, int *ret_
         return fd_reopen(fd, &st, flags, ret_fd);
 }
 
+/* Reads the regular file open at fd, of at most max_size bytes; root_only:
+ * only if root owns it. */
+static int read_regular_fd(int fd, bool root_only, size_t max_size, char **ret_data, size_t *ret_size) {
+        struct stat st;
+        int r;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        r = check_type(&st, S_IFREG);
+        if (r < 0)
+                return r;
+        if (root_only && st.st_uid != 0)
+                return -EPERM;
+        if ((uint64_t) st.st_size > max_size)
+                return -EFBIG;
+        return read_full_fd(fd, max_size, ret_data, ret_size);
+}
+
 int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_data, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
-        struct stat st;
         int r;
 
         if (max_size >= SIZE_MAX / 2)
@@ -458,11 +475,7 @@ int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_
         r = safe_open_at(rootfd, path, O_RDONLY, S_IFREG, &fd);
         if (r < 0)
                 return r;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if ((uint64_t) st.st_size > max_size)
-                return -EFBIG;
-        return read_full_fd(fd, max_size, ret_data, ret_size);
+        return read_regular_fd(fd, false, max_size, ret_data, ret_size);
 }
 
 /* Root's own trees: root alone can create anything in them, so whatever
@@ -472,7 +485,6 @@ int safe_read_file_at(int rootfd, const char *path, size_t max_size, char **ret_
  * plans per microvmctl list or scrape. */
 int safe_read_root_file_at(int rootfd, const char *path, size_t max_size, char **ret_data, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
-        struct stat st;
         int r;
 
         if (max_size >= SIZE_MAX / 2)
@@ -480,16 +492,7 @@ int safe_read_root_file_at(int rootfd, const char *path, size_t max_size, char *
         r = resolve(rootfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &fd);
         if (r < 0)
                 return r;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        r = check_type(&st, S_IFREG);
-        if (r < 0)
-                return r;
-        if (st.st_uid != 0)
-                return -EPERM;
-        if ((uint64_t) st.st_size > max_size)
-                return -EFBIG;
-        return read_full_fd(fd, max_size, ret_data, ret_size);
+        return read_regular_fd(fd, true, max_size, ret_data, ret_size);
 }
 
 /* ---- trusted roots ------------------------------------------------------- */
