@@ -229,6 +229,31 @@ static void key_on_host_shutdown(const Ctx *ctx, const IniEntry *e, void *field,
                 BAD(ctx, e, "is neither stop nor suspend");
 }
 
+const char *fc_log_level_to_string(FcLogLevel l) {
+        static const char *const names[] = {
+                [FC_LOG_LEVEL_ERROR] = "Error",
+                [FC_LOG_LEVEL_WARNING] = "Warning",
+                [FC_LOG_LEVEL_INFO] = "Info",
+                [FC_LOG_LEVEL_DEBUG] = "Debug",
+        };
+        return l > FC_LOG_LEVEL_DEFAULT && (size_t) l < ELEMENTSOF(names) ? names[l] : NULL;
+}
+
+static void key_fc_log_level(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
+        static const char *const keys[] = {
+                [FC_LOG_LEVEL_ERROR] = "error",
+                [FC_LOG_LEVEL_WARNING] = "warning",
+                [FC_LOG_LEVEL_INFO] = "info",
+                [FC_LOG_LEVEL_DEBUG] = "debug",
+        };
+        for (FcLogLevel l = FC_LOG_LEVEL_ERROR; l <= FC_LOG_LEVEL_DEBUG; l++)
+                if (streq(e->value, keys[l])) {
+                        *(FcLogLevel *) field = l;
+                        return;
+                }
+        BAD(ctx, e, "is not a firecracker log level (use error, warning, info or debug)");
+}
+
 static void key_uid(const Ctx *ctx, const IniEntry *e, void *field, const KeyDesc *d) {
         VmConfig *c = field;
         uint32_t v;
@@ -500,6 +525,7 @@ static const KeyDesc vm_keys[] = {
         K("numa_node", key_numa_node, VmConfig, numa_node, 0, 0),
         K("ephemeral", key_bool, VmConfig, ephemeral, 0, 0),
         K("on_host_shutdown", key_on_host_shutdown, VmConfig, on_host_shutdown, 0, 0),
+        K("firecracker_log_level", key_fc_log_level, VmConfig, firecracker_log_level, 0, 0),
 };
 
 static const KeyDesc drive_keys[] = {
@@ -539,6 +565,7 @@ static const KeyDesc host_keys[] = {
         K("console_group", key_group_name, HostConfig, console_group, 0, 0),
         K("on_host_shutdown", key_on_host_shutdown, HostConfig, on_host_shutdown, 0, 0),
         K("suspend_write_rate", key_size, HostConfig, suspend_write_rate, 1ULL << 20, 1ULL << 40),
+        K("firecracker_log_level", key_fc_log_level, HostConfig, firecracker_log_level, 0, 0),
 };
 
 static const KeyDesc thin_pool_keys[] = {
@@ -642,6 +669,7 @@ static int host_config_defaults(HostConfig *h) {
         h->memory_overhead = DEFAULT_MEMORY_OVERHEAD;
         h->on_host_shutdown = ON_HOST_SHUTDOWN_STOP;
         h->suspend_write_rate = DEFAULT_SUSPEND_WRITE_RATE;
+        h->firecracker_log_level = FC_LOG_LEVEL_INFO;
         h->thin_pool.block_size = DEFAULT_THIN_BLOCK_SIZE;
         if (!h->jailer || !h->firecracker || !h->chroot_base || !h->state_dir || !h->run_dir)
                 return -ENOMEM;
@@ -985,6 +1013,10 @@ int vm_config_parse(const char *file, const char *id, const char *data, size_t s
 bool vm_config_suspends(const VmConfig *c, const HostConfig *h) {
         OnHostShutdown o = c->on_host_shutdown != ON_HOST_SHUTDOWN_DEFAULT ? c->on_host_shutdown : h->on_host_shutdown;
         return o == ON_HOST_SHUTDOWN_SUSPEND;
+}
+
+FcLogLevel vm_config_fc_log_level(const VmConfig *c, const HostConfig *h) {
+        return c->firecracker_log_level != FC_LOG_LEVEL_DEFAULT ? c->firecracker_log_level : h->firecracker_log_level;
 }
 
 usec_t vm_config_suspend_time(const VmConfig *c, const HostConfig *h) {

@@ -63,6 +63,16 @@ typedef enum OnHostShutdown {
         ON_HOST_SHUTDOWN_SUSPEND,       /* pause + snapshot to disk, resumed at the next start */
 } OnHostShutdown;
 
+/* Firecracker's logger level (its --level): what of its own log reaches
+ * the unit's journal beside the serial console. */
+typedef enum FcLogLevel {
+        FC_LOG_LEVEL_DEFAULT,           /* [vm] unset: the host's firecracker_log_level */
+        FC_LOG_LEVEL_ERROR,
+        FC_LOG_LEVEL_WARNING,
+        FC_LOG_LEVEL_INFO,              /* firecracker's own default */
+        FC_LOG_LEVEL_DEBUG,
+} FcLogLevel;
+
 typedef struct DriveConfig {
         char name[DEVICE_NAME_MAX + 1];
         DriveMode mode;
@@ -113,6 +123,7 @@ typedef struct VmConfig {
         int numa_node;          /* -1: unset */
         bool ephemeral;         /* remove state_dir/<id>/ on stop */
         OnHostShutdown on_host_shutdown;
+        FcLogLevel firecracker_log_level;
 
         DriveConfig *drives;
         size_t n_drives;
@@ -148,6 +159,7 @@ typedef struct HostConfig {
         char *console_group;    /* may write the VMs' serial input; NULL: root only */
         OnHostShutdown on_host_shutdown;        /* never _DEFAULT here */
         uint64_t suspend_write_rate;    /* bytes per second the state dir takes a memory file at */
+        FcLogLevel firecracker_log_level;       /* never _DEFAULT here */
         ThinPoolConfig thin_pool;
 } HostConfig;
 
@@ -169,6 +181,8 @@ typedef struct HostConfig {
 const char *drive_mode_to_string(DriveMode m) _const_;
 const char *restart_policy_to_string(RestartPolicy p) _const_;
 const char *on_host_shutdown_to_string(OnHostShutdown o) _const_;
+/* Firecracker's name of the level ("Warning"); NULL for _DEFAULT. */
+const char *fc_log_level_to_string(FcLogLevel l) _const_;
 
 /* VM id rule: ^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$. Returns NULL when id is
  * valid, else a static string saying which rule it broke. */
@@ -217,6 +231,9 @@ char *vm_config_boot_args(const VmConfig *c, const char *const *guest_ifnames);
 /* Whether the VM is suspended (not stopped) when the host shuts down: its
  * own on_host_shutdown, else the host's. */
 bool vm_config_suspends(const VmConfig *c, const HostConfig *h) _pure_;
+/* Firecracker's logger level for the VM: its own firecracker_log_level,
+ * else the host's. */
+FcLogLevel vm_config_fc_log_level(const VmConfig *c, const HostConfig *h) _pure_;
 /* The time a suspend may take: the guest memory written at the host's
  * suspend_write_rate, plus SUSPEND_TIMEOUT_MARGIN. */
 usec_t vm_config_suspend_time(const VmConfig *c, const HostConfig *h) _pure_;

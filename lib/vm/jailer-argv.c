@@ -65,6 +65,14 @@ bool jailer_rlimit_valid(const char *kv) {
         return v && parse_u64(v, &n) >= 0;
 }
 
+/* firecracker --level: the names microvm-stage writes (config.h). */
+static bool fc_log_level_valid(const char *s) {
+        for (FcLogLevel l = FC_LOG_LEVEL_ERROR; l <= FC_LOG_LEVEL_DEBUG; l++)
+                if (streq(s, fc_log_level_to_string(l)))
+                        return true;
+        return false;
+}
+
 static int push(char ***argv, size_t *n, const char *s) {
         char **na = realloc(*argv, (*n + 2) * sizeof(char *));
         if (!na)
@@ -110,6 +118,8 @@ int jailer_argv(const Plan *p, const char *parent_cgroup, char ***ret_argv, char
                         BAD("jailer resource limit \"%s\" is not fsize=N or no-file=N", *c);
         if (p->netns && path_check_normalized(p->netns) != PATH_OK)
                 BAD("network namespace path \"%s\" is not a normalized absolute path", p->netns);
+        if (p->fc_log_level && !fc_log_level_valid(p->fc_log_level))
+                BAD("firecracker log level \"%s\" is not Error, Warning, Info or Debug", p->fc_log_level);
         if (isempty(p->config_file) || p->config_file[0] != '/' || isempty(p->api_socket) || p->api_socket[0] != '/')
                 BAD("config file and API socket must be absolute paths inside the jail");
 
@@ -151,10 +161,17 @@ int jailer_argv(const Plan *p, const char *parent_cgroup, char ***ret_argv, char
          * serial console) is the journal. */
         /* A resume starts firecracker without a config: it waits for
          * PUT /snapshot/load on its API socket (microvm-ready sends it). */
+        /* The log level on the command line, not in the config: a resume
+         * has no config file. */
         const char *tail[] = { "--", "--config-file", p->config_file, "--api-sock", p->api_socket };
         for (size_t i = 0; i < ELEMENTSOF(tail) && r >= 0; i++)
                 if (!(p->resume && i >= 1 && i <= 2))
                         r = push(&argv, &n, tail[i]);
+        if (p->fc_log_level && r >= 0) {
+                r = push(&argv, &n, "--level");
+                if (r >= 0)
+                        r = push(&argv, &n, p->fc_log_level);
+        }
         if (r < 0)
                 return r;
 

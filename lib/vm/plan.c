@@ -18,6 +18,7 @@ Plan *plan_free(Plan *p) {
         free(p->config_file);
         free(p->api_socket);
         free(p->netns);
+        free(p->fc_log_level);
         strv_free(p->cgroup);
         strv_free(p->rlimit);
         strv_free(p->tap);
@@ -63,6 +64,7 @@ static const Field fields[] = {
         F("SUSPEND_TIMEOUT_USEC", F_USEC, suspend_timeout, false),
         F("MEMORY_MIB", F_UINT, memory_mib, false),
         F("RESUME", F_BOOL, resume, false),
+        F("FC_LOG_LEVEL", F_STR, fc_log_level, false),
 };
 
 static void put_escaped(FILE *f, const char *s) {

@@ -38,6 +38,7 @@ typedef struct Plan {
         char **cgroup;          /* jailer --cgroup values: "cpuset.cpus=0-3" */
         char **rlimit;          /* jailer --resource-limit values: "no-file=2048" */
         char *netns;            /* jailer --netns path, NULL: none */
+        char *fc_log_level;     /* firecracker --level ("Warning"), NULL: its default (Info) */
         char **tap;             /* taps created for this VM (cleanup deletes them) */
         char **dm;              /* dm devices created for this VM, leaf first */
         /* Suspend and resume (suspend.h): */

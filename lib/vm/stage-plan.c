@@ -87,6 +87,10 @@ int stage_plan_build(const StagePlanInput *in, Plan **ret) {
         p->suspend = vm_config_suspends(in->vm, in->host);
         p->suspend_timeout = vm_config_suspend_time(in->vm, in->host);
         p->memory_mib = (unsigned) (in->vm->memory >> 20);
+        /* Info is firecracker's default: passed only when it differs. */
+        FcLogLevel level = vm_config_fc_log_level(in->vm, in->host);
+        if (level != FC_LOG_LEVEL_INFO && !(p->fc_log_level = strdup(fc_log_level_to_string(level))))
+                return -ENOMEM;
         {
                 /* The snapshot refers to the disks as they are: a disk that
                  * a stop or the next start resets cannot be suspended. */

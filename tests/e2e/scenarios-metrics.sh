@@ -189,6 +189,45 @@ $out" || return
         systemctl daemon-reload
 }
 
+# firecracker_log_level = warning: firecracker gets --level Warning, and
+# neither the start's API requests (microvm-ready) nor a scrape's
+# FlushMetrics nor the stop's SendCtrlAltDel leave a line in the VM's
+# journal; a VM at the default level logs each of them.
+sc_metrics_log_level() {
+        local out pid
+        vm_config melquiet firecracker_log_level=warning
+        vm_config melinfo
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        start_vm melquiet melinfo || return
+        assert_vms_running melquiet melinfo || return
+        pid=$(vprop melquiet MainPID)
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- '--api-sock /run/firecracker.socket --level Warning $' ||
+                fail "firecracker of melquiet runs without --level Warning: $(tr '\0' ' ' <"/proc/$pid/cmdline")" || return
+        pid=$(vprop melinfo MainPID)
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- '--level' &&
+                { fail "firecracker of melinfo was given a --level: $(tr '\0' ' ' <"/proc/$pid/cmdline")"; return; }
+        metrics_socket_start || return
+        out=$(scrape) || fail "GET /metrics failed" || return
+        grep -qx 'microvm_firecracker_flush_ok{id="melquiet"} 1' <<<"$out" || fail "melquiet did not flush:
+$out" || return
+        wait_journal 20 'The API server received a Put request on "/actions" with body .*FlushMetrics' \
+                -u microvm@melinfo.service || return
+        stop_vm melquiet melinfo || return
+        # The shutdown's console lines come after every API request in the
+        # same stream: once they are in the journal, so is all before them.
+        wait_journal 20 'Reached target final.target' -u microvm@melquiet.service || return
+        wait_journal 20 'The API server received a Put request on "/actions" with body .*SendCtrlAltDel' \
+                -u microvm@melinfo.service || return
+        if journal_has 'The API server received|The request was executed successfully' -u microvm@melquiet.service; then
+                fail "firecracker at Warning logged API requests:
+$(journalctl --no-pager -q -o cat -u microvm@melquiet.service | grep -E 'The API server|executed successfully')"
+                return
+        fi
+        wait_until 10 "no scrape unit or microvm-metrics process left" no_scrape_left || return
+        rm -f "$E2E_VM_DIR"/melquiet.conf "$E2E_VM_DIR"/melinfo.conf
+        systemctl daemon-reload
+}
+
 # The cgroup figures, for the controllers the unit's cgroup has (cpu.stat's
 # usage_usec always); a controller that does not reach the container is
 # named and its figure must be absent.

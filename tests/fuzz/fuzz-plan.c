@@ -39,16 +39,26 @@ static void check_argv(const Plan *p, char **argv) {
         fuzz_check(have_id && have_exec, "no --id or --exec-file");
         /* firecracker's own arguments, after "--": exactly the plan's; a
          * resume (issue 16) has no config file: the snapshot is loaded
-         * over the API. */
-        if (p->resume)
-                fuzz_check(argv[i] && argv[i + 1] && streq(argv[i + 1], "--api-sock") && argv[i + 2] &&
-                           streq(argv[i + 2], p->api_socket) && !argv[i + 3],
-                           "firecracker's arguments are not the plan's (resume)");
-        else
-                fuzz_check(argv[i] && argv[i + 1] && streq(argv[i + 1], "--config-file") && argv[i + 2] &&
-                           streq(argv[i + 2], p->config_file) && argv[i + 3] && streq(argv[i + 3], "--api-sock") &&
-                           argv[i + 4] && streq(argv[i + 4], p->api_socket) && !argv[i + 5],
-                           "firecracker's arguments are not the plan's");
+         * over the API. Last, the log level, when the plan has one. */
+        fuzz_check(argv[i], "no \"--\" before firecracker's arguments");
+        size_t k = i + 1;
+        if (!p->resume) {
+                fuzz_check(argv[k] && streq(argv[k], "--config-file") && argv[k + 1] &&
+                           streq(argv[k + 1], p->config_file),
+                           "firecracker's arguments are not the plan's (--config-file)");
+                k += 2;
+        }
+        fuzz_check(argv[k] && streq(argv[k], "--api-sock") && argv[k + 1] &&
+                   streq(argv[k + 1], p->api_socket),
+                   "firecracker's arguments are not the plan's (--api-sock)");
+        k += 2;
+        if (p->fc_log_level) {
+                fuzz_check(argv[k] && streq(argv[k], "--level") && argv[k + 1] &&
+                           streq(argv[k + 1], p->fc_log_level),
+                           "firecracker's arguments are not the plan's (--level)");
+                k += 2;
+        }
+        fuzz_check(!argv[k], "firecracker's arguments are not the plan's (more after them)");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -102,6 +102,7 @@ Test(config, every_vm_key) {
                   "numa_node = 1\n"
                   "ephemeral = yes\n"
                   "on_host_shutdown = suspend\n"
+                  "firecracker_log_level = warning\n"
                   "[drive.root]\npath = /img\nroot = yes\n"
                   "[vsock]\ncid = 42\n",
                   &c);
@@ -122,6 +123,7 @@ Test(config, every_vm_key) {
         cr_assert_eq(c->numa_node, 1);
         cr_assert(c->ephemeral);
         cr_assert_eq(c->on_host_shutdown, ON_HOST_SHUTDOWN_SUSPEND);
+        cr_assert_eq(c->firecracker_log_level, FC_LOG_LEVEL_WARNING);
         cr_assert(c->has_vsock);
         cr_assert(!c->vsock_cid_auto);
         cr_assert_eq(c->vsock_cid, 42);
@@ -256,6 +258,9 @@ Test(config, bad_values) {
                        "[vm] ephemeral: \"2\" is not a boolean");
         expect_problem("[vm]\nkernel = /k\non_host_shutdown = hibernate\n[drive.root]\npath = /i\nroot = yes\n",
                        "[vm] on_host_shutdown: \"hibernate\" is neither stop nor suspend");
+        expect_problem("[vm]\nkernel = /k\nfirecracker_log_level = Warning\n[drive.root]\npath = /i\nroot = yes\n",
+                       "[vm] firecracker_log_level: \"Warning\" is not a firecracker log level (use error, warning, "
+                       "info or debug)");
 }
 
 Test(config, bad_drives) {
@@ -647,12 +652,13 @@ Test(host_config, defaults_and_every_key) {
         cr_assert_eq(h->memory_overhead, 64ULL << 20);
         cr_assert_eq(h->on_host_shutdown, ON_HOST_SHUTDOWN_STOP);
         cr_assert_eq(h->suspend_write_rate, 100ULL << 20);
+        cr_assert_eq(h->firecracker_log_level, FC_LOG_LEVEL_INFO);
         cr_assert(!h->thin_pool.configured);
         host_config_free(h);
 
         m = host_problems("[host]\njailer = /opt/fc/jailer\nfirecracker = /opt/fc/firecracker\nchroot_base = /j\n"
                           "state_dir = /s\nrun_dir = /r\nuid_range = 2000000-2000099\nmemory_overhead = 128M\n"
-                          "bridge = br0\non_host_shutdown = suspend\nsuspend_write_rate = 50M\n"
+                          "bridge = br0\non_host_shutdown = suspend\nsuspend_write_rate = 50M\nfirecracker_log_level = error\n"
                           "[thin_pool]\nname = pool0\ndata = /s/pool/data\nmetadata = /s/pool/meta\n"
                           "data_size = 10G\nmetadata_size = 64M\nblock_size = 128K\n",
                           &h);
@@ -666,6 +672,7 @@ Test(host_config, defaults_and_every_key) {
         cr_assert_str_eq(h->bridge, "br0");
         cr_assert_eq(h->on_host_shutdown, ON_HOST_SHUTDOWN_SUSPEND);
         cr_assert_eq(h->suspend_write_rate, 50ULL << 20);
+        cr_assert_eq(h->firecracker_log_level, FC_LOG_LEVEL_ERROR);
         cr_assert(h->thin_pool.configured);
         cr_assert_str_eq(h->thin_pool.name, "pool0");
         cr_assert_eq(h->thin_pool.data_size, 10ULL << 30);
@@ -685,6 +692,8 @@ Test(host_config, bad) {
         expect_host_problem("[host]\nmemory_overhead = 100G\n", "[host] memory_overhead: \"100G\" is out of range");
         expect_host_problem("[host]\nsuspend_write_rate = 1K\n", "[host] suspend_write_rate: \"1K\" is out of range");
         expect_host_problem("[host]\non_host_shutdown = yes\n", "[host] on_host_shutdown: \"yes\" is neither stop nor suspend");
+        expect_host_problem("[host]\nfirecracker_log_level = trace\n",
+                            "[host] firecracker_log_level: \"trace\" is not a firecracker log level");
         expect_host_problem("[hosts]\n", "[hosts]: unknown section (the host config has [host] and [thin_pool])");
         expect_host_problem("[host]\nstatedir = /x\n", "[host] statedir: unknown key (did you mean \"state_dir\"?)");
         expect_host_problem("[thin_pool]\ndata = /d\n", "[thin_pool] metadata: missing");
@@ -722,4 +731,18 @@ Test(config, suspend_stop_budget) {
         cr_assert(!vm_config_suspends(&c, h));
         c.on_host_shutdown = ON_HOST_SHUTDOWN_DEFAULT;
         cr_assert(vm_config_suspends(&c, h));
+}
+
+Test(config, fc_log_level_vm_over_host) {
+        _cleanup_host_config_ HostConfig *h = NULL;
+        VmConfig c = {};
+
+        cr_assert_eq(host_config_new_default(&h), 0);
+        cr_assert_eq(vm_config_fc_log_level(&c, h), FC_LOG_LEVEL_INFO);
+        h->firecracker_log_level = FC_LOG_LEVEL_WARNING;
+        cr_assert_eq(vm_config_fc_log_level(&c, h), FC_LOG_LEVEL_WARNING);
+        c.firecracker_log_level = FC_LOG_LEVEL_DEBUG;
+        cr_assert_eq(vm_config_fc_log_level(&c, h), FC_LOG_LEVEL_DEBUG);
+        cr_assert_str_eq(fc_log_level_to_string(FC_LOG_LEVEL_DEBUG), "Debug");
+        cr_assert_null(fc_log_level_to_string(FC_LOG_LEVEL_DEFAULT));
 }

@@ -176,6 +176,22 @@ Test(jailer_argv, golden) {
         cr_assert_null(strstr(s, "--new-pid-ns"));
         free(s);
         strv_free(argv);
+
+        /* firecracker_log_level: on firecracker's command line, which a
+         * resume (no config file) has as well */
+        p->fc_log_level = strdup("Warning");
+        cr_assert_eq(jailer_argv(p, "x", &argv, &err), 0, "%s", err);
+        s = join(argv);
+        cr_assert(endswith(s, " -- --config-file /vm-config.json --api-sock /run/firecracker.socket --level Warning"),
+                  "%s", s);
+        free(s);
+        strv_free(argv);
+        p->resume = true;
+        cr_assert_eq(jailer_argv(p, "x", &argv, &err), 0, "%s", err);
+        s = join(argv);
+        cr_assert(endswith(s, " -- --api-sock /run/firecracker.socket --level Warning"), "%s", s);
+        free(s);
+        strv_free(argv);
         plan_free(p);
 }
 
@@ -205,6 +221,10 @@ Test(jailer_argv, rejects) {
         expect_reject(p, "x", "\"nproc=5\" is not fsize=N or no-file=N");
         strv_free(p->rlimit);
         p->rlimit = NULL;
+        p->fc_log_level = strdup("warning");
+        expect_reject(p, "x", "firecracker log level \"warning\" is not Error, Warning, Info or Debug");
+        free(p->fc_log_level);
+        p->fc_log_level = NULL;
         free(p->exec_file);
         p->exec_file = strdup("firecracker");
         expect_reject(p, "x", "firecracker path");

@@ -25,6 +25,7 @@ static Plan *sample(void) {
         strv_push(&p->cgroup, "cpuset.mems=0");
         strv_push(&p->tap, "web1-eth0");
         strv_push(&p->dm, "microvm-web1-root");
+        p->fc_log_level = strdup("Warning");
         return p;
 }
 
@@ -39,6 +40,8 @@ Test(plan, roundtrip) {
         cr_assert(q->ephemeral);
         cr_assert_eq(strv_length(q->cgroup), 2);
         cr_assert_str_eq(q->cgroup[1], "cpuset.mems=0");
+        cr_assert_str_eq(q->fc_log_level, "Warning");
+        cr_assert(strstr(text, "\nFC_LOG_LEVEL=Warning\n"), "%s", text);
         free(text);
         free(again);
         plan_free(p);

@@ -63,6 +63,7 @@ options:
   numa_node: {description: "[vm] numa_node=", type: raw}
   ephemeral: {description: "[vm] ephemeral=", type: bool}
   on_host_shutdown: {description: "[vm] on_host_shutdown= (stop or suspend)", type: str}
+  firecracker_log_level: {description: "[vm] firecracker_log_level= (error, warning, info or debug)", type: str}
   drives:
     description:
       - One C([drive.NAME]) section per entry, NAME to its keys (mode, path,
@@ -113,7 +114,7 @@ from ansible_collections.microvm.host.plugins.module_utils.microvm import (
 # [vm] keys in microvm.conf(5)'s order.
 VM_KEYS = ["description", "vcpus", "memory", "kernel", "initrd", "cmdline", "autostart", "restart",
            "stop_timeout", "uid", "cpu_weight", "cpu_quota", "allowed_cpus", "numa_node", "ephemeral",
-           "on_host_shutdown"]
+           "on_host_shutdown", "firecracker_log_level"]
 SECTION_NAME_RE = ID_RE  # checked again by validate: a-z0-9, 1-16
 
 
@@ -227,7 +228,7 @@ def main():
             autostart=dict(type="bool"), restart=dict(type="str"), stop_timeout=dict(type="raw"),
             uid=dict(type="raw"), cpu_weight=dict(type="raw"), cpu_quota=dict(type="raw"),
             allowed_cpus=dict(type="raw"), numa_node=dict(type="raw"), ephemeral=dict(type="bool"),
-            on_host_shutdown=dict(type="str"),
+            on_host_shutdown=dict(type="str"), firecracker_log_level=dict(type="str"),
             drives=dict(type="dict", default={}), nics=dict(type="dict", default={}),
             vsock=dict(type="raw"),
         ),
