@@ -18,11 +18,9 @@ int verb_metrics(int argc, char **argv) {
         _cleanup_free_ char *error = NULL;
         int r;
 
-        for (int i = 0; i < argc; i++) {
-                r = ctl_check_id(argv[i]);
-                if (r < 0)
-                        return r;
-        }
+        r = ctl_check_ids(argc, argv);
+        if (r < 0)
+                return r;
         r = ctl_load_host(&host);
         if (r < 0)
                 return r;

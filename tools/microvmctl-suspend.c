@@ -74,11 +74,9 @@ static int job(sd_bus *bus, const char *method, const char *id, const char *unit
 static int prepare(int argc, char **argv, HostConfig **ret_host, sd_bus **ret_bus) {
         int r;
 
-        for (int i = 0; i < argc; i++) {
-                r = ctl_check_id(argv[i]);
-                if (r < 0)
-                        return r;
-        }
+        r = ctl_check_ids(argc, argv);
+        if (r < 0)
+                return r;
         if (geteuid() != 0)
                 return log_error_errno(EPERM, "Suspend and resume work on the VMs' root-only state: run as root.");
         r = ctl_load_host(ret_host);

@@ -60,11 +60,9 @@ static int unit_verb(int argc, char **argv, const char *method, const char *verb
         _cleanup_(sd_lib_bus_unrefp) sd_bus *bus = NULL;
         int r, ret = 0;
 
-        for (int i = 0; i < argc; i++) {
-                r = ctl_check_id(argv[i]);
-                if (r < 0)
-                        return r;
-        }
+        r = ctl_check_ids(argc, argv);
+        if (r < 0)
+                return r;
         r = ctl_bus_open(&bus);
         if (r < 0)
                 return r;

@@ -171,6 +171,15 @@ int ctl_check_id(const char *id) {
         return 0;
 }
 
+int ctl_check_ids(int argc, char **argv) {
+        for (int i = 0; i < argc; i++) {
+                int r = ctl_check_id(argv[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 void json_string(FILE *f, const char *s) {
         if (!s) {
                 fputs("null", f);
@@ -191,6 +200,21 @@ void json_string(FILE *f, const char *s) {
                                 fputc(*p, f);
                 }
         fputc('"', f);
+}
+
+const char *yes_no(bool b) {
+        return b ? "yes" : "no";
+}
+
+void json_bool(FILE *f, const char *key, bool b) {
+        fprintf(f, ",\"%s\":%s", key, b ? "true" : "false");
+}
+
+void json_uint_or_null(FILE *f, const char *key, bool known, uint64_t v) {
+        if (known)
+                fprintf(f, ",\"%s\":%" PRIu64, key, v);
+        else
+                fprintf(f, ",\"%s\":null", key);
 }
 
 const char *format_timestamp(uint64_t usec, char buf[static 32]) {

@@ -86,6 +86,11 @@ ListCache *list_cache_begin(const HostConfig *host, int run_fd);
 void list_cache_load_row(ListCache *c, VmRow *row, const HostConfig *host);
 void list_cache_end(ListCache *c);
 bool unit_running(const ManagerUnit *u);
+/* A row's ActiveState and SubState ("inactive"/"dead" without a unit). */
+const char *row_active(const VmRow *r);
+const char *row_sub(const VmRow *r);
+/* The JSON members list and status share, from the opening brace on. */
+void row_json_common(FILE *f, const VmRow *r);
 
 /* Shared helpers (tools/microvmctl.c). */
 int ctl_load_host(HostConfig **ret);
@@ -95,9 +100,15 @@ void ctl_log_problems(const Problems *problems);
 int ctl_bus_open(sd_bus **ret);
 /* Exits with EXIT_USAGE after a message when id is not a valid VM id. */
 int ctl_check_id(const char *id);
+/* The same for each of argv[0..argc). */
+int ctl_check_ids(int argc, char **argv);
 
 /* JSON output. */
 void json_string(FILE *f, const char *s);
+/* ,"key":true|false and ,"key":N|null, after the object's first member. */
+void json_bool(FILE *f, const char *key, bool b);
+void json_uint_or_null(FILE *f, const char *key, bool known, uint64_t v);
+const char *yes_no(bool b);
 /* "2026-12-07 02:13:50 UTC" (or "-" for 0). */
 const char *format_timestamp(uint64_t usec, char buf[static 32]);
 const char *format_bytes_short(uint64_t bytes, char buf[static 32]);
