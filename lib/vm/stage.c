@@ -629,7 +629,7 @@ int stage_resume(const StageTarget *t, Plan *plan, char **ret_note, char **ret_e
                 /* Its disks were kept for the snapshot: booting on them would
                  * break ephemeral's fresh start. This start's cleanup removes
                  * them; the next start begins from the templates. */
-                return error_setf(ret_error, -r,
+                return error_setf(ret_error, r,
                                   "VM %s: its snapshot cannot be resumed: %s (kept as %s/%s). It is ephemeral, and "
                                   "its disks were kept for the snapshot: this start fails, the next one begins from "
                                   "the template images.", t->id, strna(reason), t->state_dir, aside ?: "suspend");
