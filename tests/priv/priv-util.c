@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -114,6 +115,9 @@ void priv_mount_tmpfs(const char *path) {
                      "mount tmpfs on %s: %m", path);
 }
 
+/* The write end of run_as_until_ready()'s pipe, in its child. */
+static int ready_fd = -1;
+
 pid_t run_as(uid_t uid, void (*fn)(void *arg), void *arg) {
         pid_t pid = fork();
 
@@ -147,6 +151,41 @@ int wait_exit(pid_t pid) {
 void run_as_wait(uid_t uid, void (*fn)(void *arg), void *arg) {
         int r = wait_exit(run_as(uid, fn, arg));
         cr_assert_eq(r, 0, "helper running as uid %u exited with %d", (unsigned) uid, r);
+}
+
+pid_t run_as_until_ready(uid_t uid, void (*fn)(void *arg), void *arg) {
+        struct pollfd pfd = { .events = POLLIN };
+        int p[2], n;
+        char c;
+        pid_t pid;
+
+        cr_assert_eq(pipe2(p, O_CLOEXEC), 0, "pipe2: %m");
+        ready_fd = p[1];
+        pid = run_as(uid, fn, arg);
+        ready_fd = -1;
+        close(p[1]);
+        pfd.fd = p[0];
+        do
+                n = poll(&pfd, 1, 60 * 1000);
+        while (n < 0 && errno == EINTR);
+        cr_assert_eq(n, 1, "the helper running as uid %u did not get ready in 60 s", (unsigned) uid);
+        n = (int) read(p[0], &c, 1);
+        close(p[0]);
+        if (n != 1) {
+                /* EOF: it exited (or was killed) before it was ready */
+                int r = wait_exit(pid);
+                cr_assert_fail("the helper running as uid %u exited with %d before it was ready", (unsigned) uid, r);
+        }
+        return pid;
+}
+
+void child_ready(void) {
+        if (ready_fd < 0)
+                return;
+        if (write(ready_fd, "r", 1) != 1)
+                _exit(97);
+        close(ready_fd);
+        ready_fd = -1;
 }
 
 /* nftw() has no user data pointer: one snapshot at a time. */

@@ -48,6 +48,13 @@ pid_t run_as(uid_t uid, void (*fn)(void *arg), void *arg);
 int wait_exit(pid_t pid);
 /* run_as() + wait_exit(), asserting exit 0. */
 void run_as_wait(uid_t uid, void (*fn)(void *arg), void *arg);
+/* run_as() for a helper that runs until killed (an attacker): returns once
+ * the child called child_ready(), and fails the test when the child exits
+ * first or stays silent for 60 s. An event (a pipe), not a poll: on a
+ * loaded machine the child may wait long for a CPU. */
+pid_t run_as_until_ready(uid_t uid, void (*fn)(void *arg), void *arg);
+/* In a child started by run_as_until_ready(): "I am set up". Once. */
+void child_ready(void);
 
 /* A canonical text listing of everything below dir (path, type, mode,
  * owner, size, sha256 of file contents, symlink target), sorted. Never

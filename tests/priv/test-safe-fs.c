@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "priv-util.h"
 #include "safe-fs.h"
 
@@ -650,19 +651,17 @@ _noreturn_ static void swap_run_forever(void *arg) {
          * swap them as fast as we can until killed. */
         if (dfd < 0 || mkdirat(dfd, "run", 0755) < 0 || symlinkat(pathf("%s/victim/dir", T), dfd, "run.lnk") < 0)
                 _exit(1);
+        child_ready();
         for (;;)
                 (void) renameat2(dfd, "run", dfd, "run.lnk", RENAME_EXCHANGE);
 }
 
 static pid_t start_attacker(void (*fn)(void *), const char *ready_path) {
-        pid_t pid = run_as(VM_UID, fn, NULL);
+        /* Returns once the attacker has built its objects (it says so). */
+        pid_t pid = run_as_until_ready(VM_UID, fn, NULL);
         struct stat st;
 
-        /* Wait for the attacker to have built its objects: poll the
-         * filesystem for them (bounded), not a fixed sleep. */
-        for (unsigned i = 0; i < 100000 && lstat(ready_path, &st) < 0; i++)
-                sched_yield();
-        cr_assert_eq(lstat(ready_path, &st), 0, "attacker did not start");
+        cr_assert_eq(lstat(ready_path, &st), 0, "the attacker is ready, but %s is not there: %m", ready_path);
         return pid;
 }
 
@@ -736,6 +735,7 @@ _noreturn_ static void swap_tree_forever(void *arg) {
                 int q = symlinkat(pathf("%s/victim/dir", T), dfd, "a.lnk");
                 q = symlinkat(pathf("%s/victim/dir", T), dfd, "a/sub/l");
                 (void) q;
+                child_ready(); /* once; a no-op after */
                 (void) renameat2(dfd, "a", dfd, "a.lnk", RENAME_EXCHANGE);
                 (void) renameat2(dfd, "a/sub", dfd, "a.lnk", RENAME_EXCHANGE);
         }
@@ -754,9 +754,13 @@ BOTH_MODES(attack, race_during_removal) {
                 struct stat st;
                 int r;
 
-                /* Let the attacker rebuild its tree first (wait for it to
-                 * appear, bounded), so every round races a live tree. */
-                for (unsigned k = 0; k < 100000 && lstat(pathf("%s/t/a/sub", root), &st) < 0; k++)
+                /* Let the attacker rebuild its tree first, so that most
+                 * rounds race a live tree: wait for it to appear, for at
+                 * most a second (a bound in time, not in rounds of
+                 * sched_yield(), which return at once when nothing else
+                 * waits for this CPU while the attacker waits for another). */
+                for (usec_t end = now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC;
+                     lstat(pathf("%s/t/a/sub", root), &st) < 0 && now_usec(CLOCK_MONOTONIC) < end;)
                         sched_yield();
                 r = safe_rm_rf_at(jd, "root/t/a", 0, NULL, &rep);
                 removed += rep.n_removed;

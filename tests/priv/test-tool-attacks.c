@@ -24,7 +24,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -438,12 +437,8 @@ _noreturn_ static void swap_forever(void *arg) {
                 (void) renameat2(dfd, "t", dfd, "t.lnk", RENAME_EXCHANGE);
                 (void) renameat2(dfd, "t/sub", dfd, "run.lnk", RENAME_EXCHANGE);
                 (void) renameat2(dfd, "dev", dfd, "t.lnk", RENAME_EXCHANGE);
-                if (n == 0) {
-                        /* tell the test we are racing */
-                        int f = openat(dfd, "ready", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-                        if (f >= 0)
-                                close(f);
-                }
+                if (n == 0)
+                        child_ready(); /* tell the test we are racing */
         }
 }
 
@@ -454,19 +449,14 @@ BOTH_MODES(attack, race_dir_symlink_swap) {
         tools_use_fallback(*fallback);
         for (unsigned i = 0; i < rounds; i++) {
                 const char *tool = tools[i % ELEMENTSOF(tools)];
-                const char *ready = strdupa(pf("%s/ready", jail_root(ID)));
                 bool recreate = (i / ELEMENTSOF(tools)) % 2;
-                struct stat st;
                 ToolRun r;
                 pid_t pid;
 
                 stage_ok(ID);
                 jailer_simulate(ID);
-                pid = run_as(vm_uid(ID), swap_forever, recreate ? (void *) 1 : NULL);
-                /* Wait until the attacker races (an event, polled with a bound). */
-                for (unsigned k = 0; k < 1000000 && lstat(ready, &st) < 0; k++)
-                        sched_yield();
-                cr_assert_eq(lstat(ready, &st), 0, "the attacker did not start");
+                /* returns once the attacker races */
+                pid = run_as_until_ready(vm_uid(ID), swap_forever, recreate ? (void *) 1 : NULL);
 
                 r = tool_run(tool, streq(tool, "microvm-reclaim") ? NULL : ID, NULL);
                 cr_assert_eq(kill(pid, SIGKILL), 0);
