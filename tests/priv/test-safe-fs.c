@@ -679,7 +679,10 @@ BOTH_MODES(attack, race_dir_symlink_swap) {
         set_mode(*fallback);
         pid = start_attacker(swap_run_forever, pathf("%s/run.lnk", root));
 
-        for (unsigned i = 0; i < 2000; i++) {
+        /* 2000 rounds, and more (for at most 60 s) until the attacker won
+         * one: on a loaded machine it may get no CPU for a while. */
+        usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+        for (unsigned i = 0; i < 2000 || (refused == 0 && now_usec(CLOCK_MONOTONIC) < end); i++) {
                 char name[64];
                 int fd = -1, r;
 
@@ -756,10 +759,11 @@ BOTH_MODES(attack, race_during_removal) {
 
                 /* Let the attacker rebuild its tree first, so that most
                  * rounds race a live tree: wait for it to appear, for at
-                 * most a second (a bound in time, not in rounds of
-                 * sched_yield(), which return at once when nothing else
-                 * waits for this CPU while the attacker waits for another). */
-                for (usec_t end = now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC;
+                 * most 50 ms (it may never come back: with symlinks at both
+                 * names, the attacker's mkdirat()s go nowhere until this
+                 * round clears them). A bound in time: sched_yield()
+                 * returns at once when nothing else waits for this CPU. */
+                for (usec_t end = now_usec(CLOCK_MONOTONIC) + 50 * USEC_PER_MSEC;
                      lstat(pathf("%s/t/a/sub", root), &st) < 0 && now_usec(CLOCK_MONOTONIC) < end;)
                         sched_yield();
                 r = safe_rm_rf_at(jd, "root/t/a", 0, NULL, &rep);
