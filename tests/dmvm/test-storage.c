@@ -244,7 +244,8 @@ static void sleep_ms(unsigned ms) {
 /* Waits (bounded) until no loop is backed by a file below prefix: with
  * autoclear the kernel detaches them as the last dm user goes. */
 static void wait_no_loops(const char *prefix) {
-        for (unsigned i = 0; i < 200 && loops_backed_by(prefix) > 0; i++)
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+             loops_backed_by(prefix) > 0 && now_usec(CLOCK_MONOTONIC) < end;)
                 sleep_ms(25);
         cr_assert_eq(loops_backed_by(prefix), 0, "loops backed by %s remain", prefix);
 }
@@ -1045,7 +1046,8 @@ Test(storage, reclaim_removes_exactly_ours, .init = setup, .timeout = 300) {
         r = storage_reclaim_loops(&rep);
         cr_assert_eq(r, 1, "reclaimed %d loops; %s", r, rep.failed ? rep.failed[0] : "");
         storage_report_done(&rep);
-        for (unsigned i = 0; i < 200 && loop_bound(stale); i++)
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+             loop_bound(stale) && now_usec(CLOCK_MONOTONIC) < end;)
                 sleep_ms(25);
         cr_assert(!loop_bound(stale), "the stale loop of ours is still attached");
         cr_assert(loop_bound(foreign), "a foreign loop was detached");
@@ -1179,7 +1181,8 @@ Test(storage, busy_device_is_deferred_and_reported, .init = setup, .timeout = 30
         cr_assert(i.exists && i.deferred_remove);
 
         holder = safe_close(holder);
-        for (unsigned k = 0; k < 200 && dm_exists("microvm-busy-root"); k++)
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+             dm_exists("microvm-busy-root") && now_usec(CLOCK_MONOTONIC) < end;)
                 sleep_ms(25);
         cr_assert(!dm_exists("microvm-busy-root"), "the deferred removal did not happen on last close");
         wait_no_loops(S);

@@ -237,7 +237,8 @@ static size_t loops_below(const char *prefix, bool only_ours) {
 static void assert_loops(const char *prefix, bool only_ours, size_t want, const char *what) {
         size_t have = 0;
 
-        for (unsigned i = 0; i < 200 && (have = loops_below(prefix, only_ours)) != want; i++)
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+             (have = loops_below(prefix, only_ours)) != want && now_usec(CLOCK_MONOTONIC) < end;)
                 sleep_ms(25);
         cr_assert_eq(have, want, "%s: %zu loop(s) backed by %s*, want %zu", what, have, prefix, want);
 }
@@ -762,7 +763,8 @@ Test(tool_storage, busy_device_is_deferred_then_finished, .init = setup, .fini =
          * loops detach. */
         close(fd_sys);
         close(fd_data);
-        for (unsigned k = 0; k < 200 && dm_count_of("busy") > 0; k++)
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+             dm_count_of("busy") > 0 && now_usec(CLOCK_MONOTONIC) < end;)
                 sleep_ms(25);
         cr_assert_eq(dm_count_of("busy"), 0, "the deferred removals did not happen on last close");
         assert_no_loops_of("busy", "after the deferred removals");

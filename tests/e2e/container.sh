@@ -66,7 +66,7 @@ CT_PREFIX=microvm-ct-
 CT_LIB=$(readlink -f "${BASH_SOURCE[0]}")
 CT_TMP=${MICROVM_CT_TMP:-/tmp}
 CT_BOOT_TIMEOUT=${MICROVM_CT_BOOT_TIMEOUT:-120}
-CT_STOP_TIMEOUT=${MICROVM_CT_STOP_TIMEOUT:-30}
+CT_STOP_TIMEOUT=${MICROVM_CT_STOP_TIMEOUT:-120}
 # The in-container PATH and environment of ct_exec: not the caller's (meson's
 # test environment, sanitizer options).
 CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -497,7 +497,7 @@ ct_crash() {
         done
         rm -f "$lock"
         rm -rf --one-file-system "/run/systemd/nspawn/propagate/$CT_NAME"
-        ct_wait_pidns_empty 2000
+        ct_wait_pidns_empty 10000
         CT_NSPAWN_PID=
         CT_PID1=
         CT_PIDNS=
@@ -522,7 +522,7 @@ ct_poweroff_for_reboot() {
         done
         rm -f "$lock"
         rm -rf --one-file-system "/run/systemd/nspawn/propagate/$CT_NAME"
-        ct_wait_pidns_empty 2000
+        ct_wait_pidns_empty 10000
         CT_PID1=
         CT_PIDNS=
 }
@@ -644,7 +644,7 @@ ct_verify_clean() {
         if [ -n "$CT_PIDNS" ]; then
                 # A killed process is in /proc until it is reaped: give the
                 # reaping a bounded moment, then whatever is left is debris.
-                ct_wait_pidns_empty 2000
+                ct_wait_pidns_empty 10000
                 for p in /proc/[0-9]*; do
                         if [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$CT_PIDNS" ]; then
                                 ct_log "DEBRIS: process ${p#/proc/} ($(cat "$p/comm" 2>/dev/null)) of the container's pid namespace"

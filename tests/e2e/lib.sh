@@ -143,6 +143,17 @@ wait_state() { # wait_state ID ACTIVESTATE [SUBSTATE [SECONDS]]
                 state_is "$1" "$2" "${3:-}"
 }
 
+# journalctl, in these scripts, first asks journald to store what it was
+# sent until now (--sync returns once journald has processed its pending
+# input and written it): a tool's or the console's last line, written just
+# before "systemctl start" returned, may still sit in a socket buffer.
+# Without it, a check of the journal right after an action is a race, and
+# "no such line" proves nothing. Following (-f) needs no sync.
+journalctl() {
+        command journalctl --sync 2>/dev/null || true
+        command journalctl "$@"
+}
+
 # wait_journal SECONDS ERE JOURNALCTL-ARGS...: follows the journal (all of
 # it, then new entries as journald writes them) until a message matches.
 wait_journal() {
@@ -159,6 +170,20 @@ wait_journal() {
                 echo "no journal line matching /$re/ within ${secs}s for: journalctl $*"
         fi
         return $rc
+}
+
+# journal_gap_ms ERE1 ERE2 JOURNALCTL-ARGS...: milliseconds between the
+# last line matching ERE1 and the first after it matching ERE2, by the
+# journal's monotonic timestamps (empty when either is missing).
+journal_gap_ms() {
+        local a=$1 b=$2
+        shift 2
+        journalctl --no-pager -q -o export --output-fields=MESSAGE "$@" 2>/dev/null | awk -v a="$a" -v b="$b" '
+                /^__MONOTONIC_TIMESTAMP=/ { t = substr($0, 23) }
+                /^MESSAGE=/ { m = substr($0, 9)
+                        if (m ~ a) { t1 = t; t2 = "" }
+                        else if (t1 != "" && t2 == "" && m ~ b) t2 = t }
+                END { if (t1 != "" && t2 != "") printf "%d\n", (t2 - t1) / 1000 }'
 }
 
 # journal_has ERE JOURNALCTL-ARGS...: the journal has such a line now.

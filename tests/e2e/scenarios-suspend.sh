@@ -65,10 +65,12 @@ sc_ctl_suspend_resume() {
 # A snapshot create that takes longer than the suspend time (128M at the
 # default 100M/s: 2 s + 10 s): microvm-stop gives up, the guest is resumed
 # and stopped gracefully once firecracker is done writing; no snapshot.
+# stop_timeout=15s: TimeoutStopSec= is 27 s, far from the 14 s the create
+# takes, so that systemd does not cut the graceful stop on a slow machine.
 sc_suspend_timeout() {
         local out
         use slowsus
-        vm_config slowsus on_host_shutdown=suspend knobs=fcdouble.create_ms=14000
+        vm_config slowsus on_host_shutdown=suspend stop_timeout=15s knobs=fcdouble.create_ms=14000
         systemctl daemon-reload
         start_vm slowsus || return
         out=$(microvmctl suspend slowsus 2>&1) && fail "microvmctl suspend of a too slow create succeeded: $out" && return 1

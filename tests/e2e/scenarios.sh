@@ -334,7 +334,15 @@ sc_ignore_cad() {
         wait_journal 5 'did not shut down within' -u microvm@deaf.service || return
         ! journal_has '^Ctrl-Alt-Del pressed' -u microvm@deaf.service || fail "the guest was supposed to ignore Ctrl-Alt-Del" || return
         [ $dt -ge 2000 ] || fail "stopped after $dt ms: microvm-stop did not wait for the guest" || return
-        [ $dt -le 5000 ] || fail "stop took $dt ms, beyond the 3s stop timeout (+2s slack)" || return
+        # microvm-stop's own wait, from the journal's clock: the 3 s, not
+        # more. The whole stop (cleanup included) only has to end well
+        # before systemd would have given up twice.
+        local waited
+        waited=$(journal_gap_ms 'sent Ctrl-Alt-Del to the guest' 'did not shut down within' -u microvm@deaf.service)
+        note "microvm-stop waited $waited ms for the guest"
+        [ -n "$waited" ] && [ "$waited" -ge 2000 ] && [ "$waited" -le 5000 ] ||
+                fail "microvm-stop waited ${waited:-?} ms for the guest, want its 3 s stop timeout" || return
+        [ $dt -le 8000 ] || fail "stop took $dt ms: more than the 3 s stop timeout and 5 s for the cleanup" || return
         assert_no_debris deaf || return
 }
 
@@ -342,10 +350,10 @@ sc_crash() {
         local pid pid2
         # restart = no: the unit fails, the cleanup runs
         vm_config crash-no
-        # restart = on-failure: restarted; RestartSec=2s leaves time to look
-        # at the state between the two runs
+        # restart = on-failure: restarted; RestartSec=8s leaves time to look
+        # at the state between the two runs, on a loaded machine too
         vm_config crash-re restart=on-failure
-        dropin crash-re RestartSec=2s
+        dropin crash-re RestartSec=8s
         systemctl daemon-reload
         start_vm crash-no crash-re || return
         assert_vm_running crash-no || return
@@ -369,7 +377,9 @@ sc_crash() {
         [ ! -e "$E2E_RUN_DIR/crash-re" ] || fail "run dir left between the runs" || return
         [ ! -e "$E2E_SLICE_CG/microvm@crash-re.service/crash-re" ] || fail "leaf cgroup left between the runs" || return
         [ -z "$(pids_of_uid "$(vm_uid crash-re)")" ] || fail "processes of the VM uid left between the runs" || return
-        wait_state crash-re active running 10 || return
+        # Still between the runs: the checks above looked at that state.
+        [ "$(vprop crash-re SubState)" = auto-restart ] || fail "the checks took longer than RestartSec" || return
+        wait_state crash-re active running 30 || return
         pid2=$(vprop crash-re MainPID)
         [ "$pid2" != "$pid" ] || fail "same MainPID after the restart" || return
         [ "$(vprop crash-re NRestarts)" = 1 ] || fail "NRestarts=$(vprop crash-re NRestarts)" || return
@@ -814,12 +824,14 @@ sc_bridge() {
 
 sc_guest_reboot() {
         local pid
-        vm_config rb-always restart=always knobs=fcdouble.reboot_after_ms=500
+        # 3 s up between reboots: enough for the four property reads of
+        # rebooted() to find it up again on a loaded machine
+        vm_config rb-always restart=always knobs=fcdouble.reboot_after_ms=3000
         vm_config rb-onfail restart=on-failure knobs=fcdouble.reboot_after_ms=300
         systemctl daemon-reload
         start_vm rb-always rb-onfail || return
         pid=$(vprop rb-always MainPID)
-        wait_until 15 "rb-always to come back after its reboot" rebooted rb-always "$pid" || return
+        wait_until 30 "rb-always to come back after its reboot" rebooted rb-always "$pid" || return
         wait_journal 5 'reboot: Restarting system' -u microvm@rb-always.service || return
         note "restart=always: guest reboot -> back with MainPID $(vprop rb-always MainPID) (was $pid)"
         wait_state rb-onfail inactive dead 10 || return

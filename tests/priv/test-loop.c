@@ -74,7 +74,8 @@ static void sleep_ms(unsigned ms) {
 }
 
 static void wait_unbound(unsigned nr) {
-        for (unsigned i = 0; i < 400 && bound(nr); i++)
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+             bound(nr) && now_usec(CLOCK_MONOTONIC) < end;)
                 sleep_ms(10);
         cr_assert(!bound(nr), "/dev/loop%u is still attached", nr);
 }

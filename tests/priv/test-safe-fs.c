@@ -752,7 +752,11 @@ BOTH_MODES(attack, race_during_removal) {
         uint64_t removed = 0;
 
         pid = start_attacker(swap_tree_forever, pathf("%s/t/a.lnk", root));
-        for (unsigned i = 0; i < 300; i++) {
+        /* 300 rounds, and more (for at most 60 s) until the race took
+         * place: on a loaded machine the attacker may get no CPU for a
+         * while. */
+        usec_t end = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+        for (unsigned i = 0; i < 300 || (removed <= 100 && now_usec(CLOCK_MONOTONIC) < end); i++) {
                 SafeRmReport rep = {};
                 struct stat st;
                 int r;
@@ -763,8 +767,8 @@ BOTH_MODES(attack, race_during_removal) {
                  * names, the attacker's mkdirat()s go nowhere until this
                  * round clears them). A bound in time: sched_yield()
                  * returns at once when nothing else waits for this CPU. */
-                for (usec_t end = now_usec(CLOCK_MONOTONIC) + 50 * USEC_PER_MSEC;
-                     lstat(pathf("%s/t/a/sub", root), &st) < 0 && now_usec(CLOCK_MONOTONIC) < end;)
+                for (usec_t wait_end = now_usec(CLOCK_MONOTONIC) + 50 * USEC_PER_MSEC;
+                     lstat(pathf("%s/t/a/sub", root), &st) < 0 && now_usec(CLOCK_MONOTONIC) < wait_end;)
                         sched_yield();
                 r = safe_rm_rf_at(jd, "root/t/a", 0, NULL, &rep);
                 removed += rep.n_removed;

@@ -239,16 +239,18 @@ Test(launch, leaf_with_domain_controller_values, .init = setup, .fini = teardown
         close(control);
 }
 
-Test(stop, returns_at_once_without_a_main_process, .init = setup, .fini = teardown, .timeout = 60) {
+Test(stop, returns_at_once_without_a_main_process, .init = setup, .fini = teardown, .timeout = 120) {
         ToolRun r;
 
-        vm_config_write(ID, NULL);
+        /* A long stop timeout, so that "at once" is told apart from
+         * "waited for the guest" with room for a loaded machine. */
+        vm_config_write(ID, "stop_timeout = 60s");
         stage_ok(ID);
         unsetenv("MAINPID");
         r = tool_run("microvm-stop", ID, NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         cr_assert(strstr(r.err, "has no running main process"), "%s", r.err);
-        cr_assert_lt(r.usec, 2 * USEC_PER_SEC, "microvm-stop took %llu us", (unsigned long long) r.usec);
+        cr_assert_lt(r.usec, 20 * USEC_PER_SEC, "microvm-stop took %llu us", (unsigned long long) r.usec);
         tool_run_done(&r);
         tool_ok("microvm-cleanup", ID);
 }

@@ -716,8 +716,12 @@ static void cg_remove_tree(int dirfd) {
                         cg_remove_tree(child);
                         close(child);
                 }
-                /* A killed cgroup drains asynchronously: bounded retries. */
-                for (unsigned i = 0; i < 2000 && unlinkat(dirfd, de->d_name, AT_REMOVEDIR) < 0 && errno == EBUSY; i++)
+                /* A killed cgroup drains asynchronously: retries, for
+                 * at most 30 s (a bound in time: the reaping of killed
+                 * sanitizer builds on a loaded machine can take long). */
+                for (usec_t end = now_usec(CLOCK_MONOTONIC) + 30 * USEC_PER_SEC;
+                     unlinkat(dirfd, de->d_name, AT_REMOVEDIR) < 0 && errno == EBUSY &&
+                     now_usec(CLOCK_MONOTONIC) < end;)
                         usleep(1000);
         }
         closedir(d);
