@@ -1396,6 +1396,14 @@ static int rm_hoist(RmCtx *c, int dirfd, const char *name) {
                 snprintf(nn, sizeof nn, SAFE_RM_HOIST_PREFIX "%" PRIu64, c->hoist_counter++);
                 if (renameat2(dirfd, name, c->frames[0].fd, nn, RENAME_NOREPLACE) >= 0)
                         return 0;
+                /* EINVAL: the directory now holds the top of the removal,
+                 * which the kernel refuses to move into itself. We found
+                 * it below the top, so someone moved them while we walked:
+                 * the tree changed under us. (The other EINVAL, a file
+                 * system without RENAME_NOREPLACE, is none that jails live
+                 * on: ext4, xfs, btrfs, tmpfs and overlayfs all have it.) */
+                if (errno == EINVAL)
+                        return -ESTALE;
                 if (errno != EEXIST)
                         return -errno;
         }
@@ -1445,7 +1453,9 @@ static void rm_entry(RmCtx *c, const char *name) {
                         if (r == -ENOENT)
                                 return;
                         if (r < 0) {
-                                rm_refuse(c, name, r, "cannot move a too deep directory up for removal");
+                                rm_refuse(c, name, r,
+                                          r == -ESTALE ? "changed during removal: cannot move a too deep directory up"
+                                                       : "cannot move a too deep directory up for removal");
                                 f->refused_below = true;
                                 return;
                         }

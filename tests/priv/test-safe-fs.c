@@ -791,6 +791,66 @@ BOTH_MODES(attack, race_during_removal) {
         check_victims();
 }
 
+/* The top of a removal moved into the very directory that is about to be
+ * moved up to it (a tree deeper than the depth window): the kernel refuses
+ * to move a directory into itself (EINVAL), which is the tree changing
+ * under us, and is reported as such (ESTALE), never as another error. */
+_noreturn_ static void move_top_into_deep_forever(void *arg) {
+        const char *root = R;
+        int dfd;
+
+        if (mkdir(pathf("%s/t", root), 0755) < 0)
+                _exit(1);
+        dfd = open(pathf("%s/t", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                _exit(1);
+        for (unsigned n = 0;; n++) {
+                /* a/d1/d2/d3, then d1 out beside a, a into d2, and back */
+                (void) mkdirat(dfd, "a", 0755);
+                (void) mkdirat(dfd, "a/d1", 0755);
+                (void) mkdirat(dfd, "a/d1/d2", 0755);
+                (void) mkdirat(dfd, "a/d1/d2/d3", 0755);
+                if (n == 0)
+                        child_ready();
+                (void) renameat(dfd, "a/d1", dfd, "x");
+                (void) renameat(dfd, "a", dfd, "x/d2/a");
+                (void) renameat(dfd, "x/d2/a", dfd, "a");
+                (void) renameat(dfd, "x", dfd, "a/d1");
+        }
+}
+
+BOTH_MODES(attack, top_moved_into_hoisted_dir) {
+        const SafeRmLimits lim = { .max_depth = 2 };
+        const char *root = R;
+        unsigned stale = 0, rounds = 0;
+        pid_t pid;
+
+        set_mode(*fallback);
+        pid = start_attacker(move_top_into_deep_forever, pathf("%s/t", root));
+        /* 2 s of rounds, and on (60 s at most) until the race was hit */
+        usec_t start = now_usec(CLOCK_MONOTONIC);
+        for (usec_t t = start; t < start + 2 * USEC_PER_SEC || (stale == 0 && t < start + 60 * USEC_PER_SEC);
+             t = now_usec(CLOCK_MONOTONIC), rounds++) {
+                SafeRmReport rep = {};
+                int r = safe_rm_rf_at(jd, "root/t/a", 0, &lim, &rep);
+
+                cr_assert(r >= 0 || r == -ESTALE || r == -ENOTEMPTY || r == -ENOTDIR || r == -ENOENT || r == -ELOOP,
+                          "round %u (%s): %d (%s): %s", rounds, *fallback ? "walk" : "openat2", r, strerror(-r),
+                          strna(safe_rm_report_format(&rep, NULL)));
+                for (size_t i = 0; i < rep.n_refused; i++)
+                        if (rep.refused[i].error == -ESTALE &&
+                            strstr(rep.refused[i].reason, "changed during removal: cannot move a too deep directory up"))
+                                stale++;
+                safe_rm_report_done(&rep);
+        }
+        stop_attacker(pid);
+        cr_log_info("top moved into the hoisted directory: %u of %u rounds", stale, rounds);
+        cr_expect_gt(stale, 0, "the top was never inside the hoisted directory: the race was not exercised");
+        check_victims();
+        cr_expect_eq(safe_rm_rf_at(base_fd, JAIL, 0, NULL, NULL), 1);
+        check_victims();
+}
+
 /* ---- creating: device nodes, links, copies, files ----------------------------------- */
 
 BOTH_MODES(create, device_nodes) {
