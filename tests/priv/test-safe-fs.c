@@ -715,7 +715,8 @@ BOTH_MODES(attack, race_dir_symlink_swap) {
         close(nullfd);
 }
 
-_noreturn_ static void swap_tree_forever(void *arg) {
+/* In an attacker: makes <root>/t (its own) and returns it open. */
+static int attacker_make_t(void) {
         const char *root = R;
         int dfd;
 
@@ -724,6 +725,12 @@ _noreturn_ static void swap_tree_forever(void *arg) {
         dfd = open(pathf("%s/t", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 _exit(1);
+        return dfd;
+}
+
+_noreturn_ static void swap_tree_forever(void *arg) {
+        int dfd = attacker_make_t();
+
         for (;;) {
                 int f;
 
@@ -796,14 +803,8 @@ BOTH_MODES(attack, race_during_removal) {
  * to move a directory into itself (EINVAL), which is the tree changing
  * under us, and is reported as such (ESTALE), never as another error. */
 _noreturn_ static void move_top_into_deep_forever(void *arg) {
-        const char *root = R;
-        int dfd;
+        int dfd = attacker_make_t();
 
-        if (mkdir(pathf("%s/t", root), 0755) < 0)
-                _exit(1);
-        dfd = open(pathf("%s/t", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                _exit(1);
         for (unsigned n = 0;; n++) {
                 /* a/d1/d2/d3, then d1 out beside a, a into d2, and back */
                 (void) mkdirat(dfd, "a", 0755);
