@@ -670,6 +670,15 @@ static void stop_attacker(pid_t pid) {
         cr_assert_eq(wait_exit(pid), 128 + SIGKILL);
 }
 
+/* After a race, the attacker stopped: no victim changed, and the jail,
+ * whatever the attacker left in it, is removed completely. */
+static void race_aftermath(void) {
+        check_victims();
+        cr_expect_eq(safe_rm_rf_at(base_fd, JAIL, 0, NULL, NULL), 1);
+        assert_jail_gone();
+        check_victims();
+}
+
 BOTH_MODES(attack, race_dir_symlink_swap) {
         const char *root = R;
         unsigned ok = 0, refused = 0;
@@ -709,9 +718,7 @@ BOTH_MODES(attack, race_dir_symlink_swap) {
         stop_attacker(pid);
         cr_log_info("race: %u rounds completed, %u refused", ok, refused);
         cr_expect_gt(refused, 0, "the attacker never won a round: the race was not exercised");
-        check_victims();
-        cr_expect_eq(safe_rm_rf_at(base_fd, JAIL, 0, NULL, NULL), 1);
-        check_victims();
+        race_aftermath();
         close(nullfd);
 }
 
@@ -792,10 +799,7 @@ BOTH_MODES(attack, race_during_removal) {
         stop_attacker(pid);
         cr_log_info("race during removal: %" PRIu64 " entries removed while the attacker swapped", removed);
         cr_expect_gt(removed, 100, "the attacker's tree was hardly ever there: the race was not exercised");
-        check_victims();
-        cr_expect_eq(safe_rm_rf_at(base_fd, JAIL, 0, NULL, NULL), 1);
-        assert_jail_gone();
-        check_victims();
+        race_aftermath();
 }
 
 /* The top of a removal moved into the very directory that is about to be
@@ -847,9 +851,7 @@ BOTH_MODES(attack, top_moved_into_hoisted_dir) {
         stop_attacker(pid);
         cr_log_info("top moved into the hoisted directory: %u of %u rounds", stale, rounds);
         cr_expect_gt(stale, 0, "the top was never inside the hoisted directory: the race was not exercised");
-        check_victims();
-        cr_expect_eq(safe_rm_rf_at(base_fd, JAIL, 0, NULL, NULL), 1);
-        check_victims();
+        race_aftermath();
 }
 
 /* ---- creating: device nodes, links, copies, files ----------------------------------- */
