@@ -20,12 +20,14 @@
         "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm", \
         "acct", "syslog", "uselib", "vhangup", "sethostname", "setdomainname",          \
         "open_by_handle_at", "lookup_dcookie", "nfsservctl", "quotactl"
+#define DENY_NAMESPACES "unshare", "setns"
 
 const char *const seccomp_deny_exec[] = { DENY_EXEC, NULL };
 const char *const seccomp_deny_debug[] = { DENY_DEBUG, NULL };
 const char *const seccomp_deny_mount[] = { DENY_MOUNT, NULL };
 const char *const seccomp_deny_kernel[] = { DENY_KERNEL, NULL };
 const char *const seccomp_deny_tools[] = { DENY_EXEC, DENY_DEBUG, DENY_MOUNT, DENY_KERNEL, NULL };
+const char *const seccomp_deny_sandboxed[] = { DENY_EXEC, DENY_DEBUG, DENY_MOUNT, DENY_KERNEL, DENY_NAMESPACES, NULL };
 
 const SeccompAllow seccomp_allow_sanitizer_runtime[] = {
         SECCOMP_ALLOW("clone"),

@@ -77,6 +77,9 @@ extern const char *const seccomp_deny_debug[];          /* ptrace, process_vm_*,
 extern const char *const seccomp_deny_mount[];          /* mount, umount2, pivot_root, the new mount API, chroot */
 extern const char *const seccomp_deny_kernel[];         /* modules, kexec, bpf, keyrings, reboot, swap, clock, raw io, ... */
 extern const char *const seccomp_deny_tools[];          /* all of the above */
+/* seccomp_deny_tools and unshare, setns: for a process in a mount namespace
+ * of its own making (mount-sandbox.h), which must stay in it. */
+extern const char *const seccomp_deny_sandboxed[];
 
 /* For tests: the name of system call nr on the native architecture as this
  * module resolved it, or NULL. */

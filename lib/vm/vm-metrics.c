@@ -155,10 +155,12 @@ static Flush *flush_begin(int chroot_fd, const HostMetrics *h, char **jail_rel) 
         return fl;
 }
 
-/* Waits for the answers until deadline: a VMM that does not answer in time
- * (hung) keeps fc_flushed false, and its figures are those of its last
- * flush. */
-static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline) {
+/* Waits for the answers until deadline, calling answered(i) for each VM
+ * whose VMM has answered (its file is read while the others still write
+ * theirs): a VMM that does not answer in time (hung) keeps fc_flushed
+ * false, and its figures are those of its last flush. */
+static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline, void (*answered)(size_t i, void *userdata),
+                         void *userdata) {
         _cleanup_free_ struct pollfd *pfd = calloc(h->n_vms + 1, sizeof *pfd);
         _cleanup_free_ size_t *idx = calloc(h->n_vms + 1, sizeof *idx);
 
@@ -197,7 +199,10 @@ static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline) {
                         f->resp[f->got] = '\0';
                         if (got <= 0 || memchr(f->resp, '\n', f->got) || f->got >= sizeof f->resp - 1) {
                                 f->done = true;
+                                f->fd = safe_close(f->fd);
                                 h->vms[idx[k]].fc_flushed = fc_http_parse_status(f->resp, f->got) == 204;
+                                if (answered)
+                                        answered(idx[k], userdata);
                         }
                 }
         }
@@ -263,6 +268,31 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, uid_t ui
         }
         v->has_fc = true;
         v->fc = sum;
+}
+
+typedef struct FcLoad {
+        HostMetrics *h;
+        int chroot_fd, run_fd;
+        char **jail_rel;
+        const uid_t *uid;
+        bool *loaded;
+        const MetricsOptions *opts;
+        usec_t *lap_start;
+} FcLoad;
+
+static void lap(HostMetrics *h, size_t collector, usec_t *t);
+
+/* Reads VM i's metrics file once; the time goes to the "firecracker"
+ * collector, the wait before it to "flush". */
+static void fc_load_one(size_t i, void *userdata) {
+        FcLoad *l = userdata;
+
+        if (l->loaded[i] || !l->jail_rel[i] || l->run_fd < 0 || now_usec(CLOCK_MONOTONIC) >= l->opts->deadline)
+                return;
+        l->loaded[i] = true;
+        lap(l->h, 3, l->lap_start);
+        vm_load_fc(l->chroot_fd, l->run_fd, l->jail_rel[i], l->uid[i], &l->h->vms[i], l->opts);
+        lap(l->h, 4, l->lap_start);
 }
 
 int vm_metrics_lock_run_dir(const char *run_dir, const char *id) {
@@ -437,7 +467,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                 size_t nq = 0;
                 if (!q || !ok) {
                         manager_units_free(units, n_units);
-                        flush_finish(flushes, &h, 0);
+                        flush_finish(flushes, &h, 0, NULL, NULL);
                         strv_free(jail_rel);
                         return -ENOMEM;
                 }
@@ -479,12 +509,14 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                         vm_load_cgroup(slice_fd, &h.vms[i]);
         lap(&h, 2, &t);
 
-        flush_finish(flushes, &h, flush_deadline);
+        /* Each VM's file as soon as its VMM has answered, then those of
+         * the VMMs that did not. */
+        _cleanup_free_ bool *loaded = calloc(h.n_vms + 1, sizeof *loaded);
+        FcLoad load = { &h, chroot_fd, run_fd, jail_rel, vm_uid, loaded, opts, &t };
+        flush_finish(flushes, &h, flush_deadline, loaded ? fc_load_one : NULL, &load);
         lap(&h, 3, &t);
-        if (run_fd >= 0)
-                for (size_t i = 0; i < h.n_vms; i++)
-                        if (jail_rel[i] && now_usec(CLOCK_MONOTONIC) < opts->deadline)
-                                vm_load_fc(chroot_fd, run_fd, jail_rel[i], vm_uid[i], &h.vms[i], opts);
+        for (size_t i = 0; loaded && i < h.n_vms; i++)
+                fc_load_one(i, &load);
         strv_free(jail_rel);
         lap(&h, 4, &t);
 

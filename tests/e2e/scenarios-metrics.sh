@@ -241,6 +241,63 @@ $(journalctl --no-pager -q -o cat -u microvm@melquiet.service | grep -E 'The API
         systemctl daemon-reload
 }
 
+# The scrape's own sandbox (lib/jail/mount-sandbox.h), looked at in a real
+# scrape held right after it was made (test hook metrics-confined): in the
+# scrape's mount namespace, even root with every capability cannot write
+# /etc, /proc/sys or the cgroup tree; the run directory and the chroot base
+# can be written; /tmp is an empty read-only tmpfs. Released, the scrape
+# answers as any other.
+sc_metrics_sandbox() {
+        local hold=/run/e2e-hold d=/run/systemd/system/microvm-metrics@.service.d p pid err out
+        need_hooks "$(dirname "$(tool_path microvm-reclaim.service)")/microvm-metrics"
+        vm_config msand
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        start_vm msand || return
+        assert_vms_running msand || return
+        mkdir -p $d
+        printf '[Service]\nEnvironment=MICROVM_TEST_PAUSE_AT=metrics-confined MICROVM_TEST_PAUSE_FIFO=%s\n' $hold \
+                >$d/e2e-hold.conf
+        systemctl daemon-reload || fail "daemon-reload failed" || return
+        hold_fifos $hold
+        metrics_socket_start || return
+        scrape >/run/e2e-scrape.out & p=$!
+        timeout 60 cat $hold.reached >/dev/null || fail "microvm-metrics never reached its hold" || return
+        pid=$(pgrep -x microvm-metrics) || fail "no microvm-metrics process at the hold" || return
+        in_scrape() { nsenter -t "$pid" -m -- "$@" 2>&1; }
+        for f in /etc/e2e-sandbox /proc/sys/kernel/domainname "$E2E_CG/cgroup.procs"; do
+                if err=$(in_scrape sh -c "echo 0 >>$f"); then
+                        fail "root wrote $f in the scrape's namespace"
+                        return
+                fi
+                grep -q 'Read-only file system' <<<"$err" || fail "writing $f failed, but not as read-only: $err" || return
+        done
+        if err=$(in_scrape mkdir "$E2E_CG/e2e-sandbox"); then
+                rmdir "$E2E_CG/e2e-sandbox"
+                fail "root made a cgroup in the scrape's namespace"
+                return
+        fi
+        for f in "$E2E_RUN_DIR/e2e-sandbox" "$E2E_CHROOT_BASE/e2e-sandbox"; do
+                in_scrape touch "$f" >/dev/null || fail "$f cannot be written in the scrape's namespace" || return
+                [ -e "$f" ] || fail "$f written in the scrape's namespace is not the host's" || return
+                rm -f "$f"
+        done
+        [ -z "$(in_scrape ls -A /tmp)" ] || fail "/tmp is not empty in the scrape's namespace: $(in_scrape ls -A /tmp)" || return
+        in_scrape touch /tmp/e2e-sandbox >/dev/null && fail "/tmp is writable in the scrape's namespace" && return
+        # the host's own view is untouched
+        touch /etc/e2e-sandbox && rm /etc/e2e-sandbox || fail "/etc is read-only on the host" || return
+        timeout 10 sh -c "echo go >$hold" || fail "the scrape did not wait at its hold" || return
+        wait $p || fail "the held scrape failed" || return
+        out=$(cat /run/e2e-scrape.out)
+        grep -qx 'microvm_up{id="msand"} 1' <<<"$out" || fail "the held scrape has no up for msand:
+$out" || return
+        rm -rf $d $hold $hold.reached /run/e2e-scrape.out
+        systemctl daemon-reload
+        wait_until 10 "no scrape unit or microvm-metrics process left" no_scrape_left || return
+        stop_vm msand || return
+        rm -f "$E2E_VM_DIR"/msand.conf
+        systemctl daemon-reload
+}
+
 # The cgroup figures, for the controllers the unit's cgroup has (cpu.stat's
 # usage_usec always); a controller that does not reach the container is
 # named and its figure must be absent.

@@ -1347,6 +1347,7 @@ scenario "microvmctl logs --until-stop: follows, ends with 0 when the VM stops" 
 scenario "metrics: a real Prometheus scrapes microvm-metrics.socket, PromQL sees 3 VMs, counters move with traffic; promtool; no process left" sc_metrics_prometheus
 scenario "metrics: a hung VMM does not stall the scrape" sc_metrics_hung_vmm
 scenario "metrics: firecracker_log_level = warning keeps API requests (FlushMetrics, start, stop) out of the VM's journal" sc_metrics_log_level
+scenario "metrics: the scrape's own sandbox: root cannot write /etc, /proc/sys or cgroups in it, the run dir and jails it can" sc_metrics_sandbox
 scenario "metrics: cgroup figures for the controllers the unit has" sc_metrics_cgroup
 scenario "metrics: microvmctl metrics, text and --json" sc_metrics_ctl
 scenario "suspend VM, plain systemctl stop: graceful, no snapshot" sc_suspend_plain_stop

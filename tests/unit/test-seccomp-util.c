@@ -123,6 +123,29 @@ Test(seccomp, deny_groups) {
         cr_assert(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0, "status 0x%x, log: %s", o.status, o.log);
 }
 
+static int deny_sandboxed(void *arg) {
+        /* seccomp_deny_sandboxed: the tools' groups, and no new or other
+         * namespace (flags and fds that would fail anyway). */
+        if (seccomp_install_denylist(seccomp_deny_sandboxed, SECCOMP_VIOLATION_ERRNO) < 0)
+                return 10;
+        if (syscall(SYS_unshare, 0x1) >= 0 || errno != EPERM)
+                return 11;
+        if (syscall(SYS_setns, -1, 0) >= 0 || errno != EPERM)
+                return 12;
+        if (syscall(SYS_mount_setattr, -1, "", 0, NULL, 0) >= 0 || errno != EPERM)
+                return 13;
+        if (syscall(SYS_open_tree, -1, "", 0) >= 0 || errno != EPERM)
+                return 14;
+        if (getpid() <= 0 || access("/", F_OK) < 0)
+                return 20;
+        return 0;
+}
+
+Test(seccomp, deny_sandboxed) {
+        Outcome o = run(deny_sandboxed, NULL);
+        cr_assert(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0, "status 0x%x, log: %s", o.status, o.log);
+}
+
 static const SeccompAllow minimal_allow[] = {
         SECCOMP_ALLOW("write"),
         SECCOMP_ALLOW("writev"),
