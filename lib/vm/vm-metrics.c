@@ -5,8 +5,10 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -161,34 +163,43 @@ static Flush *flush_begin(int chroot_fd, const HostMetrics *h, char **jail_rel) 
  * false, and its figures are those of its last flush. */
 static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline, void (*answered)(size_t i, void *userdata),
                          void *userdata) {
-        _cleanup_free_ struct pollfd *pfd = calloc(h->n_vms + 1, sizeof *pfd);
-        _cleanup_free_ size_t *idx = calloc(h->n_vms + 1, sizeof *idx);
+        _cleanup_close_ int ep = -EBADF;
+        size_t pending = 0;
 
         if (!fl)
                 return;
-        for (;;) {
-                size_t n = 0;
+        /* epoll, not poll: a hundred VMMs answer one by one, and poll(2)
+         * would queue on every socket again for each answer. */
+        ep = epoll_create1(EPOLL_CLOEXEC);
+        for (size_t i = 0; ep >= 0 && i < h->n_vms; i++) {
+                struct epoll_event ev = { .events = fl[i].sent ? EPOLLIN : EPOLLOUT, .data.u64 = i };
+                if (!fl[i].done && epoll_ctl(ep, EPOLL_CTL_ADD, fl[i].fd, &ev) >= 0)
+                        pending++;
+        }
+        while (ep >= 0 && pending > 0) {
+                struct epoll_event evs[32];
                 usec_t now = now_usec(CLOCK_MONOTONIC);
-                if (!pfd || !idx || now >= deadline)
+                if (now >= deadline)
                         break;
-                for (size_t i = 0; i < h->n_vms; i++)
-                        if (!fl[i].done) {
-                                idx[n] = i;
-                                pfd[n++] = (struct pollfd) { .fd = fl[i].fd, .events = fl[i].sent ? POLLIN : POLLOUT };
-                        }
-                if (n == 0)
-                        break;
-                int r = poll(pfd, n, (int) ((deadline - now + 999) / 1000));
+                int r = epoll_wait(ep, evs, (int) ELEMENTSOF(evs), (int) ((deadline - now + 999) / 1000));
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r <= 0)
                         break;
-                for (size_t k = 0; k < n; k++) {
-                        Flush *f = &fl[idx[k]];
-                        if (!pfd[k].revents)
+                for (int k = 0; k < r; k++) {
+                        size_t i = (size_t) evs[k].data.u64;
+                        Flush *f = &fl[i];
+                        if (f->done)
                                 continue;
                         if (!f->sent) {
                                 flush_send(f);
+                                struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+                                if (f->sent && epoll_ctl(ep, EPOLL_CTL_MOD, f->fd, &ev) < 0)
+                                        f->done = true;
+                                if (f->done) {
+                                        f->fd = safe_close(f->fd);
+                                        pending--;
+                                }
                                 continue;
                         }
                         ssize_t got = recv(f->fd, f->resp + f->got, sizeof f->resp - 1 - f->got, 0);
@@ -200,9 +211,10 @@ static void flush_finish(Flush *fl, HostMetrics *h, usec_t deadline, void (*answ
                         if (got <= 0 || memchr(f->resp, '\n', f->got) || f->got >= sizeof f->resp - 1) {
                                 f->done = true;
                                 f->fd = safe_close(f->fd);
-                                h->vms[idx[k]].fc_flushed = fc_http_parse_status(f->resp, f->got) == 204;
+                                pending--;
+                                h->vms[i].fc_flushed = fc_http_parse_status(f->resp, f->got) == 204;
                                 if (answered)
-                                        answered(idx[k], userdata);
+                                        answered(i, userdata);
                         }
                 }
         }
@@ -270,29 +282,52 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, uid_t ui
         v->fc = sum;
 }
 
-typedef struct FcLoad {
+/* Firecracker's half of a scrape, shared by two threads: the one that asks
+ * the VMMs (fc_work()) and, once done with its own half, the main one. Each
+ * VM's file is read once, by whichever thread claims it first. */
+typedef struct FcShare {
         HostMetrics *h;
         int chroot_fd, run_fd;
         char **jail_rel;
         const uid_t *uid;
-        bool *loaded;
+        atomic_bool *claimed;
+        atomic_bool *answered;          /* its VMM answered FlushMetrics */
         const MetricsOptions *opts;
-        usec_t *lap_start;
-} FcLoad;
+        bool flush;
+        usec_t flush_deadline;
+        usec_t flush_usec, fc_usec;     /* fc_work()'s own time in each */
+} FcShare;
 
-static void lap(HostMetrics *h, size_t collector, usec_t *t);
+/* Reads VM i's metrics file, unless another thread has; returns the time
+ * it took. */
+static usec_t fc_load_one(FcShare *s, size_t i) {
+        usec_t t = now_usec(CLOCK_MONOTONIC);
 
-/* Reads VM i's metrics file once; the time goes to the "firecracker"
- * collector, the wait before it to "flush". */
-static void fc_load_one(size_t i, void *userdata) {
-        FcLoad *l = userdata;
+        if (!s->jail_rel[i] || s->run_fd < 0 || t >= s->opts->deadline || atomic_exchange(&s->claimed[i], true))
+                return 0;
+        vm_load_fc(s->chroot_fd, s->run_fd, s->jail_rel[i], s->uid[i], &s->h->vms[i], s->opts);
+        return now_usec(CLOCK_MONOTONIC) - t;
+}
 
-        if (l->loaded[i] || !l->jail_rel[i] || l->run_fd < 0 || now_usec(CLOCK_MONOTONIC) >= l->opts->deadline)
-                return;
-        l->loaded[i] = true;
-        lap(l->h, 3, l->lap_start);
-        vm_load_fc(l->chroot_fd, l->run_fd, l->jail_rel[i], l->uid[i], &l->h->vms[i], l->opts);
-        lap(l->h, 4, l->lap_start);
+static void fc_answered(size_t i, void *userdata) {
+        FcShare *s = userdata;
+
+        atomic_store(&s->answered[i], true);
+        s->fc_usec += fc_load_one(s, i);
+}
+
+static void *fc_work(void *userdata) {
+        FcShare *s = userdata;
+        usec_t t = now_usec(CLOCK_MONOTONIC);
+
+        Flush *fl = s->flush ? flush_begin(s->chroot_fd, s->h, s->jail_rel) : NULL;
+        flush_finish(fl, s->h, s->flush_deadline, fc_answered, s);
+        /* The VMMs that did not answer (or were not asked): their files as
+         * they are. */
+        for (size_t i = 0; i < s->h->n_vms; i++)
+                s->fc_usec += fc_load_one(s, i);
+        s->flush_usec = now_usec(CLOCK_MONOTONIC) - t - s->fc_usec;
+        return NULL;
 }
 
 int vm_metrics_lock_run_dir(const char *run_dir, const char *id) {
@@ -454,11 +489,44 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                                 jail_rel[i] = NULL;
                         vm_uid[i] = plan->uid;
                 }
-        usec_t flush_deadline = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
-        if (flush_deadline > opts->deadline)
-                flush_deadline = opts->deadline;
-        Flush *flushes = opts->flush_timeout > 0 && chroot_fd >= 0 ? flush_begin(chroot_fd, &h, jail_rel) : NULL;
         lap(&h, 3, &t);
+
+        /* Firecracker's half (FlushMetrics to every VMM, each metrics file
+         * read as soon as its VMM has answered, then those of the VMMs that
+         * did not) on a thread of its own, beside the manager, the configs
+         * and the cgroups here: the VMMs answer meanwhile, and another CPU
+         * reads their files. The halves fill different fields of each
+         * VmMetrics and different collectors. */
+        _cleanup_free_ atomic_bool *claimed = calloc(h.n_vms + 1, sizeof *claimed);
+        _cleanup_free_ atomic_bool *answered = calloc(h.n_vms + 1, sizeof *answered);
+        usec_t flush_deadline = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
+        FcShare fs = {
+                .h = &h, .chroot_fd = chroot_fd, .run_fd = run_fd, .jail_rel = jail_rel, .uid = vm_uid,
+                .claimed = claimed, .answered = answered, .opts = opts,
+                .flush = opts->flush_timeout > 0 && chroot_fd >= 0,
+                .flush_deadline = flush_deadline < opts->deadline ? flush_deadline : opts->deadline,
+        };
+        bool have_share = claimed && answered;
+        pthread_t fc_thread;
+        bool threaded = have_share && pthread_create(&fc_thread, NULL, fc_work, &fs) == 0;
+        if (have_share && !threaded)
+                (void) fc_work(&fs);
+
+        for (size_t i = 0; i < h.n_vms; i++) {
+                VmMetrics *v = &h.vms[i];
+                vm_load_config(host, v, &h.vms_configured);
+                if (v->active_state && (streq(v->active_state, "active") || streq(v->active_state, "activating") ||
+                                        streq(v->active_state, "deactivating") || streq(v->active_state, "reloading")))
+                        h.vms_running++;
+                if (streq_ptr(v->active_state, "failed"))
+                        h.vms_failed++;
+        }
+        lap(&h, 1, &t);
+
+        if (cgroup2_find_mount(&mount) >= 0 && cgroup_open(mount, "/" UNIT_SLICE, &slice_fd) >= 0)
+                for (size_t i = 0; i < h.n_vms; i++)
+                        vm_load_cgroup(slice_fd, &h.vms[i]);
+        lap(&h, 2, &t);
 
         /* Unit facts, one pipelined round for all. */
         if (bus && n_units > 0) {
@@ -467,7 +535,8 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                 size_t nq = 0;
                 if (!q || !ok) {
                         manager_units_free(units, n_units);
-                        flush_finish(flushes, &h, 0, NULL, NULL);
+                        if (threaded)
+                                (void) pthread_join(fc_thread, NULL);
                         strv_free(jail_rel);
                         return -ENOMEM;
                 }
@@ -493,32 +562,17 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         manager_units_free(units, n_units);
         lap(&h, 0, &t);
 
-        for (size_t i = 0; i < h.n_vms; i++) {
-                VmMetrics *v = &h.vms[i];
-                vm_load_config(host, v, &h.vms_configured);
-                if (v->active_state && (streq(v->active_state, "active") || streq(v->active_state, "activating") ||
-                                        streq(v->active_state, "deactivating") || streq(v->active_state, "reloading")))
-                        h.vms_running++;
-                if (streq_ptr(v->active_state, "failed"))
-                        h.vms_failed++;
-        }
-        lap(&h, 1, &t);
-
-        if (cgroup2_find_mount(&mount) >= 0 && cgroup_open(mount, "/" UNIT_SLICE, &slice_fd) >= 0)
-                for (size_t i = 0; i < h.n_vms; i++)
-                        vm_load_cgroup(slice_fd, &h.vms[i]);
-        lap(&h, 2, &t);
-
-        /* Each VM's file as soon as its VMM has answered, then those of
-         * the VMMs that did not. */
-        _cleanup_free_ bool *loaded = calloc(h.n_vms + 1, sizeof *loaded);
-        FcLoad load = { &h, chroot_fd, run_fd, jail_rel, vm_uid, loaded, opts, &t };
-        flush_finish(flushes, &h, flush_deadline, loaded ? fc_load_one : NULL, &load);
-        lap(&h, 3, &t);
-        for (size_t i = 0; loaded && i < h.n_vms; i++)
-                fc_load_one(i, &load);
+        /* Done here: help with the files of the VMMs that have answered. */
+        usec_t helped = 0;
+        for (size_t i = 0; threaded && i < h.n_vms; i++)
+                if (atomic_load(&answered[i]))
+                        helped += fc_load_one(&fs, i);
+        if (threaded)
+                (void) pthread_join(fc_thread, NULL);
+        h.collector_usec[3] += fs.flush_usec;
+        h.collector_usec[4] += fs.fc_usec + helped;
         strv_free(jail_rel);
-        lap(&h, 4, &t);
+        t = now_usec(CLOCK_MONOTONIC);
 
         load_uids(host, &h, NULL);
         load_pool(host, &h);
