@@ -171,15 +171,32 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         _cleanup_strv_free_ char **with_state = NULL;
         _cleanup_free_ bool *want = NULL;
         _cleanup_free_ char *error = NULL;
+        ManagerListCall *list_call = NULL;
         size_t allocated = 0, n_with_state = 0;
         int r;
+
+        /* The manager first: as root on this host straight to it, as
+         * systemctl. Its answer is read after the files: the connection's
+         * handshake and the listing run in the manager while the files are
+         * read here, instead of one idle round trip after another. */
+        bool direct = !arg_host && sd_lib_load(NULL) >= 0 && manager_open_direct(&bus) >= 0;
+        if (!direct) {
+                r = ctl_bus_open(&bus);
+                if (r < 0)
+                        return r;
+        }
+        r = manager_list_units_send(bus, UNIT_PREFIX "*.service", &list_call, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to list the microvm@ units: %s", error ?: strerror(-r));
 
         /* Files: only on this host. With -H, the remote host's files are
          * out of reach (we run nothing there): rows come from its units. */
         if (!arg_host) {
                 r = ctl_load_host(&host);
-                if (r < 0)
+                if (r < 0) {
+                        manager_list_call_free(list_call);
                         return r;
+                }
                 if (safe_root_open(host->state_dir, 0, 0, &state_fd, NULL) < 0)
                         state_fd = -EBADF; /* not root, or no VM yet: uids from plans and configs */
                 if (safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) < 0)
@@ -192,15 +209,19 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                 VmConfigFile *files = NULL;
                 size_t n = 0;
 
+                (void) manager_kick(bus);
                 r = vm_config_enumerate(&files, &n);
-                if (r < 0)
+                if (r < 0) {
+                        manager_list_call_free(list_call);
                         return log_error_errno(r, "Failed to list VM configs: %m");
+                }
                 for (size_t i = 0; i < n; i++) {
                         if (!vm_id_valid(files[i].name))
                                 continue;
                         VmRow *row = row_add(t, &allocated, files[i].name);
                         if (!row) {
                                 vm_config_files_free(files, n);
+                                manager_list_call_free(list_call);
                                 return log_oom();
                         }
                         row->masked = files[i].masked;
@@ -210,28 +231,25 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         } else if (ids) {
                 for (size_t i = 0; i < n_ids; i++) {
                         VmRow *row = row_add(t, &allocated, ids[i]);
-                        if (!row)
+                        if (!row) {
+                                manager_list_call_free(list_call);
                                 return log_oom();
+                        }
                         if (arg_host)
                                 continue;
                         r = vm_config_find(ids[i], &row->config_path);
                         if (r == -ERFKILL)
                                 row->masked = true;
-                        else if (r < 0 && r != -ENOENT)
+                        else if (r < 0 && r != -ENOENT) {
+                                manager_list_call_free(list_call);
                                 return log_error_errno(r, "Failed to look up the config of VM %s: %m", ids[i]);
+                        }
                 }
         }
         if (!ids)
                 rows_sort(t->rows, t->n);
 
-        /* As root on this host: straight to the manager, as systemctl. */
-        bool direct = !arg_host && sd_lib_load(NULL) >= 0 && manager_open_direct(&bus) >= 0;
-        if (!direct) {
-                r = ctl_bus_open(&bus);
-                if (r < 0)
-                        return r;
-        }
-        r = manager_list_units(bus, UNIT_PREFIX "*.service", &t->units, &t->n_units, &error);
+        r = manager_list_units_wait(bus, list_call, &t->units, &t->n_units, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to list the microvm@ units: %s", error ?: strerror(-r));
         want = calloc(t->n_units + 1, sizeof *want);

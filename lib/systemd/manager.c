@@ -45,17 +45,12 @@ void manager_units_free(ManagerUnit *u, size_t n) {
         free(u);
 }
 
-int manager_list_units(sd_bus *bus, const char *pattern, ManagerUnit **ret, size_t *ret_n, char **ret_error) {
-        _cleanup_(sd_lib_error_freep) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_lib_message_unrefp) sd_bus_message *reply = NULL;
+/* The answer of ListUnitsByPatterns. */
+static int list_units_parse(sd_bus_message *reply, ManagerUnit **ret, size_t *ret_n, char **ret_error) {
         ManagerUnit *units = NULL;
         size_t n = 0, allocated = 0;
         int r;
 
-        r = sym_sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "ListUnitsByPatterns", &error, &reply, "asas",
-                                   0, 1, pattern);
-        if (r < 0)
-                return bus_error(ret_error, &error, r, "ListUnitsByPatterns");
         r = sym_sd_bus_message_enter_container(reply, 'a', "(ssssssouso)");
         if (r < 0)
                 return bus_error(ret_error, NULL, r, "ListUnitsByPatterns reply");
@@ -92,6 +87,86 @@ int manager_list_units(sd_bus *bus, const char *pattern, ManagerUnit **ret, size
         *ret = units;
         *ret_n = n;
         return 0;
+}
+
+struct ManagerListCall {
+        sd_bus_slot *slot;
+        sd_bus_message *reply;
+        bool done;
+};
+
+static int list_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        ManagerListCall *c = userdata;
+
+        (void) ret_error;
+        c->done = true;
+        c->reply = sym_sd_bus_message_ref(m);
+        return 0;
+}
+
+void manager_list_call_free(ManagerListCall *c) {
+        if (!c)
+                return;
+        if (c->slot)
+                sym_sd_bus_slot_unref(c->slot);
+        if (c->reply)
+                sym_sd_bus_message_unref(c->reply);
+        free(c);
+}
+
+int manager_list_units_send(sd_bus *bus, const char *pattern, ManagerListCall **ret, char **ret_error) {
+        ManagerListCall *c = calloc(1, sizeof *c);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        r = sym_sd_bus_call_method_async(bus, &c->slot, SD_DEST, SD_PATH, SD_MANAGER, "ListUnitsByPatterns", list_reply,
+                                         c, "asas", 0, 1, pattern);
+        if (r < 0) {
+                manager_list_call_free(c);
+                return bus_error(ret_error, NULL, r, "ListUnitsByPatterns");
+        }
+        *ret = c;
+        return 0;
+}
+
+int manager_kick(sd_bus *bus) {
+        int r;
+
+        while ((r = sym_sd_bus_process(bus, NULL)) > 0)
+                ;
+        return r;
+}
+
+int manager_list_units_wait(sd_bus *bus, ManagerListCall *c, ManagerUnit **ret, size_t *ret_n, char **ret_error) {
+        int r = 0;
+
+        while (!c->done && r >= 0) {
+                r = sym_sd_bus_process(bus, NULL);
+                if (r == 0) {
+                        r = sym_sd_bus_wait(bus, UINT64_MAX);
+                        if (r == -EINTR)
+                                r = 0;
+                }
+        }
+        if (r < 0)
+                r = bus_error(ret_error, NULL, r, "ListUnitsByPatterns");
+        else if (sym_sd_bus_message_is_method_error(c->reply, NULL)) {
+                const sd_bus_error *e = sym_sd_bus_message_get_error(c->reply);
+                r = bus_error(ret_error, e, -sym_sd_bus_error_get_errno(e), "ListUnitsByPatterns");
+        } else
+                r = list_units_parse(c->reply, ret, ret_n, ret_error);
+        manager_list_call_free(c);
+        return r;
+}
+
+int manager_list_units(sd_bus *bus, const char *pattern, ManagerUnit **ret, size_t *ret_n, char **ret_error) {
+        ManagerListCall *c = NULL;
+        int r = manager_list_units_send(bus, pattern, &c, ret_error);
+
+        if (r < 0)
+                return r;
+        return manager_list_units_wait(bus, c, ret, ret_n, ret_error);
 }
 
 typedef struct FactCall {

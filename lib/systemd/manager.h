@@ -31,6 +31,19 @@ typedef struct ManagerUnit {
 /* Every unit the manager has loaded whose name matches pattern (a glob,
  * e.g. "microvm@*.service"), one ListUnitsByPatterns call. */
 int manager_list_units(sd_bus *bus, const char *pattern, ManagerUnit **ret, size_t *ret_n, char **ret_error);
+/* The same in two halves, for a caller with other work to do meanwhile:
+ * the call is queued at once (on a connection still authenticating, it goes
+ * out when manager_kick() or the wait finds the manager's OK), and the wait
+ * reads the answer and frees c, also on failure. The bus connects without
+ * waiting: opened, asked and then left alone, it costs no idle round trip. */
+typedef struct ManagerListCall ManagerListCall;
+int manager_list_units_send(sd_bus *bus, const char *pattern, ManagerListCall **ret, char **ret_error);
+int manager_list_units_wait(sd_bus *bus, ManagerListCall *c, ManagerUnit **ret, size_t *ret_n, char **ret_error);
+/* Drops a call whose answer is no longer wanted. */
+void manager_list_call_free(ManagerListCall *c);
+/* Does what the connection can do without waiting (read what arrived,
+ * write what is queued); 0 or -errno. */
+int manager_kick(sd_bus *bus);
 void manager_units_free(ManagerUnit *u, size_t n);
 
 /* MainPID and StateChangeTimestamp of the units with want[i] set, asked

@@ -23,6 +23,8 @@
         X(sd_bus_call_method_async)                     \
         X(sd_bus_error_free)                            \
         X(sd_bus_error_has_name)                        \
+        X(sd_bus_error_get_errno)                       \
+        X(sd_bus_message_ref)                           \
         X(sd_bus_message_unref)                         \
         X(sd_bus_message_read)                          \
         X(sd_bus_message_read_basic)                    \
