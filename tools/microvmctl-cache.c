@@ -44,7 +44,8 @@ typedef struct FileKey {
 } FileKey;
 
 typedef struct CacheEntry {
-        char *path;
+        const char *path;       /* into the cache file's text, or owned (see owned) */
+        bool owned;
         FileKey key;
         bool valid, autostart, uid_auto;
         uint32_t vcpus, uid;
@@ -55,6 +56,7 @@ typedef struct CacheEntry {
 struct ListCache {
         int run_fd;             /* borrowed */
         char *header;
+        char *data;             /* the cache file's text: the old entries' paths point into it */
         CacheEntry *old;        /* from the file, sorted by path */
         size_t n_old, n_used;
         CacheEntry *now;        /* this run's, to write back */
@@ -87,7 +89,8 @@ static int cmp_entry(const void *a, const void *b) {
 
 static void entries_free(CacheEntry *e, size_t n) {
         for (size_t i = 0; i < n; i++)
-                free(e[i].path);
+                if (e[i].owned)
+                        free((char *) e[i].path);
         free(e);
 }
 
@@ -115,21 +118,49 @@ static int unhex(char c) {
         return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* Parses one entry line; false when malformed. */
+/* A decimal number followed by a space, at *p; moves past both. (The
+ * cache is ours: a plain loop, not strtoull() with its locale and errno.) */
+static bool take_u64(const char **p, uint64_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+
+        if (*s < '0' || *s > '9')
+                return false;
+        for (; *s >= '0' && *s <= '9'; s++) {
+                if (v > (UINT64_MAX - (uint64_t) (*s - '0')) / 10)
+                        return false;
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        if (*s != ' ')
+                return false;
+        *p = s + 1;
+        *ret = v;
+        return true;
+}
+
+static bool take_i64(const char **p, int64_t *ret) {
+        bool neg = **p == '-';
+        uint64_t v;
+
+        if (neg)
+                (*p)++;
+        if (!take_u64(p, &v) || v > (uint64_t) INT64_MAX)
+                return false;
+        *ret = neg ? -(int64_t) v : (int64_t) v;
+        return true;
+}
+
+/* Parses one entry line (its path stays in line); false when malformed. */
 static bool parse_entry(const char *line, CacheEntry *e) {
         const char *p = line;
-        char *end;
         uint64_t v[12];
+        int64_t t[2];
 
-        for (size_t i = 0; i < ELEMENTSOF(v); i++) {
-                errno = 0;
-                v[i] = strtoull(p, &end, 10);
-                if (errno || end == p || *end != ' ')
+        for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                if (i == 3 || i == 4 ? !take_i64(&p, &t[i - 3]) : !take_u64(&p, &v[i]))
                         return false;
-                p = end + 1;
-        }
         *e = (CacheEntry) {
-                .key = { v[0], v[1], v[2], (int64_t) v[3], (int64_t) v[4] },
+                .key = { v[0], v[1], v[2], t[0], t[1] },
                 .valid = v[5], .vcpus = (uint32_t) v[6], .memory = v[7], .autostart = v[8],
                 .uid_auto = v[9], .uid = (uint32_t) v[10], /* v[11]: reserved */
         };
@@ -142,12 +173,11 @@ static bool parse_entry(const char *line, CacheEntry *e) {
         p += 2 * SHA256_DIGEST_SIZE;
         if (p[0] != ' ' || p[1] != '/')
                 return false;
-        e->path = strdup(p + 1);
-        return e->path != NULL;
+        e->path = p + 1;
+        return true;
 }
 
 ListCache *list_cache_begin(const HostConfig *host, int run_fd) {
-        _cleanup_free_ char *data = NULL;
         char host_id[128], exe_id[128];
         ListCache *c;
         size_t size, allocated = 0;
@@ -171,9 +201,9 @@ ListCache *list_cache_begin(const HostConfig *host, int run_fd) {
                 return NULL;
         }
 
-        if (safe_read_root_file_at(run_fd, CACHE_FILE, CACHE_MAX, &data, &size) < 0)
+        if (safe_read_root_file_at(run_fd, CACHE_FILE, CACHE_MAX, &c->data, &size) < 0)
                 return c;
-        char *line = data, *nl = strchr(line, '\n');
+        char *line = c->data, *nl = strchr(line, '\n');
         if (!nl || (size_t) (nl - line) != strlen(c->header) || memcmp(line, c->header, strlen(c->header)) != 0)
                 return c; /* another host config or binary: start afresh */
         for (line = nl + 1; *line; line = nl + 1) {
@@ -184,14 +214,17 @@ ListCache *list_cache_begin(const HostConfig *host, int run_fd) {
                 *nl = 0;
                 if (!parse_entry(line, &e))
                         continue;
-                if (greedy_realloc((void **) &c->old, &allocated, c->n_old + 1, sizeof *c->old) < 0) {
-                        free(e.path);
+                if (greedy_realloc((void **) &c->old, &allocated, c->n_old + 1, sizeof *c->old) < 0)
                         break;
-                }
                 c->old[c->n_old++] = e;
         }
-        if (c->old)
-                qsort(c->old, c->n_old, sizeof *c->old, cmp_entry);
+        /* Written in the order of the list, which is by id: mostly sorted
+         * by path already. */
+        for (size_t i = 1; i < c->n_old; i++)
+                if (strcmp(c->old[i - 1].path, c->old[i].path) > 0) {
+                        qsort(c->old, c->n_old, sizeof *c->old, cmp_entry);
+                        break;
+                }
         return c;
 }
 
@@ -210,13 +243,16 @@ static VmConfig *summary_config(const char *id, const CacheEntry *e) {
         return v;
 }
 
-static void remember(ListCache *c, const char *path, const FileKey *key, const VmRow *row) {
+/* An entry for the cache to write back; old: the entry it was found as
+ * (its path is borrowed), or NULL. */
+static void remember(ListCache *c, const char *path, const CacheEntry *old, const FileKey *key, const VmRow *row) {
         if (c->write_ns - key->ctime_ns < CACHE_RACY_NSEC || c->write_ns - key->mtime_ns < CACHE_RACY_NSEC)
                 return; /* changed too recently to tell a later change apart */
         if (greedy_realloc((void **) &c->now, &c->allocated, c->n_now + 1, sizeof *c->now) < 0)
                 return;
         CacheEntry *e = &c->now[c->n_now];
-        *e = (CacheEntry) { .path = strdup(path), .key = *key, .valid = row->config && !row->invalid };
+        *e = (CacheEntry) { .path = old ? old->path : strdup(path), .owned = !old, .key = *key,
+                            .valid = row->config && !row->invalid };
         if (!e->path)
                 return;
         if (row->config) {
@@ -266,13 +302,13 @@ void list_cache_load_row(ListCache *c, VmRow *row, const HostConfig *host) {
                         } else
                                 row->invalid = true;
                         c->n_used++;
-                        remember(c, row->config_path, &key, row);
+                        remember(c, row->config_path, e, &key, row);
                         return;
                 }
         parse:
                 c->dirty = true;
                 row_load_config(row, host);
-                remember(c, row->config_path, &key, row);
+                remember(c, row->config_path, NULL, &key, row);
                 return;
         }
         row_load_config(row, host);
@@ -313,6 +349,7 @@ void list_cache_end(ListCache *c) {
         free(c->dir);
         entries_free(c->old, c->n_old);
         entries_free(c->now, c->n_now);
+        free(c->data);
         free(c->header);
         free(c);
 }

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -163,6 +164,55 @@ static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state
         }
 }
 
+static bool strv_contains(char **l, size_t n, const char *s) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(l[i], s))
+                        return true;
+        return false;
+}
+
+/* The rows of every config file in the search path, each through the list
+ * cache (tools/microvmctl-cache.c): list's and sync's file work, done on a
+ * thread of its own while the manager answers. */
+typedef struct FilesWork {
+        VmTable *t;
+        size_t *allocated;
+        const HostConfig *host;
+        int run_fd;
+        int r;
+} FilesWork;
+
+static void *files_work(void *userdata) {
+        FilesWork *w = userdata;
+        VmConfigFile *files = NULL;
+        size_t n = 0;
+
+        w->r = vm_config_enumerate(&files, &n);
+        if (w->r < 0)
+                return NULL;
+        for (size_t i = 0; i < n && w->r >= 0; i++) {
+                if (!vm_id_valid(files[i].name))
+                        continue;
+                VmRow *row = row_add(w->t, w->allocated, files[i].name);
+                if (!row) {
+                        w->r = -ENOMEM;
+                        break;
+                }
+                row->masked = files[i].masked;
+                row->config_path = TAKE_PTR(files[i].path);
+        }
+        vm_config_files_free(files, n);
+        if (w->r < 0)
+                return NULL;
+        rows_sort(w->t->rows, w->t->n);
+        ListCache *cache = list_cache_begin(w->host, w->run_fd);
+        for (size_t i = 0; i < w->t->n; i++)
+                if (w->t->rows[i].config_path && !w->t->rows[i].masked)
+                        list_cache_load_row(cache, &w->t->rows[i], w->host);
+        list_cache_end(cache);
+        return NULL;
+}
+
 /* ids NULL: every VM; else only these (in this order, each once). */
 int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         _cleanup_host_config_ HostConfig *host = NULL;
@@ -173,12 +223,14 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         _cleanup_free_ char *error = NULL;
         ManagerListCall *list_call = NULL;
         size_t allocated = 0, n_with_state = 0;
+        pthread_t files_thread;
+        bool threaded = false;
         int r;
 
         /* The manager first: as root on this host straight to it, as
-         * systemctl. Its answer is read after the files: the connection's
-         * handshake and the listing run in the manager while the files are
-         * read here, instead of one idle round trip after another. */
+         * systemctl. The connection's handshake and the listing run in the
+         * manager while the files are read, instead of one idle round trip
+         * after another. */
         bool direct = !arg_host && sd_lib_load(NULL) >= 0 && manager_open_direct(&bus) >= 0;
         if (!direct) {
                 r = ctl_bus_open(&bus);
@@ -201,33 +253,14 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                         state_fd = -EBADF; /* not root, or no VM yet: uids from plans and configs */
                 if (safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) < 0)
                         run_fd = -EBADF;
-                with_state = state_ids(state_fd);
-                n_with_state = strv_length(with_state);
         }
 
+        FilesWork fw = { t, &allocated, host, run_fd, 0 };
         if (!ids && !arg_host) {
-                VmConfigFile *files = NULL;
-                size_t n = 0;
-
                 (void) manager_kick(bus);
-                r = vm_config_enumerate(&files, &n);
-                if (r < 0) {
-                        manager_list_call_free(list_call);
-                        return log_error_errno(r, "Failed to list VM configs: %m");
-                }
-                for (size_t i = 0; i < n; i++) {
-                        if (!vm_id_valid(files[i].name))
-                                continue;
-                        VmRow *row = row_add(t, &allocated, files[i].name);
-                        if (!row) {
-                                vm_config_files_free(files, n);
-                                manager_list_call_free(list_call);
-                                return log_oom();
-                        }
-                        row->masked = files[i].masked;
-                        row->config_path = TAKE_PTR(files[i].path);
-                }
-                vm_config_files_free(files, n);
+                threaded = pthread_create(&files_thread, NULL, files_work, &fw) == 0;
+                if (!threaded)
+                        (void) files_work(&fw);
         } else if (ids) {
                 for (size_t i = 0; i < n_ids; i++) {
                         VmRow *row = row_add(t, &allocated, ids[i]);
@@ -244,17 +277,40 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                                 manager_list_call_free(list_call);
                                 return log_error_errno(r, "Failed to look up the config of VM %s: %m", ids[i]);
                         }
+                        if (row->config_path && !row->masked)
+                                row_load_config(row, host);
                 }
         }
-        if (!ids)
-                rows_sort(t->rows, t->n);
+        if (host) {
+                with_state = state_ids(state_fd);
+                n_with_state = strv_length(with_state);
+        }
 
+        /* The manager: the units, then MainPID and StateChangeTimestamp of
+         * those not inactive (pipelined), all while the files are read. */
+        ManagerFacts *facts = NULL;
+        const char *what = "list the microvm@ units";
         r = manager_list_units_wait(bus, list_call, &t->units, &t->n_units, &error);
+        if (r >= 0 && !(want = calloc(t->n_units + 1, sizeof *want)))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < t->n_units; i++) {
+                char id[VM_ID_MAX + 1];
+                want[i] = !streq(t->units[i].active_state, "inactive") && unit_vm_id(t->units[i].name, id) &&
+                          (!ids || strv_contains(ids, n_ids, id));
+        }
+        if (r >= 0) {
+                what = "ask the manager about the microvm@ units";
+                r = manager_unit_facts_send(bus, t->units, t->n_units, want, direct ? SIZE_MAX : 64, &facts, &error);
+        }
+        if (r >= 0)
+                r = manager_unit_facts_wait(bus, facts, &error);
+        if (threaded)
+                (void) pthread_join(files_thread, NULL);
         if (r < 0)
-                return log_error_errno(r, "Failed to list the microvm@ units: %s", error ?: strerror(-r));
-        want = calloc(t->n_units + 1, sizeof *want);
-        if (!want)
-                return log_oom();
+                return log_error_errno(r, "Failed to %s: %s", what, error ?: strerror(-r));
+        if (fw.r < 0)
+                return log_error_errno(fw.r, "Failed to list VM configs: %m");
+
         size_t n_rows_from_files = t->n;
         for (size_t i = 0; i < t->n_units; i++) {
                 char id[VM_ID_MAX + 1];
@@ -277,39 +333,15 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                                 return log_oom();
                 }
                 row->unit = &t->units[i];
-                want[i] = !streq(t->units[i].active_state, "inactive");
         }
         if (!ids)
                 rows_sort(t->rows, t->n);
-        /* The manager answers while the files are read. */
-        ManagerFacts *facts = NULL;
-        r = manager_unit_facts_send(bus, t->units, t->n_units, want, direct ? SIZE_MAX : 64, &facts, &error);
-        if (r < 0)
-                return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
-                                       error ?: strerror(-r));
-
-        /* Every VM (list, sync): what list shows of a config, through the
-         * cache (tools/microvmctl-cache.c). Named ones (status): all of it. */
-        ListCache *cache = ids ? NULL : list_cache_begin(host, run_fd);
         for (size_t i = 0; i < t->n; i++) {
-                VmRow *row = &t->rows[i];
-
-                if (row->config_path && !row->masked) {
-                        if (ids)
-                                row_load_config(row, host);
-                        else
-                                list_cache_load_row(cache, row, host);
-                }
                 if (host)
-                        row_load_state(row, run_fd, state_fd, with_state, n_with_state);
+                        row_load_state(&t->rows[i], run_fd, state_fd, with_state, n_with_state);
                 else
-                        row->orphan = false; /* unknown without the remote host's files */
+                        t->rows[i].orphan = false; /* unknown without the remote host's files */
         }
-        list_cache_end(cache);
-        r = manager_unit_facts_wait(bus, facts, &error);
-        if (r < 0)
-                return log_error_errno(r, "Failed to ask the manager about the microvm@ units: %s",
-                                       error ?: strerror(-r));
         return 0;
 }
 
