@@ -132,7 +132,7 @@ static bool has_state_dir(char **with_state, size_t n_with_state, const char *id
 static void row_load_state(VmRow *r, int run_fd, int state_fd, char **with_state, size_t n_with_state) {
         bool state_dir = state_fd >= 0 && has_state_dir(with_state, n_with_state, r->id);
 
-        if (unit_running(r->unit) && run_fd >= 0)
+        if (unit_running(r->unit) && run_fd >= 0 && !r->plan)
                 (void) vm_plan_read_at(run_fd, r->id, &r->plan, NULL);
         if (r->plan)
                 r->uid = r->plan->uid;
@@ -304,6 +304,13 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
         }
         if (r >= 0)
                 r = manager_unit_facts_wait(bus, facts, &error);
+        /* The plans of the running VMs, still beside the files. */
+        _cleanup_free_ Plan **plans = r >= 0 ? calloc(t->n_units + 1, sizeof *plans) : NULL;
+        for (size_t i = 0; plans && run_fd >= 0 && i < t->n_units; i++) {
+                char id[VM_ID_MAX + 1];
+                if (want[i] && unit_running(&t->units[i]) && unit_vm_id(t->units[i].name, id))
+                        (void) vm_plan_read_at(run_fd, id, &plans[i], NULL);
+        }
         if (threaded)
                 (void) pthread_join(files_thread, NULL);
         if (r < 0)
@@ -329,11 +336,18 @@ int vm_table_load(VmTable *t, char **ids, size_t n_ids) {
                         if (ids)
                                 continue; /* not asked for */
                         row = row_add(t, &allocated, id); /* loaded, no config: an orphan or a leftover */
-                        if (!row)
+                        if (!row) {
+                                for (size_t k = 0; plans && k < t->n_units; k++)
+                                        plan_free(plans[k]);
                                 return log_oom();
+                        }
                 }
                 row->unit = &t->units[i];
+                if (plans)
+                        row->plan = TAKE_PTR(plans[i]);
         }
+        for (size_t i = 0; plans && i < t->n_units; i++)
+                plan_free(plans[i]); /* a unit without a row */
         if (!ids)
                 rows_sort(t->rows, t->n);
         for (size_t i = 0; i < t->n; i++) {
