@@ -134,27 +134,21 @@ static void flush_send(Flush *f) {
                 f->done = true;
 }
 
-/* Connects to every VMM with a jail and sends FlushMetrics, without waiting:
- * the VMMs answer while the rest is collected (flush_finish()). */
-static Flush *flush_begin(int chroot_fd, const HostMetrics *h, char **jail_rel) {
-        Flush *fl = calloc(h->n_vms + 1, sizeof *fl);
+/* Connects to a VMM (its jail: jail_rel, NULL for none) and sends
+ * FlushMetrics, without waiting: the VMMs answer while the rest is
+ * collected (flush_finish()). */
+static void flush_start(int chroot_fd, Flush *f, const char *jail_rel) {
+        _cleanup_free_ char *sock = NULL;
 
-        if (!fl)
-                return NULL;
-        for (size_t i = 0; i < h->n_vms; i++) {
-                _cleanup_free_ char *sock = NULL;
-                fl[i].fd = -EBADF;
-                fl[i].done = true;
-                if (!jail_rel[i] || asprintf(&sock, "%s" JAIL_API_SOCKET, jail_rel[i]) < 0)
-                        continue;
-                /* Non-blocking, through an O_PATH fd of the socket inode
-                 * (fc-api.h says why). */
-                if (fc_api_connect(chroot_fd, sock, &fl[i].fd) < 0)
-                        continue;
-                fl[i].done = false;
-                flush_send(&fl[i]);
-        }
-        return fl;
+        *f = (Flush) { .fd = -EBADF, .done = true };
+        if (!jail_rel || asprintf(&sock, "%s" JAIL_API_SOCKET, jail_rel) < 0)
+                return;
+        /* Non-blocking, through an O_PATH fd of the socket inode (fc-api.h
+         * says why). */
+        if (fc_api_connect(chroot_fd, sock, &f->fd) < 0)
+                return;
+        f->done = false;
+        flush_send(f);
 }
 
 /* Waits for the answers until deadline, calling answered(i) for each VM
@@ -288,11 +282,12 @@ static void vm_load_fc(int chroot_fd, int run_fd, const char *jail_rel, uid_t ui
 typedef struct FcShare {
         HostMetrics *h;
         int chroot_fd, run_fd;
-        char **jail_rel;
-        const uid_t *uid;
+        char **jail_rel;                /* filled in by fc_work(), as is uid */
+        uid_t *uid;
         atomic_bool *claimed;
         atomic_bool *answered;          /* its VMM answered FlushMetrics */
         const MetricsOptions *opts;
+        const char *chroot_base;
         bool flush;
         usec_t flush_deadline;
         usec_t flush_usec, fc_usec;     /* fc_work()'s own time in each */
@@ -316,11 +311,30 @@ static void fc_answered(size_t i, void *userdata) {
         s->fc_usec += fc_load_one(s, i);
 }
 
+/* The jail and uid of VM i from its launch plan: only VMs with one (staged
+ * or running) have a jail, and only those whose unit runs a VMM to ask. */
+static void fc_plan(FcShare *s, size_t i) {
+        _cleanup_plan_ Plan *plan = NULL;
+
+        if (!streq_ptr(s->h->vms[i].active_state, "active") || s->run_fd < 0 ||
+            vm_plan_read_at(s->run_fd, s->h->vms[i].id, &plan, NULL) < 0 || !streq_ptr(plan->chroot_base, s->chroot_base))
+                return;
+        if (asprintf(&s->jail_rel[i], "%s/%s/root", plan->exec_name, s->h->vms[i].id) < 0)
+                s->jail_rel[i] = NULL;
+        s->uid[i] = plan->uid;
+}
+
 static void *fc_work(void *userdata) {
         FcShare *s = userdata;
         usec_t t = now_usec(CLOCK_MONOTONIC);
+        Flush *fl = s->flush ? calloc(s->h->n_vms + 1, sizeof *fl) : NULL;
 
-        Flush *fl = s->flush ? flush_begin(s->chroot_fd, s->h, s->jail_rel) : NULL;
+        /* Each VMM is asked as soon as its plan is read. */
+        for (size_t i = 0; i < s->h->n_vms; i++) {
+                fc_plan(s, i);
+                if (fl)
+                        flush_start(s->chroot_fd, &fl[i], s->jail_rel[i]);
+        }
         flush_finish(fl, s->h, s->flush_deadline, fc_answered, s);
         /* The VMMs that did not answer (or were not asked): their files as
          * they are. */
@@ -422,10 +436,19 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         char **jail_rel = NULL;
         int r;
 
+        /* The manager lists the units while the configs are enumerated. */
+        ManagerListCall *list_call = NULL;
+        if (bus) {
+                r = manager_list_units_send(bus, UNIT_PREFIX "*.service", &list_call, ret_error);
+                if (r < 0)
+                        return r;
+        }
         if (ids) {
                 for (size_t i = 0; i < n_ids; i++)
-                        if (!vm_add(&h, &allocated, ids[i]))
+                        if (!vm_add(&h, &allocated, ids[i])) {
+                                manager_list_call_free(list_call);
                                 return -ENOMEM;
+                        }
         } else {
                 VmConfigFile *files = NULL;
                 size_t n_files = 0;
@@ -433,13 +456,14 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                         for (size_t i = 0; i < n_files; i++)
                                 if (!files[i].masked && vm_id_valid(files[i].name) && !vm_add(&h, &allocated, files[i].name)) {
                                         vm_config_files_free(files, n_files);
+                                        manager_list_call_free(list_call);
                                         return -ENOMEM;
                                 }
                         vm_config_files_free(files, n_files);
                 }
         }
         if (bus) {
-                r = manager_list_units(bus, UNIT_PREFIX "*.service", &units, &n_units, ret_error);
+                r = manager_list_units_wait(bus, list_call, &units, &n_units, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -465,9 +489,6 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         }
         qsort(h.vms, h.n_vms, sizeof *h.vms, cmp_vm);
 
-        /* Firecracker first: only VMs with a launch plan (staged or
-         * running) have one, and the plan names the jail. FlushMetrics goes
-         * out now, the answers are read after the rest. */
         jail_rel = calloc(h.n_vms + 1, sizeof *jail_rel);
         _cleanup_free_ uid_t *vm_uid = calloc(h.n_vms + 1, sizeof *vm_uid);
         if (!jail_rel || !vm_uid) {
@@ -475,20 +496,9 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                 manager_units_free(units, n_units);
                 return -ENOMEM;
         }
-        if (safe_root_open(host->chroot_base, 0, 0, &chroot_fd, NULL) >= 0 &&
-            safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) >= 0)
-                for (size_t i = 0; i < h.n_vms; i++) {
-                        _cleanup_plan_ Plan *plan = NULL;
-                        /* Only a VM whose unit runs has a VMM to ask. */
-                        if (!streq_ptr(h.vms[i].active_state, "active"))
-                                continue;
-                        if (vm_plan_read_at(run_fd, h.vms[i].id, &plan, NULL) < 0 ||
-                            !streq_ptr(plan->chroot_base, host->chroot_base))
-                                continue;
-                        if (asprintf(&jail_rel[i], "%s/%s/root", plan->exec_name, h.vms[i].id) < 0)
-                                jail_rel[i] = NULL;
-                        vm_uid[i] = plan->uid;
-                }
+        if (safe_root_open(host->chroot_base, 0, 0, &chroot_fd, NULL) < 0 ||
+            safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) < 0)
+                run_fd = safe_close(run_fd); /* no jails to look at */
         lap(&h, 3, &t);
 
         /* Firecracker's half (FlushMetrics to every VMM, each metrics file
@@ -502,7 +512,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         usec_t flush_deadline = now_usec(CLOCK_MONOTONIC) + opts->flush_timeout;
         FcShare fs = {
                 .h = &h, .chroot_fd = chroot_fd, .run_fd = run_fd, .jail_rel = jail_rel, .uid = vm_uid,
-                .claimed = claimed, .answered = answered, .opts = opts,
+                .claimed = claimed, .answered = answered, .opts = opts, .chroot_base = host->chroot_base,
                 .flush = opts->flush_timeout > 0 && chroot_fd >= 0,
                 .flush_deadline = flush_deadline < opts->deadline ? flush_deadline : opts->deadline,
         };
