@@ -43,7 +43,7 @@ int verb_suspend(int argc, char **argv);
 int verb_resume(int argc, char **argv);
 int verb_discard_snapshot(int argc, char **argv);
 
-/* One row per VM (tools/microvmctl-list.c): its config file, its loaded
+/* One row per VM (tools/microvmctl-table.c): its config file, its loaded
  * unit and, while it runs, its launch plan. */
 typedef struct VmRow {
         char id[VM_ID_MAX + 1];
