@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -289,4 +290,16 @@ char *read_file(const char *path) {
         cr_assert_geq(k, 0);
         close(fd);
         return buf;
+}
+
+const char *pf(const char *fmt, ...) {
+        static char bufs[16][PATH_MAX];
+        static unsigned i;
+        char *b = bufs[i++ % ELEMENTSOF(bufs)];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(b, PATH_MAX, fmt, ap);
+        va_end(ap);
+        return b;
 }

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "macro.h"
+
 bool is_root(void);
 
 /* Whether this build has the test hooks (-Dtest-hooks=true). A function,
@@ -62,6 +64,10 @@ void child_ready(void);
 char *snapshot_tree(const char *dir);
 /* Asserts that two snapshots are identical; names the first difference. */
 void assert_same_snapshot(const char *before, const char *after, const char *what);
+
+/* printf into one of a few rotating static buffers: a path for the next
+ * call or two. */
+const char *pf(const char *fmt, ...) _printf_(1, 2);
 
 /* Helpers that abort the test on failure. */
 void write_file(const char *path, const char *content, mode_t mode, uid_t uid);

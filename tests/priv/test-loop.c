@@ -37,12 +37,7 @@ static void setup(void) {
 }
 
 static const char *path_in(const char *name) {
-        static char bufs[4][PATH_MAX];
-        static unsigned i;
-        char *p = bufs[i++ % 4];
-
-        snprintf(p, PATH_MAX, "%s/%s", S, name);
-        return p;
+        return pf("%s/%s", S, name);
 }
 
 static void make_file(const char *path, off_t size, uint8_t fill) {

@@ -30,12 +30,7 @@
 static char T[PATH_MAX];
 
 static const char *p(const char *rel) {
-        static char bufs[8][PATH_MAX];
-        static unsigned i;
-        char *b = bufs[i++ % 8];
-
-        snprintf(b, PATH_MAX, "%s/%s", T, rel);
-        return b;
+        return pf("%s/%s", T, rel);
 }
 
 static void setup(void) {

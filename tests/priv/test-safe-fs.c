@@ -23,7 +23,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -45,18 +44,6 @@ static int base_fd = -1;        /* trusted chroot base: <T>/base */
 static int jd = -1;             /* <base>/firecracker/vm1: root-owned, holds root/ */
 static char *victim_before, *images_before;
 
-static const char *pathf(const char *fmt, ...) _printf_(1, 2);
-static const char *pathf(const char *fmt, ...) {
-        static char bufs[8][PATH_MAX];
-        static unsigned i;
-        char *b = bufs[i++ % 8];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(b, PATH_MAX, fmt, ap);
-        va_end(ap);
-        return b;
-}
 
 static void mkdir_owned(const char *p, mode_t mode, uid_t uid) {
         cr_assert_eq(mkdir(p, mode), 0, "mkdir %s: %m", p);
@@ -71,36 +58,36 @@ static void setup(void) {
         umask(022);
 
         /* Victims: what an attacker would like root to write, chown or delete. */
-        mkdir_owned(pathf("%s/victim", T), 0755, 0);
-        write_file(pathf("%s/victim/secret", T), "top secret\n", 0600, 0);
-        write_file(pathf("%s/victim/public", T), "public\n", 0644, 0);
-        write_file(pathf("%s/victim/admin-file", T), "the admin's\n", 0644, ADMIN_UID);
+        mkdir_owned(pf("%s/victim", T), 0755, 0);
+        write_file(pf("%s/victim/secret", T), "top secret\n", 0600, 0);
+        write_file(pf("%s/victim/public", T), "public\n", 0644, 0);
+        write_file(pf("%s/victim/admin-file", T), "the admin's\n", 0644, ADMIN_UID);
         /* world-writable: the VM's uid may hardlink it (protected_hardlinks) */
-        write_file(pathf("%s/victim/shared", T), "shared\n", 0666, 0);
-        mkdir_owned(pathf("%s/victim/dir", T), 0755, 0);
-        write_file(pathf("%s/victim/dir/inner", T), "inner\n", 0644, 0);
+        write_file(pf("%s/victim/shared", T), "shared\n", 0666, 0);
+        mkdir_owned(pf("%s/victim/dir", T), 0755, 0);
+        write_file(pf("%s/victim/dir/inner", T), "inner\n", 0644, 0);
 
         /* Templates: the admin's, never chowned. */
-        mkdir_owned(pathf("%s/images", T), 0755, 0);
-        write_file(pathf("%s/images/vmlinux", T), "kernel image\n", 0644, 0);
+        mkdir_owned(pf("%s/images", T), 0755, 0);
+        write_file(pf("%s/images/vmlinux", T), "kernel image\n", 0644, 0);
 
         /* The jail as the jailer leaves it after a run. */
-        mkdir_owned(pathf("%s/base", T), 0755, 0);
-        mkdir_owned(pathf("%s/base/firecracker", T), 0755, 0);
-        mkdir_owned(pathf("%s/base/" JAIL, T), 0755, 0);
-        mkdir_owned(pathf("%s/base/" JAIL "/root", T), 0700, VM_UID);
+        mkdir_owned(pf("%s/base", T), 0755, 0);
+        mkdir_owned(pf("%s/base/firecracker", T), 0755, 0);
+        mkdir_owned(pf("%s/base/" JAIL, T), 0755, 0);
+        mkdir_owned(pf("%s/base/" JAIL "/root", T), 0700, VM_UID);
 
         snprintf(R, sizeof R, "%s/base/" JAIL "/root", T);
-        cr_assert_eq(safe_root_open(pathf("%s/base", T), 0, 0, &base_fd, &err), 0, "%s", err);
+        cr_assert_eq(safe_root_open(pf("%s/base", T), 0, 0, &base_fd, &err), 0, "%s", err);
         cr_assert_eq(safe_open_dir_at(base_fd, JAIL, &jd), 0);
 
-        victim_before = snapshot_tree(pathf("%s/victim", T));
-        images_before = snapshot_tree(pathf("%s/images", T));
+        victim_before = snapshot_tree(pf("%s/victim", T));
+        images_before = snapshot_tree(pf("%s/images", T));
 }
 
 static void check_victims(void) {
-        _cleanup_free_ char *v = snapshot_tree(pathf("%s/victim", T));
-        _cleanup_free_ char *i = snapshot_tree(pathf("%s/images", T));
+        _cleanup_free_ char *v = snapshot_tree(pf("%s/victim", T));
+        _cleanup_free_ char *i = snapshot_tree(pf("%s/images", T));
 
         assert_same_snapshot(victim_before, v, "victim tree");
         assert_same_snapshot(images_before, i, "template images");
@@ -126,9 +113,9 @@ static bool exists(const char *p) {
 }
 
 static void assert_jail_gone(void) {
-        cr_assert_not(exists(pathf("%s/base/" JAIL, T)), "jail still exists");
+        cr_assert_not(exists(pf("%s/base/" JAIL, T)), "jail still exists");
         /* and nothing leaked next to it */
-        cr_assert(exists(pathf("%s/base/firecracker", T)));
+        cr_assert(exists(pf("%s/base/firecracker", T)));
 }
 
 #define BOTH_MODES(suite, name, ...)                                                   \
@@ -159,7 +146,7 @@ Test(root, trusted_paths, .init = setup, .timeout = 60) {
         int fd = -1;
 
         /* The base itself: fine, and an O_RDONLY directory fd. */
-        cr_assert_eq(safe_root_open(pathf("%s/base", T), 0, 0, &fd, &err), 0, "%s", err);
+        cr_assert_eq(safe_root_open(pf("%s/base", T), 0, 0, &fd, &err), 0, "%s", err);
         cr_assert_eq(fstat(fd, &st), 0);
         cr_assert(S_ISDIR(st.st_mode));
         cr_assert_eq(fcntl(fd, F_GETFL) & O_PATH, 0);
@@ -167,35 +154,35 @@ Test(root, trusted_paths, .init = setup, .timeout = 60) {
         close(fd);
 
         /* The chroot base (or state dir) is a symlink → refused, named. */
-        cr_assert_eq(symlink(pathf("%s/base", T), pathf("%s/link-base", T)), 0);
-        expect_root_fail(pathf("%s/link-base", T), 0, -ELOOP, pathf("\"%s/link-base\"", T), "symlink");
+        cr_assert_eq(symlink(pf("%s/base", T), pf("%s/link-base", T)), 0);
+        expect_root_fail(pf("%s/link-base", T), 0, -ELOOP, pf("\"%s/link-base\"", T), "symlink");
         /* A symlink on the way. */
-        expect_root_fail(pathf("%s/link-base/firecracker", T), 0, -ELOOP, pathf("\"%s/link-base\"", T), "symlink");
+        expect_root_fail(pf("%s/link-base/firecracker", T), 0, -ELOOP, pf("\"%s/link-base\"", T), "symlink");
         /* ... also when we would create below it. */
-        expect_root_fail(pathf("%s/link-base/new", T), SAFE_ROOT_CREATE, -ELOOP, "link-base", NULL);
-        cr_assert_not(exists(pathf("%s/base/new", T)));
+        expect_root_fail(pf("%s/link-base/new", T), SAFE_ROOT_CREATE, -ELOOP, "link-base", NULL);
+        cr_assert_not(exists(pf("%s/base/new", T)));
 
         /* Group-writable, world-writable (sticky /tmp-like too), foreign owner. */
-        mkdir_owned(pathf("%s/gw", T), 0775, 0);
-        mkdir_owned(pathf("%s/gw/state", T), 0755, 0);
-        expect_root_fail(pathf("%s/gw/state", T), 0, -EPERM, pathf("\"%s/gw\"", T), "group-writable");
-        expect_root_fail(pathf("%s/gw/new", T), SAFE_ROOT_CREATE, -EPERM, pathf("\"%s/gw\"", T), "chmod go-w");
-        cr_assert_not(exists(pathf("%s/gw/new", T)), "created below an untrusted directory");
-        mkdir_owned(pathf("%s/tmp", T), 01777, 0);
-        mkdir_owned(pathf("%s/tmp/jailer", T), 0755, 0);
-        expect_root_fail(pathf("%s/tmp/jailer", T), 0, -EPERM, pathf("\"%s/tmp\"", T), "world-writable");
-        mkdir_owned(pathf("%s/user", T), 0755, ADMIN_UID);
-        expect_root_fail(pathf("%s/user", T), 0, -EPERM, pathf("\"%s/user\"", T), "not owned by root");
+        mkdir_owned(pf("%s/gw", T), 0775, 0);
+        mkdir_owned(pf("%s/gw/state", T), 0755, 0);
+        expect_root_fail(pf("%s/gw/state", T), 0, -EPERM, pf("\"%s/gw\"", T), "group-writable");
+        expect_root_fail(pf("%s/gw/new", T), SAFE_ROOT_CREATE, -EPERM, pf("\"%s/gw\"", T), "chmod go-w");
+        cr_assert_not(exists(pf("%s/gw/new", T)), "created below an untrusted directory");
+        mkdir_owned(pf("%s/tmp", T), 01777, 0);
+        mkdir_owned(pf("%s/tmp/jailer", T), 0755, 0);
+        expect_root_fail(pf("%s/tmp/jailer", T), 0, -EPERM, pf("\"%s/tmp\"", T), "world-writable");
+        mkdir_owned(pf("%s/user", T), 0755, ADMIN_UID);
+        expect_root_fail(pf("%s/user", T), 0, -EPERM, pf("\"%s/user\"", T), "not owned by root");
         /* the last component counts as much as the others */
-        mkdir_owned(pathf("%s/base-gw", T), 0770, 0);
-        expect_root_fail(pathf("%s/base-gw", T), 0, -EPERM, "base-gw", "group-writable");
+        mkdir_owned(pf("%s/base-gw", T), 0770, 0);
+        expect_root_fail(pf("%s/base-gw", T), 0, -EPERM, "base-gw", "group-writable");
 
         /* Not a directory, missing. */
-        write_file(pathf("%s/file", T), "x", 0644, 0);
-        expect_root_fail(pathf("%s/file/x", T), 0, -ENOTDIR, pathf("\"%s/file\"", T), "not a directory");
-        expect_root_fail(pathf("%s/missing/x", T), 0, -ENOENT, pathf("\"%s/missing\"", T), "does not exist");
+        write_file(pf("%s/file", T), "x", 0644, 0);
+        expect_root_fail(pf("%s/file/x", T), 0, -ENOTDIR, pf("\"%s/file\"", T), "not a directory");
+        expect_root_fail(pf("%s/missing/x", T), 0, -ENOENT, pf("\"%s/missing\"", T), "does not exist");
         expect_root_fail("relative/path", 0, -EINVAL, "relative/path", NULL);
-        expect_root_fail(pathf("%s/base/", T), 0, -EINVAL, "base", NULL);
+        expect_root_fail(pf("%s/base/", T), 0, -EINVAL, "base", NULL);
 }
 
 Test(root, create_missing, .init = setup, .timeout = 60) {
@@ -204,19 +191,19 @@ Test(root, create_missing, .init = setup, .timeout = 60) {
         int fd = -1;
 
         umask(077);
-        cr_assert_eq(safe_root_open(pathf("%s/var/lib/microvm", T), SAFE_ROOT_CREATE, 0711, &fd, &err), 0, "%s", err);
+        cr_assert_eq(safe_root_open(pf("%s/var/lib/microvm", T), SAFE_ROOT_CREATE, 0711, &fd, &err), 0, "%s", err);
         close(fd);
-        cr_assert_eq(lstat(pathf("%s/var/lib/microvm", T), &st), 0);
+        cr_assert_eq(lstat(pf("%s/var/lib/microvm", T), &st), 0);
         cr_assert(S_ISDIR(st.st_mode));
         cr_assert_eq(st.st_mode & 07777, 0711, "mode %o", st.st_mode & 07777);
         cr_assert_eq(st.st_uid, 0);
-        cr_assert_eq(lstat(pathf("%s/var", T), &st), 0);
+        cr_assert_eq(lstat(pf("%s/var", T), &st), 0);
         cr_assert_eq(st.st_mode & 07777, 0711);
 
         /* Existing components are checked, not changed. */
-        cr_assert_eq(safe_root_open(pathf("%s/var/lib/microvm", T), SAFE_ROOT_CREATE, 0700, &fd, &err), 0, "%s", err);
+        cr_assert_eq(safe_root_open(pf("%s/var/lib/microvm", T), SAFE_ROOT_CREATE, 0700, &fd, &err), 0, "%s", err);
         close(fd);
-        cr_assert_eq(lstat(pathf("%s/var/lib/microvm", T), &st), 0);
+        cr_assert_eq(lstat(pf("%s/var/lib/microvm", T), &st), 0);
         cr_assert_eq(st.st_mode & 07777, 0711);
 }
 
@@ -225,23 +212,23 @@ Test(root, regular_files, .init = setup, .timeout = 60) {
         struct stat st;
         int fd = -1;
 
-        mkdir_owned(pathf("%s/bin", T), 0755, 0);
-        write_file(pathf("%s/bin/firecracker", T), "ELF", 0755, 0);
-        write_file(pathf("%s/bin/gw", T), "ELF", 0775, 0);
-        write_file(pathf("%s/bin/user", T), "ELF", 0755, ADMIN_UID);
-        cr_assert_eq(symlink("firecracker", pathf("%s/bin/link", T)), 0);
-        cr_assert_eq(mkfifo(pathf("%s/bin/fifo", T), 0600), 0);
+        mkdir_owned(pf("%s/bin", T), 0755, 0);
+        write_file(pf("%s/bin/firecracker", T), "ELF", 0755, 0);
+        write_file(pf("%s/bin/gw", T), "ELF", 0775, 0);
+        write_file(pf("%s/bin/user", T), "ELF", 0755, ADMIN_UID);
+        cr_assert_eq(symlink("firecracker", pf("%s/bin/link", T)), 0);
+        cr_assert_eq(mkfifo(pf("%s/bin/fifo", T), 0600), 0);
 
-        cr_assert_eq(safe_root_open(pathf("%s/bin/firecracker", T), SAFE_ROOT_REGULAR, 0, &fd, &err), 0, "%s", err);
+        cr_assert_eq(safe_root_open(pf("%s/bin/firecracker", T), SAFE_ROOT_REGULAR, 0, &fd, &err), 0, "%s", err);
         cr_assert_eq(fstat(fd, &st), 0);
         cr_assert(S_ISREG(st.st_mode));
         close(fd);
-        expect_root_fail(pathf("%s/bin/gw", T), SAFE_ROOT_REGULAR, -EPERM, "bin/gw", "group-writable");
-        expect_root_fail(pathf("%s/bin/user", T), SAFE_ROOT_REGULAR, -EPERM, "bin/user", "not owned by root");
-        expect_root_fail(pathf("%s/bin/link", T), SAFE_ROOT_REGULAR, -ELOOP, "bin/link", "symlink");
+        expect_root_fail(pf("%s/bin/gw", T), SAFE_ROOT_REGULAR, -EPERM, "bin/gw", "group-writable");
+        expect_root_fail(pf("%s/bin/user", T), SAFE_ROOT_REGULAR, -EPERM, "bin/user", "not owned by root");
+        expect_root_fail(pf("%s/bin/link", T), SAFE_ROOT_REGULAR, -ELOOP, "bin/link", "symlink");
         /* a FIFO is looked at through O_PATH only: no hang */
-        expect_root_fail(pathf("%s/bin/fifo", T), SAFE_ROOT_REGULAR, -EBADFD, "bin/fifo", "not a regular file");
-        expect_root_fail(pathf("%s/bin", T), SAFE_ROOT_REGULAR, -EBADFD, "bin", "not a regular file");
+        expect_root_fail(pf("%s/bin/fifo", T), SAFE_ROOT_REGULAR, -EBADFD, "bin/fifo", "not a regular file");
+        expect_root_fail(pf("%s/bin", T), SAFE_ROOT_REGULAR, -EBADFD, "bin", "not a regular file");
 }
 
 /* ---- symlinks at every path the tools touch ---------------------------------- */
@@ -286,7 +273,7 @@ BOTH_MODES(attack, symlinks) {
 
         set_mode(*fallback);
         run_as_wait(VM_UID, plant_symlinks, (void *) R);
-        kfd = open_path(pathf("%s/images/vmlinux", T), O_PATH);
+        kfd = open_path(pf("%s/images/vmlinux", T), O_PATH);
         nullfd = open_path("/dev/null", O_PATH);
 
         /* What microvm-stage would do in the jail. */
@@ -318,7 +305,7 @@ BOTH_MODES(attack, symlinks) {
         /* Replacing the name is fine: the link goes, its target stays. */
         cr_expect_eq(safe_write_file_at(jd, "root/vm-config.json", "{}", 2, 0600, VM_UID, VM_UID,
                                         SAFE_WRITE_REPLACE), 0);
-        cr_assert_eq(lstat(pathf("%s/base/" JAIL "/root/vm-config.json", T), &st), 0);
+        cr_assert_eq(lstat(pf("%s/base/" JAIL "/root/vm-config.json", T), &st), 0);
         cr_assert(S_ISREG(st.st_mode));
         cr_assert_eq(st.st_uid, VM_UID);
         cr_assert_eq(st.st_mode & 07777, 0600);
@@ -337,28 +324,28 @@ BOTH_MODES(attack, symlinks) {
 BOTH_MODES(attack, symlinked_jail_dirs) {
         SafeRmReport rep = {};
         int fd = -1, jd2 = -1;
-        const char *v = pathf("%s/victim", T);
+        const char *v = pf("%s/victim", T);
 
         set_mode(*fallback);
         /* <id>/root → victim dir (only root could do this; the primitives
          * must refuse whoever did). */
-        mkdir_owned(pathf("%s/base/firecracker/vm2", T), 0755, 0);
-        cr_assert_eq(symlink(pathf("%s/dir", v), pathf("%s/base/firecracker/vm2/root", T)), 0);
+        mkdir_owned(pf("%s/base/firecracker/vm2", T), 0755, 0);
+        cr_assert_eq(symlink(pf("%s/dir", v), pf("%s/base/firecracker/vm2/root", T)), 0);
         cr_assert_eq(safe_open_dir_at(base_fd, "firecracker/vm2", &jd2), 0);
         cr_expect_eq(safe_mkdir_at(jd2, "root/run", 0700, VM_UID, VM_UID, SAFE_MKDIR_EXIST_OK, NULL), -ELOOP);
         cr_expect_eq(safe_mkdir_at(jd2, "root", 0700, VM_UID, VM_UID, SAFE_MKDIR_EXIST_OK, NULL), -ELOOP);
         cr_expect_eq(safe_write_file_at(jd2, "root/vm-config.json", "{}", 2, 0600, VM_UID, VM_UID, 0), -ELOOP);
         cr_expect_eq(safe_rm_rf_at(jd2, "root/inner", 0, NULL, &rep), -ELOOP);
         cr_expect_eq(safe_rm_rf_at(base_fd, "firecracker/vm2", 0, NULL, &rep), 1);
-        cr_assert_not(exists(pathf("%s/base/firecracker/vm2", T)));
+        cr_assert_not(exists(pf("%s/base/firecracker/vm2", T)));
 
         /* <id> itself → victim */
-        cr_assert_eq(symlink(v, pathf("%s/base/firecracker/vm3", T)), 0);
+        cr_assert_eq(symlink(v, pf("%s/base/firecracker/vm3", T)), 0);
         cr_expect_eq(safe_open_dir_at(base_fd, "firecracker/vm3", &fd), -ELOOP);
         cr_expect_eq(safe_mkdir_at(base_fd, "firecracker/vm3/root", 0700, VM_UID, VM_UID, 0, NULL), -ELOOP);
         cr_expect_eq(safe_rm_rf_at(base_fd, "firecracker/vm3/root", 0, NULL, &rep), -ELOOP);
         cr_expect_eq(safe_rm_rf_at(base_fd, "firecracker/vm3", 0, NULL, &rep), 1);
-        cr_assert_not(exists(pathf("%s/base/firecracker/vm3", T)));
+        cr_assert_not(exists(pf("%s/base/firecracker/vm3", T)));
         /* the refusals above were reported with their paths */
         cr_expect_geq(rep.n_refused, 2);
         cr_expect_str_eq(rep.refused[0].path, "root/inner");
@@ -373,7 +360,7 @@ BOTH_MODES(attack, symlinked_jail_dirs) {
 
 static void plant_hardlink(void *arg) {
         /* Allowed under protected_hardlinks: the file is world-writable. */
-        if (link(pathf("%s/victim/shared", T), pathf("%s/base/" JAIL "/root/drive-root", T)) < 0)
+        if (link(pf("%s/victim/shared", T), pf("%s/base/" JAIL "/root/drive-root", T)) < 0)
                 _exit(1);
 }
 
@@ -384,8 +371,8 @@ BOTH_MODES(attack, hardlinks) {
         run_as_wait(VM_UID, plant_hardlink, NULL);
         /* And one to a root-only file, as root (as if protected_hardlinks
          * were off). */
-        cr_assert_eq(link(pathf("%s/victim/secret", T), pathf("%s/base/" JAIL "/root/vm-config.json", T)), 0);
-        kfd = open_path(pathf("%s/images/vmlinux", T), O_PATH);
+        cr_assert_eq(link(pf("%s/victim/secret", T), pf("%s/base/" JAIL "/root/vm-config.json", T)), 0);
+        kfd = open_path(pf("%s/images/vmlinux", T), O_PATH);
 
         cr_expect_eq(safe_open_at(jd, "root/vm-config.json", O_RDWR, S_IFREG, &fd), -EMLINK);
         cr_expect_eq(safe_open_at(jd, "root/vm-config.json", O_WRONLY | O_TRUNC, S_IFREG, &fd), -EMLINK);
@@ -412,8 +399,8 @@ BOTH_MODES(attack, hardlinks) {
 
 static void plant_fifos(void *arg) {
         const char *root = R;
-        if (mkfifo(pathf("%s/vm-config.json", root), 0600) < 0 || mkfifo(pathf("%s/vmlinux", root), 0666) < 0 ||
-            mkdir(pathf("%s/run", root), 0700) < 0 || mkfifo(pathf("%s/run/firecracker.socket", root), 0600) < 0)
+        if (mkfifo(pf("%s/vm-config.json", root), 0600) < 0 || mkfifo(pf("%s/vmlinux", root), 0666) < 0 ||
+            mkdir(pf("%s/run", root), 0700) < 0 || mkfifo(pf("%s/run/firecracker.socket", root), 0600) < 0)
                 _exit(1);
 }
 
@@ -424,7 +411,7 @@ BOTH_MODES(attack, fifos) {
 
         set_mode(*fallback);
         run_as_wait(VM_UID, plant_fifos, NULL);
-        kfd = open_path(pathf("%s/images/vmlinux", T), O_PATH);
+        kfd = open_path(pf("%s/images/vmlinux", T), O_PATH);
 
         /* No open blocks: every one of these would hang on a FIFO opened
          * for reading with no writer. The test timeout is the backstop. */
@@ -462,14 +449,14 @@ static void plant_mountpoints(void *arg) {
         const char *root = R;
         int fd;
 
-        if (mkdir(pathf("%s/mnt", root), 0700) < 0 || mkdir(pathf("%s/sub", root), 0700) < 0 ||
-            mkdir(pathf("%s/sub/tmpfs", root), 0700) < 0 || mkdir(pathf("%s/junk", root), 0700) < 0)
+        if (mkdir(pf("%s/mnt", root), 0700) < 0 || mkdir(pf("%s/sub", root), 0700) < 0 ||
+            mkdir(pf("%s/sub/tmpfs", root), 0700) < 0 || mkdir(pf("%s/junk", root), 0700) < 0)
                 _exit(1);
-        fd = open(pathf("%s/file", root), O_WRONLY | O_CREAT | O_EXCL, 0600);
+        fd = open(pf("%s/file", root), O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd < 0)
                 _exit(1);
         close(fd);
-        fd = open(pathf("%s/junk/x", root), O_WRONLY | O_CREAT | O_EXCL, 0600);
+        fd = open(pf("%s/junk/x", root), O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd < 0)
                 _exit(1);
         close(fd);
@@ -486,10 +473,10 @@ BOTH_MODES(attack, mounts) {
         /* A bind mount of a victim dir and of a victim file, and a tmpfs,
          * inside the jail: same st_dev for the binds, so only the mount id
          * tells them apart. */
-        cr_assert_eq(mount(pathf("%s/victim/dir", T), pathf("%s/mnt", root), NULL, MS_BIND, NULL), 0, "%m");
-        cr_assert_eq(mount(pathf("%s/victim/secret", T), pathf("%s/file", root), NULL, MS_BIND, NULL), 0, "%m");
-        priv_mount_tmpfs(pathf("%s/sub/tmpfs", root));
-        write_file(pathf("%s/sub/tmpfs/data", root), "on another fs\n", 0644, 0);
+        cr_assert_eq(mount(pf("%s/victim/dir", T), pf("%s/mnt", root), NULL, MS_BIND, NULL), 0, "%m");
+        cr_assert_eq(mount(pf("%s/victim/secret", T), pf("%s/file", root), NULL, MS_BIND, NULL), 0, "%m");
+        priv_mount_tmpfs(pf("%s/sub/tmpfs", root));
+        write_file(pf("%s/sub/tmpfs/data", root), "on another fs\n", 0644, 0);
 
         cr_expect_eq(safe_open_at(jd, "root/mnt/inner", O_RDONLY, S_IFREG, &fd), -EXDEV);
         cr_expect_eq(safe_open_at(jd, "root/mnt", O_RDONLY | O_DIRECTORY, S_IFDIR, &fd), -EXDEV);
@@ -505,7 +492,7 @@ BOTH_MODES(attack, mounts) {
 
         r = safe_rm_rf_at(base_fd, JAIL, 0, NULL, &rep);
         cr_expect_eq(r, -EXDEV);
-        msg = safe_rm_report_format(&rep, pathf("%s/base", T));
+        msg = safe_rm_report_format(&rep, pf("%s/base", T));
         cr_assert_not_null(msg);
         cr_log_info("cleanup report:\n%s", msg);
         /* exactly the three mount points, no "not empty" noise for their
@@ -515,14 +502,14 @@ BOTH_MODES(attack, mounts) {
         cr_expect(strstr(msg, JAIL "/root/file: mount point, not crossed"), "%s", msg);
         cr_expect(strstr(msg, JAIL "/root/sub/tmpfs: mount point, not crossed"), "%s", msg);
         /* everything else went */
-        cr_expect_not(exists(pathf("%s/junk", root)));
+        cr_expect_not(exists(pf("%s/junk", root)));
         /* the mounts are untouched: not unmounted, not emptied */
-        cr_expect(exists(pathf("%s/mnt/inner", root)));
-        cr_expect(exists(pathf("%s/sub/tmpfs/data", root)));
+        cr_expect(exists(pf("%s/mnt/inner", root)));
+        cr_expect(exists(pf("%s/sub/tmpfs/data", root)));
 
-        cr_assert_eq(umount2(pathf("%s/mnt", root), MNT_DETACH), 0);
-        cr_assert_eq(umount2(pathf("%s/file", root), MNT_DETACH), 0);
-        cr_assert_eq(umount2(pathf("%s/sub/tmpfs", root), MNT_DETACH), 0);
+        cr_assert_eq(umount2(pf("%s/mnt", root), MNT_DETACH), 0);
+        cr_assert_eq(umount2(pf("%s/file", root), MNT_DETACH), 0);
+        cr_assert_eq(umount2(pf("%s/sub/tmpfs", root), MNT_DETACH), 0);
         check_victims();
         safe_rm_report_done(&rep);
 
@@ -537,7 +524,7 @@ BOTH_MODES(attack, mounts) {
 #define DEEP 10000
 
 static void plant_deep_chain(void *arg) {
-        int fd = open(pathf("%s/base/" JAIL "/root", T), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int fd = open(pf("%s/base/" JAIL "/root", T), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
         if (fd < 0)
                 _exit(1);
@@ -549,7 +536,7 @@ static void plant_deep_chain(void *arg) {
                 if (i % 1000 == 0) {
                         /* some files and a symlink to a victim on the way down */
                         int f = openat(fd, "f", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-                        if (f < 0 || symlinkat(pathf("%s/victim/secret", T), fd, "s") < 0)
+                        if (f < 0 || symlinkat(pf("%s/victim/secret", T), fd, "s") < 0)
                                 _exit(3);
                         close(f);
                 }
@@ -559,7 +546,7 @@ static void plant_deep_chain(void *arg) {
                 close(fd);
                 fd = nfd;
         }
-        if (symlinkat(pathf("%s/victim", T), fd, "bottom") < 0)
+        if (symlinkat(pf("%s/victim", T), fd, "bottom") < 0)
                 _exit(5);
         close(fd);
 }
@@ -568,9 +555,9 @@ static void plant_wide(void *arg) {
         const char *root = R;
         int dfd;
 
-        if (mkdir(pathf("%s/wide", root), 0700) < 0)
+        if (mkdir(pf("%s/wide", root), 0700) < 0)
                 _exit(1);
-        dfd = open(pathf("%s/wide", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dfd = open(pf("%s/wide", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         for (unsigned i = 0; i < 5000; i++) {
                 char n[32];
                 snprintf(n, sizeof n, "%u", i);
@@ -597,7 +584,7 @@ BOTH_MODES(attack, deep_chain) {
         msg = safe_rm_report_format(&rep, NULL);
         cr_assert_not_null(msg);
         cr_expect(strstr(msg, "too many entries"), "%s", msg);
-        cr_expect(exists(pathf("%s/base/" JAIL, T)));
+        cr_expect(exists(pf("%s/base/" JAIL, T)));
         safe_rm_report_done(&rep);
 
         /* With the default limits the whole 10000-deep chain goes, with at
@@ -626,10 +613,10 @@ BOTH_MODES(attack, small_depth_window) {
         for (unsigned i = 0; i < 40; i++) {
                 strcat(p, i % 2 ? "/b" : "/a");
                 mkdir_owned(p, 0700, VM_UID);
-                write_file(pathf("%s/file", p), "x", 0600, VM_UID);
-                mkdir_owned(pathf("%s/side", p), 0700, VM_UID);
-                write_file(pathf("%s/side/f", p), "x", 0600, VM_UID);
-                cr_assert_eq(symlink(pathf("%s/victim/dir", T), pathf("%s/side/l", p)), 0);
+                write_file(pf("%s/file", p), "x", 0600, VM_UID);
+                mkdir_owned(pf("%s/side", p), 0700, VM_UID);
+                write_file(pf("%s/side/f", p), "x", 0600, VM_UID);
+                cr_assert_eq(symlink(pf("%s/victim/dir", T), pf("%s/side/l", p)), 0);
         }
         cr_expect_eq(safe_rm_rf_at(jd, "root", SAFE_RM_CONTENTS_ONLY, &lim, &rep), 1);
         cr_expect_eq(rep.n_refused, 0);
@@ -649,7 +636,7 @@ _noreturn_ static void swap_run_forever(void *arg) {
 
         /* run/ is a real directory, run.lnk a symlink to the victim dir;
          * swap them as fast as we can until killed. */
-        if (dfd < 0 || mkdirat(dfd, "run", 0755) < 0 || symlinkat(pathf("%s/victim/dir", T), dfd, "run.lnk") < 0)
+        if (dfd < 0 || mkdirat(dfd, "run", 0755) < 0 || symlinkat(pf("%s/victim/dir", T), dfd, "run.lnk") < 0)
                 _exit(1);
         child_ready();
         for (;;)
@@ -686,7 +673,7 @@ BOTH_MODES(attack, race_dir_symlink_swap) {
         pid_t pid;
 
         set_mode(*fallback);
-        pid = start_attacker(swap_run_forever, pathf("%s/run.lnk", root));
+        pid = start_attacker(swap_run_forever, pf("%s/run.lnk", root));
 
         /* 2000 rounds, and more (for at most 60 s) until the attacker won
          * one: on a loaded machine it may get no CPU for a while. */
@@ -727,9 +714,9 @@ static int attacker_make_t(void) {
         const char *root = R;
         int dfd;
 
-        if (mkdir(pathf("%s/t", root), 0755) < 0)
+        if (mkdir(pf("%s/t", root), 0755) < 0)
                 _exit(1);
-        dfd = open(pathf("%s/t", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dfd = open(pf("%s/t", root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 _exit(1);
         return dfd;
@@ -749,8 +736,8 @@ _noreturn_ static void swap_tree_forever(void *arg) {
                 if (f >= 0)
                         close(f);
                 /* EEXIST is the normal case here */
-                int q = symlinkat(pathf("%s/victim/dir", T), dfd, "a.lnk");
-                q = symlinkat(pathf("%s/victim/dir", T), dfd, "a/sub/l");
+                int q = symlinkat(pf("%s/victim/dir", T), dfd, "a.lnk");
+                q = symlinkat(pf("%s/victim/dir", T), dfd, "a/sub/l");
                 (void) q;
                 child_ready(); /* once; a no-op after */
                 (void) renameat2(dfd, "a", dfd, "a.lnk", RENAME_EXCHANGE);
@@ -765,7 +752,7 @@ BOTH_MODES(attack, race_during_removal) {
         set_mode(*fallback);
         uint64_t removed = 0;
 
-        pid = start_attacker(swap_tree_forever, pathf("%s/t/a.lnk", root));
+        pid = start_attacker(swap_tree_forever, pf("%s/t/a.lnk", root));
         /* 300 rounds, and more (for at most 60 s) until the race took
          * place: on a loaded machine the attacker may get no CPU for a
          * while. */
@@ -782,7 +769,7 @@ BOTH_MODES(attack, race_during_removal) {
                  * round clears them). A bound in time: sched_yield()
                  * returns at once when nothing else waits for this CPU. */
                 for (usec_t wait_end = now_usec(CLOCK_MONOTONIC) + 50 * USEC_PER_MSEC;
-                     lstat(pathf("%s/t/a/sub", root), &st) < 0 && now_usec(CLOCK_MONOTONIC) < wait_end;)
+                     lstat(pf("%s/t/a/sub", root), &st) < 0 && now_usec(CLOCK_MONOTONIC) < wait_end;)
                         sched_yield();
                 r = safe_rm_rf_at(jd, "root/t/a", 0, NULL, &rep);
                 removed += rep.n_removed;
@@ -831,7 +818,7 @@ BOTH_MODES(attack, top_moved_into_hoisted_dir) {
         pid_t pid;
 
         set_mode(*fallback);
-        pid = start_attacker(move_top_into_deep_forever, pathf("%s/t", root));
+        pid = start_attacker(move_top_into_deep_forever, pf("%s/t", root));
         /* 2 s of rounds, and on (60 s at most) until the race was hit */
         usec_t start = now_usec(CLOCK_MONOTONIC);
         for (usec_t t = start; t < start + 2 * USEC_PER_SEC || (stale == 0 && t < start + 60 * USEC_PER_SEC);
@@ -858,14 +845,14 @@ BOTH_MODES(attack, top_moved_into_hoisted_dir) {
 
 BOTH_MODES(create, device_nodes) {
         const char *root = R;
-        int nullfd = open_path("/dev/null", O_PATH), kfd = open_path(pathf("%s/images/vmlinux", T), O_PATH);
+        int nullfd = open_path("/dev/null", O_PATH), kfd = open_path(pf("%s/images/vmlinux", T), O_PATH);
         int loopfd;
         struct stat st, dev;
 
         set_mode(*fallback);
         cr_assert_eq(safe_mkdir_at(jd, "root/dev", 0700, VM_UID, VM_UID, 0, NULL), 1);
         cr_expect_eq(safe_mknod_at(jd, "root/dev/null", nullfd, 0600, VM_UID, VM_UID), 1);
-        cr_assert_eq(lstat(pathf("%s/dev/null", root), &st), 0);
+        cr_assert_eq(lstat(pf("%s/dev/null", root), &st), 0);
         cr_assert_eq(fstat(nullfd, &dev), 0);
         cr_expect(S_ISCHR(st.st_mode));
         cr_expect_eq(st.st_rdev, dev.st_rdev);
@@ -883,7 +870,7 @@ BOTH_MODES(create, device_nodes) {
         if (loopfd >= 0) {
                 cr_expect_eq(safe_mknod_at(jd, "root/drive-root", loopfd, 0600, VM_UID, VM_UID), 1);
                 cr_assert_eq(fstat(loopfd, &dev), 0);
-                cr_assert_eq(lstat(pathf("%s/drive-root", root), &st), 0);
+                cr_assert_eq(lstat(pf("%s/drive-root", root), &st), 0);
                 cr_expect(S_ISBLK(st.st_mode));
                 cr_expect_eq(st.st_rdev, dev.st_rdev);
                 cr_expect_eq(major(st.st_rdev), major(dev.st_rdev));
@@ -901,12 +888,12 @@ BOTH_MODES(create, device_nodes) {
 BOTH_MODES(create, hardlinks_and_exdev) {
         const char *root = R;
         _cleanup_free_ char *err = NULL;
-        int kfd = open_path(pathf("%s/images/vmlinux", T), O_PATH), ofd = -1;
+        int kfd = open_path(pf("%s/images/vmlinux", T), O_PATH), ofd = -1;
         struct stat st, k;
 
         set_mode(*fallback);
         cr_expect_eq(safe_link_at(kfd, jd, "root/vmlinux"), 0);
-        cr_assert_eq(lstat(pathf("%s/vmlinux", root), &st), 0);
+        cr_assert_eq(lstat(pf("%s/vmlinux", root), &st), 0);
         cr_assert_eq(fstat(kfd, &k), 0);
         cr_expect_eq(st.st_ino, k.st_ino);
         cr_expect_eq(k.st_nlink, 2);
@@ -914,9 +901,9 @@ BOTH_MODES(create, hardlinks_and_exdev) {
         cr_expect_eq(safe_link_at(kfd, jd, "root/vmlinux"), -EEXIST);
 
         /* Another filesystem: EXDEV, for the caller to copy instead. */
-        mkdir_owned(pathf("%s/other", T), 0755, 0);
-        priv_mount_tmpfs(pathf("%s/other", T));
-        cr_assert_eq(safe_root_open(pathf("%s/other", T), 0, 0, &ofd, &err), 0, "%s", err);
+        mkdir_owned(pf("%s/other", T), 0755, 0);
+        priv_mount_tmpfs(pf("%s/other", T));
+        cr_assert_eq(safe_root_open(pf("%s/other", T), 0, 0, &ofd, &err), 0, "%s", err);
         cr_expect_eq(safe_link_at(kfd, ofd, "vmlinux"), -EXDEV);
         cr_expect_eq(safe_copy_file_at(kfd, ofd, "vmlinux", 0644, 0, 0, 0, NULL, NULL), 0);
 
@@ -957,11 +944,11 @@ BOTH_MODES(create, copies) {
         struct stat st, sst;
 
         set_mode(*fallback);
-        make_sparse(pathf("%s/images/disk.img", T), size);
+        make_sparse(pf("%s/images/disk.img", T), size);
         free(images_before);
-        images_before = snapshot_tree(pathf("%s/images", T));
-        src = open_path(pathf("%s/images/disk.img", T), O_PATH);
-        cr_assert_eq(safe_root_open(pathf("%s/state", T), SAFE_ROOT_CREATE, 0700, &state, &err), 0, "%s", err);
+        images_before = snapshot_tree(pf("%s/images", T));
+        src = open_path(pf("%s/images/disk.img", T), O_PATH);
+        cr_assert_eq(safe_root_open(pf("%s/state", T), SAFE_ROOT_CREATE, 0700, &state, &err), 0, "%s", err);
         cr_assert_eq(safe_mkdir_at(state, "vm1/drives", 0700, 0, 0, SAFE_MKDIR_PARENTS, NULL), 1);
 
         cr_assert_eq(safe_copy_file_at(src, state, "vm1/drives/root", 0600, VM_UID, VM_UID, 0, &m, &dst), 0);
@@ -976,7 +963,7 @@ BOTH_MODES(create, copies) {
         cr_expect_eq(st.st_mode & 07777, 0600);
         cr_expect_eq(st.st_nlink, 1);
         {
-                int rs = open_path(pathf("%s/images/disk.img", T), O_RDONLY);
+                int rs = open_path(pf("%s/images/disk.img", T), O_RDONLY);
                 assert_same_content(rs, dst, size);
                 close(rs);
         }
@@ -990,25 +977,25 @@ BOTH_MODES(create, copies) {
          * never reported as sparse (issue 12.8). */
         {
                 char block[4096];
-                int full = open(pathf("%s/full-src.img", T), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644), fsrc;
+                int full = open(pf("%s/full-src.img", T), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644), fsrc;
                 cr_assert_geq(full, 0);
                 memset(block, 'x', sizeof block);
                 for (int i = 0; i < 64; i++)
                         cr_assert_eq(write(full, block, sizeof block), (ssize_t) sizeof block);
                 close(full);
-                fsrc = open_path(pathf("%s/full-src.img", T), O_PATH);
+                fsrc = open_path(pf("%s/full-src.img", T), O_PATH);
                 cr_expect_eq(safe_copy_file_at(fsrc, state, "vm1/drives/full", 0600, VM_UID, VM_UID,
                                                SAFE_COPY_NO_REFLINK, &m, NULL), 0);
                 cr_expect_eq(m, SAFE_COPY_FULL, "a copy without holes reported as %s", safe_copy_method_to_string(m));
                 close(fsrc);
-                cr_assert_eq(unlink(pathf("%s/full-src.img", T)), 0);
+                cr_assert_eq(unlink(pf("%s/full-src.img", T)), 0);
         }
 
         /* Out of space: -ENOSPC, and nothing left behind under any name. */
-        mkdir_owned(pathf("%s/small", T), 0755, 0);
-        cr_assert_eq(mount("microvm-small", pathf("%s/small", T), "tmpfs", 0, "mode=0755,size=1m"), 0);
-        cr_assert_eq(safe_root_open(pathf("%s/small", T), 0, 0, &small, &err), 0, "%s", err);
-        big = open(pathf("%s/images/big.img", T), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        mkdir_owned(pf("%s/small", T), 0755, 0);
+        cr_assert_eq(mount("microvm-small", pf("%s/small", T), "tmpfs", 0, "mode=0755,size=1m"), 0);
+        cr_assert_eq(safe_root_open(pf("%s/small", T), 0, 0, &small, &err), 0, "%s", err);
+        big = open(pf("%s/images/big.img", T), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         cr_assert_geq(big, 0);
         for (unsigned i = 0; i < 4 * 256; i++) {
                 char buf[4096];
@@ -1016,11 +1003,11 @@ BOTH_MODES(create, copies) {
                 cr_assert_eq(write(big, buf, sizeof buf), (ssize_t) sizeof buf);
         }
         cr_expect_eq(safe_copy_file_at(big, small, "copy", 0600, VM_UID, VM_UID, 0, NULL, NULL), -ENOSPC);
-        listing = snapshot_tree(pathf("%s/small", T));
+        listing = snapshot_tree(pf("%s/small", T));
         cr_expect_eq(strchr(listing, '\n') - listing + 1, (long) strlen(listing), "left behind:\n%s", listing);
 
         close(big);
-        unlink(pathf("%s/images/big.img", T));
+        unlink(pf("%s/images/big.img", T));
         cr_expect_eq(safe_rm_rf_at(base_fd, JAIL, 0, NULL, NULL), 1);
         check_victims();
         close(src);
@@ -1048,10 +1035,10 @@ BOTH_MODES(create, files_dirs_modes) {
         cr_expect_eq(safe_mkdir_at(jd, "root/run", 0755, 0, 0, SAFE_MKDIR_EXIST_OK, NULL), -EPERM);
         cr_expect_eq(safe_mkdir_at(jd, "root/a/b/c", 0700, VM_UID, VM_UID, SAFE_MKDIR_PARENTS, NULL), 1);
         cr_expect_eq(safe_mkdir_at(jd, "root/a/b/c", 0700, VM_UID, VM_UID, SAFE_MKDIR_PARENTS | SAFE_MKDIR_EXIST_OK, NULL), 0);
-        cr_assert_eq(lstat(pathf("%s/a/b", root), &st), 0);
+        cr_assert_eq(lstat(pf("%s/a/b", root), &st), 0);
         cr_expect_eq(st.st_mode & 07777, 0700);
         /* a group-writable existing dir is more open than wanted */
-        cr_assert_eq(chmod(pathf("%s/a/b/c", root), 0770), 0);
+        cr_assert_eq(chmod(pf("%s/a/b/c", root), 0770), 0);
         cr_expect_eq(safe_mkdir_at(jd, "root/a/b/c", 0700, VM_UID, VM_UID, SAFE_MKDIR_EXIST_OK, NULL), -EPERM);
 
         /* files: exclusive, exact owner and mode, atomic replace */
@@ -1077,11 +1064,11 @@ BOTH_MODES(create, files_dirs_modes) {
         /* a file root does not own is no file of root's tree */
         cr_expect_eq(safe_read_root_file_at(jd, "root/new", 100, &data, &size), -EPERM);
         cr_expect_eq(safe_read_root_file_at(jd, "root", 100, &data, &size), -EISDIR);
-        cr_assert_eq(lstat(pathf("%s/vm-config.json", root), &st), 0);
+        cr_assert_eq(lstat(pf("%s/vm-config.json", root), &st), 0);
         cr_expect_eq(st.st_mode & 07777, 0600);
         cr_expect_eq(st.st_uid, 0);
         cr_expect_eq(safe_mkfifo_at(jd, "root/run/console.in", 0600, 0, 0), 0);
-        cr_assert_eq(lstat(pathf("%s/run/console.in", root), &st), 0);
+        cr_assert_eq(lstat(pf("%s/run/console.in", root), &st), 0);
         cr_expect(S_ISFIFO(st.st_mode));
 
         /* no temporary files left behind (named ones in fallback mode) */
@@ -1089,7 +1076,7 @@ BOTH_MODES(create, files_dirs_modes) {
         cr_expect_null(strstr(listing, SAFE_TEMP_PREFIX), "%s", listing);
 
         /* chown/chmod only where it is safe */
-        write_file(pathf("%s/admins", root), "x", 0644, ADMIN_UID);
+        write_file(pf("%s/admins", root), "x", 0644, ADMIN_UID);
         cr_assert_eq(safe_open_at(jd, "root/admins", O_PATH, S_IFREG, &afd), 0);
         cr_expect_eq(safe_fd_verify(afd, S_IFREG, ADMIN_UID), 0);
         cr_expect_eq(safe_fd_verify(afd, S_IFREG, VM_UID), -EPERM);
@@ -1097,7 +1084,7 @@ BOTH_MODES(create, files_dirs_modes) {
         cr_expect_eq(safe_fd_chown(afd, VM_UID, VM_UID), -EPERM);
         cr_expect_eq(safe_fd_chmod(afd, 04755), -EINVAL);
         cr_expect_eq(safe_fd_chmod(afd, 0600), 0); /* O_PATH fd: through /proc/self/fd */
-        cr_assert_eq(lstat(pathf("%s/admins", root), &st), 0);
+        cr_assert_eq(lstat(pf("%s/admins", root), &st), 0);
         cr_expect_eq(st.st_mode & 07777, 0600);
         close(afd);
         cr_assert_eq(safe_open_at(jd, "root/new", O_PATH, S_IFREG, &afd), 0);
@@ -1118,34 +1105,34 @@ BOTH_MODES(create, remove_temporaries) {
         int state = -1;
 
         set_mode(*fallback);
-        cr_assert_eq(safe_root_open(pathf("%s/state", T), SAFE_ROOT_CREATE, 0700, &state, &err), 0, "%s", err);
+        cr_assert_eq(safe_root_open(pf("%s/state", T), SAFE_ROOT_CREATE, 0700, &state, &err), 0, "%s", err);
         cr_assert_eq(safe_mkdir_at(state, "vm1/drives", 0700, 0, 0, SAFE_MKDIR_PARENTS, NULL), 1);
         /* What a SIGKILL between create and publish leaves, and neighbours
          * that must stay: the real names, and things merely named like a
          * temporary that are not files. */
-        write_file(pathf("%s/state/vm1/uid", T), "1000123\n", 0644, 0);
-        write_file(pathf("%s/state/vm1/.#uid.0123456789abcdef", T), "10", 0644, 0);
-        write_file(pathf("%s/state/vm1/drives/root.img", T), "disk", 0600, VM_UID);
-        write_file(pathf("%s/state/vm1/drives/.#root.img.fedcba9876543210", T), "di", 0600, VM_UID);
-        cr_assert_eq(symlink(pathf("%s/victim/secret", T), pathf("%s/state/vm1/drives/.#link", T)), 0);
-        cr_assert_eq(mkdir(pathf("%s/state/vm1/drives/.#dir", T), 0700), 0);
-        cr_assert_eq(mkfifo(pathf("%s/state/vm1/drives/.#fifo", T), 0600), 0);
+        write_file(pf("%s/state/vm1/uid", T), "1000123\n", 0644, 0);
+        write_file(pf("%s/state/vm1/.#uid.0123456789abcdef", T), "10", 0644, 0);
+        write_file(pf("%s/state/vm1/drives/root.img", T), "disk", 0600, VM_UID);
+        write_file(pf("%s/state/vm1/drives/.#root.img.fedcba9876543210", T), "di", 0600, VM_UID);
+        cr_assert_eq(symlink(pf("%s/victim/secret", T), pf("%s/state/vm1/drives/.#link", T)), 0);
+        cr_assert_eq(mkdir(pf("%s/state/vm1/drives/.#dir", T), 0700), 0);
+        cr_assert_eq(mkfifo(pf("%s/state/vm1/drives/.#fifo", T), 0600), 0);
 
         cr_expect_eq(safe_remove_temporaries_at(state, "vm1"), 1);
         cr_expect_eq(safe_remove_temporaries_at(state, "vm1/drives"), 1);
         cr_expect_eq(safe_remove_temporaries_at(state, "vm1/drives"), 0);
         cr_expect_eq(safe_remove_temporaries_at(state, "vm1/missing"), 0);
-        cr_expect_not(exists(pathf("%s/state/vm1/.#uid.0123456789abcdef", T)));
-        cr_expect_not(exists(pathf("%s/state/vm1/drives/.#root.img.fedcba9876543210", T)));
-        cr_expect(exists(pathf("%s/state/vm1/uid", T)));
-        cr_expect(exists(pathf("%s/state/vm1/drives/root.img", T)));
-        cr_expect(exists(pathf("%s/state/vm1/drives/.#link", T)));
-        cr_expect(exists(pathf("%s/state/vm1/drives/.#dir", T)));
-        cr_expect(exists(pathf("%s/state/vm1/drives/.#fifo", T)));
+        cr_expect_not(exists(pf("%s/state/vm1/.#uid.0123456789abcdef", T)));
+        cr_expect_not(exists(pf("%s/state/vm1/drives/.#root.img.fedcba9876543210", T)));
+        cr_expect(exists(pf("%s/state/vm1/uid", T)));
+        cr_expect(exists(pf("%s/state/vm1/drives/root.img", T)));
+        cr_expect(exists(pf("%s/state/vm1/drives/.#link", T)));
+        cr_expect(exists(pf("%s/state/vm1/drives/.#dir", T)));
+        cr_expect(exists(pf("%s/state/vm1/drives/.#fifo", T)));
         /* NULL: the root fd itself; a symlinked path is refused */
-        write_file(pathf("%s/state/.#x.0000000000000000", T), "", 0600, 0);
+        write_file(pf("%s/state/.#x.0000000000000000", T), "", 0600, 0);
         cr_expect_eq(safe_remove_temporaries_at(state, NULL), 1);
-        cr_assert_eq(symlink(pathf("%s/state/vm1/drives", T), pathf("%s/state/lnk", T)), 0);
+        cr_assert_eq(symlink(pf("%s/state/vm1/drives", T), pf("%s/state/lnk", T)), 0);
         cr_expect_eq(safe_remove_temporaries_at(state, "lnk"), -ELOOP);
         check_victims();
         close(state);

@@ -16,7 +16,6 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -43,12 +42,7 @@ static void setup(void) {
 }
 
 static const char *pathf_join(const char *a, const char *b) {
-        static char bufs[4][PATH_MAX];
-        static unsigned i;
-        char *p = bufs[i++ % 4];
-
-        snprintf(p, PATH_MAX, "%s/%s", a, b);
-        return p;
+        return pf("%s/%s", a, b);
 }
 
 static bool nss_knows(uid_t u) {

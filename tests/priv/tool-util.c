@@ -33,18 +33,6 @@
 ToolSandbox S;
 static char *victim_before, *images_before;
 
-const char *pf(const char *fmt, ...) {
-        static char bufs[16][PATH_MAX];
-        static unsigned i;
-        char *b = bufs[i++ % ELEMENTSOF(bufs)];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(b, PATH_MAX, fmt, ap);
-        va_end(ap);
-        return b;
-}
-
 bool exists(const char *p) {
         struct stat st;
         return lstat(p, &st) == 0;

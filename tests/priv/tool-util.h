@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "macro.h"
+#include "priv-util.h"
 
 #define VM_RANGE_MIN 3000000000U /* a uid range no NSS database knows (checked) */
 #define VM_RANGE_MAX 3000099999U
@@ -45,8 +46,6 @@ typedef struct ToolSandbox {
 
 extern ToolSandbox S;
 
-/* printf into one of a few rotating static buffers. */
-const char *pf(const char *fmt, ...) _printf_(1, 2);
 
 /* An address no system bus listens on: the tools' sd_bus_open_system()
  * fails, and they judge whether a VM's unit runs by its cgroup. */
