@@ -117,6 +117,8 @@ Test(mount_sandbox, read_only_but_the_writable_trees) {
         _cleanup_close_ int listener = listen_unix(p("ro/sock"));
         size_t mounts = mount_count();
         bool have_cgroup2 = cgroup2_find_mount(&cg_mount) >= 0;
+
+        cr_assert_geq(listener, 0); /* open until the child connected */
         pid_t pid = fork();
 
         cr_assert_geq(pid, 0);
