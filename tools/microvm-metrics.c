@@ -102,9 +102,11 @@ static int respond(int fd, int status, const char *reason, const char *type, con
  * namespaces, execs. What is written under a scrape is then these, and
  * nothing else, whatever the untrusted metrics files or the request make of
  * the parsers. Answering a connection it also hides the home and temporary
- * directories, as ProtectHome=yes and PrivateTmp=yes would. The unit keeps
- * ProtectSystem=strict; systemd's other mount options cost 20-30 ms per
- * scrape on a nested-virtualisation host, this well under one. */
+ * directories, as ProtectHome=yes and PrivateTmp=yes would. This is instead
+ * of systemd's ProtectSystem=, ProtectKernelTunables=, ... in the unit,
+ * whose mounts cost 15-30 ms per scrape on a nested-virtualisation host
+ * (this: well under one). Not as root (--print by a user): nothing of
+ * root's to protect, and no right to make mounts. */
 static int confine(const HostConfig *host) {
         const char *const writable[] = { host->run_dir, host->chroot_base, NULL };
         static const char *const hidden[] = { "/home", "/root", "/run/user", "/tmp", "/var/tmp", NULL };

@@ -499,7 +499,7 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
         if (safe_root_open(host->chroot_base, 0, 0, &chroot_fd, NULL) < 0 ||
             safe_root_open(host->run_dir, 0, 0, &run_fd, NULL) < 0)
                 run_fd = safe_close(run_fd); /* no jails to look at */
-        lap(&h, 3, &t);
+        lap(&h, 0, &t);
 
         /* Firecracker's half (FlushMetrics to every VMM, each metrics file
          * read as soon as its VMM has answered, then those of the VMMs that
