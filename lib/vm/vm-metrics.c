@@ -442,6 +442,9 @@ int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, si
                 r = manager_list_units_send(bus, UNIT_PREFIX "*.service", &list_call, ret_error);
                 if (r < 0)
                         return r;
+                /* Out now if the handshake is done (the connection was
+                 * opened before the request was read), not at the wait. */
+                (void) manager_kick(bus);
         }
         if (ids) {
                 for (size_t i = 0; i < n_ids; i++)
