@@ -165,3 +165,60 @@ Test(fc_metrics, wanted_keys) {
         cr_assert_not(fc_metric_wanted("mmds.rx_count"));
         cr_assert_not(fc_metric_wanted("utc_timestamp_ms"));
 }
+
+Test(fc_metrics, feed_keeps_exactly_the_wanted_keys_of_a_line) {
+        /* The feed skips what no figure is made of without reading it into
+         * keys; what it keeps is what a full parse has of the wanted keys. */
+        FcMetrics all = {};
+        FcMetricsSum s = {};
+        size_t wanted = 0;
+
+        cr_assert_eq(fc_metrics_line_parse(line1, sizeof line1 - 1, &all), 0);
+        cr_assert_eq(fc_metrics_sum_feed(&s, line1, sizeof line1 - 1), sizeof line1 - 1);
+        cr_assert_eq(s.lines, 1);
+        for (size_t i = 0; i < all.n; i++) {
+                uint64_t v;
+                if (!fc_metric_wanted(all.items[i].key)) {
+                        cr_assert_not(fc_metrics_get(&s.totals, all.items[i].key, &v), "kept %s", all.items[i].key);
+                        continue;
+                }
+                wanted++;
+                cr_assert_eq(get(&s.totals, all.items[i].key), all.items[i].value, "%s", all.items[i].key);
+        }
+        cr_assert_eq(s.totals.n, wanted);
+        cr_assert_eq(wanted, 10, "block_root 4, get_api_requests 1, net_eth0 3, vcpu 2: %zu", wanted);
+        fc_metrics_done(&all);
+        fc_metrics_sum_done(&s);
+}
+
+Test(fc_metrics, feed_skips_unwanted_sections_unread) {
+        /* More counters in sections no figure is made of than a line may
+         * have keys: the line is still summed (and still has to be JSON). */
+        char *line = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&line, &len);
+        cr_assert(f);
+        fputs("{\"mmds\":{", f);
+        for (unsigned i = 0; i < FC_METRICS_KEYS_MAX + 10; i++)
+                fprintf(f, "%s\"c%u\":%u", i ? "," : "", i, i);
+        fputs("},\"vcpu\":{\"exit_io_in\":7}}\n", f);
+        cr_assert_eq(fclose(f), 0);
+
+        FcMetricsSum s = {};
+        FcMetrics all = {};
+        cr_assert_lt(fc_metrics_line_parse(line, len - 1, &all), 0, "a full parse has too many keys");
+        fc_metrics_sum_feed(&s, line, len);
+        cr_assert_eq(s.lines, 1);
+        cr_assert_eq(s.bad_lines, 0);
+        cr_assert_eq(get(&s.totals, "vcpu.exit_io_in"), 7);
+        cr_assert_eq(s.totals.n, 1);
+        fc_metrics_sum_done(&s);
+
+        /* Broken JSON in a skipped section still makes the line bad. */
+        static const char bad[] = "{\"mmds\":{\"a\":1,},\"vcpu\":{\"exit_io_in\":7}}\n";
+        fc_metrics_sum_feed(&s, bad, sizeof bad - 1);
+        cr_assert_eq(s.lines, 0);
+        cr_assert_eq(s.bad_lines, 1);
+        fc_metrics_sum_done(&s);
+        free(line);
+}
