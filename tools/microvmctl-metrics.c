@@ -32,7 +32,7 @@ int verb_metrics(int argc, char **argv) {
                 .deadline = now_usec(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC,
                 .write_sums = geteuid() == 0,
         };
-        r = vm_metrics_collect(host, bus, argc > 0 ? argv : NULL, (size_t) argc, &opts, &h, &error);
+        r = vm_metrics_collect(host, bus, argc > 0 ? argv : NULL, (size_t) argc, &opts, NULL, &h, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to collect the VMs' figures: %s", error ?: strerror(-r));
         r = arg_json ? metrics_render_json(&h, stdout) : metrics_render_text(&h, stdout);

@@ -194,8 +194,9 @@ static bool wanted_section(const char *name, unsigned depth) {
         for (size_t i = 0; wanted_sections[i]; i++) {
                 size_t n = strlen(wanted_sections[i]);
                 /* "vcpu.": the section vcpu; "block_": any block_ID */
-                if (wanted_sections[i][n - 1] == '.' ? strncmp(name, wanted_sections[i], n - 1) == 0 && name[n - 1] == '\0'
-                                                     : startswith(name, wanted_sections[i]) != NULL)
+                bool whole = wanted_sections[i][n - 1] == '.';
+                if (whole ? strncmp(name, wanted_sections[i], n - 1) == 0 && name[n - 1] == '\0'
+                          : startswith(name, wanted_sections[i]) != NULL)
                         return true;
         }
         return false;

@@ -67,10 +67,15 @@ typedef struct MetricsOptions {
         bool write_sums;        /* store the running sums (root) */
 } MetricsOptions;
 
+/* Firecracker's half of a collection, begun before the rest (vm-metrics-fc.h). */
+typedef struct FcScrape FcScrape;
+
 /* ids NULL: every VM with a config or a loaded unit. bus may be NULL (then
- * no unit figures). Never fails for one VM: what cannot be read is left out. */
+ * no unit figures). fc: firecracker's half, begun with the same ids and
+ * opts (taken over); NULL: begun here. Never fails for one VM: what cannot
+ * be read is left out. */
 int vm_metrics_collect(const HostConfig *host, sd_bus *bus, char *const *ids, size_t n_ids,
-                       const MetricsOptions *opts, HostMetrics *ret, char **ret_error);
+                       const MetricsOptions *opts, FcScrape *fc, HostMetrics *ret, char **ret_error);
 
 /* Prometheus text exposition format 0.0.4 (pure). */
 int metrics_render_prometheus(const HostMetrics *h, FILE *f);

@@ -334,12 +334,33 @@ $out" || return
 
 # microvmctl metrics: text and --json for the same figures.
 sc_metrics_ctl() {
-        local out errs
+        local out errs cursor n
         vm_config metctl knobs="fcdouble.traffic=100000"
+        vm_config metctl2
         systemctl daemon-reload || fail "daemon-reload failed" || return
         start_vm metctl || return
+        start_vm metctl2 || return
         assert_vm_running metctl || return
+        assert_vm_running metctl2 || return
+        cursor=$(journalctl -q -n 0 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')
+        [ -n "$cursor" ] || fail "no journal cursor" || return
         out=$(microvmctl metrics metctl) || fail "microvmctl metrics failed" || return
+        # Only the VM asked for is asked to flush (firecracker logs each
+        # API request at Info). That metctl2 was not asked is read once a
+        # later request of its own (GET /, straight to its API socket) is in
+        # the journal: one stream, in order. (By firecracker's instance tag,
+        # not journalctl -u: systemd 252's --after-cursor with a match skips
+        # the first matching entry.)
+        requests() { # ID ERE N: N requests of VM ID matching ERE since the cursor
+                [ "$(journalctl -q -o cat --after-cursor "$cursor" | grep -F "[$1:fc_api] The API server received" |
+                        grep -cE "$2")" = "$3" ]
+        }
+        wait_until 10 "metctl's FlushMetrics in its journal" requests metctl FlushMetrics 1 || return
+        curl -sS -o /dev/null --unix-socket "$E2E_CHROOT_BASE/$E2E_EXEC_NAME/metctl2/root/run/firecracker.socket" \
+                http://localhost/ || fail "GET / of metctl2's API failed" || return
+        wait_until 10 "metctl2's GET / in its journal" requests metctl2 'Get request on "/"' 1 || return
+        requests metctl2 FlushMetrics 0 || fail "microvmctl metrics metctl asked metctl2 to flush too" || return
+        stop_vm metctl2 || return
         grep -q '^metctl: active, 0 restarts, 1 vCPUs, 128 MiB$' <<<"$out" || fail "microvmctl metrics:
 $out" || return
         grep -qE '^  drive root +[0-9]+ / [0-9]+ bytes' <<<"$out" || fail "no drive line:
@@ -361,6 +382,6 @@ assert "block_root.read_bytes" in v["firecracker"], v
 ' "$out" || fail "microvmctl --json metrics:
 $out" || return
         stop_vm metctl || return
-        rm -f "$E2E_VM_DIR"/metctl.conf
+        rm -f "$E2E_VM_DIR"/metctl.conf "$E2E_VM_DIR"/metctl2.conf
         systemctl daemon-reload
 }

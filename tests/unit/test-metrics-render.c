@@ -175,3 +175,25 @@ Test(metrics_render, promtool_check_metrics) {
         free(text);
         host_metrics_done(&h);
 }
+
+Test(metrics_render, label_escaping_and_numbers) {
+        /* Backslash, double quote and newline in a label value are escaped
+         * (0.0.4); numbers from 0 to UINT64_MAX are written whole. */
+        HostMetrics h = { .has_uids = true, .uids_total = UINT64_MAX, .uids_free = 0, .duration_usec = 7 };
+        h.pool = strdup("po\"ol\\x\ny");
+        h.pool_data_used = 10;
+        h.pool_data_size = 1000000;
+        char *out = render(&h, metrics_render_prometheus);
+
+        static const char *const want[] = {
+                "microvm_uids 18446744073709551615\n",
+                "microvm_uids_free 0\n",
+                "{pool=\"po\\\"ol\\\\x\\ny\"} 10\n",
+                "{pool=\"po\\\"ol\\\\x\\ny\"} 1000000\n",
+                "microvm_scrape_duration_seconds 0.000007\n",
+        };
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+                cr_assert_not_null(strstr(out, want[i]), "missing %s in:\n%s", want[i], out);
+        free(out);
+        host_metrics_done(&h);
+}
