@@ -120,7 +120,22 @@ static int confine(const HostConfig *host) {
                 if (r < 0)
                         return log_error_errno(r, "Failed to make the file system read-only: %s", error ?: strerror(-r));
         }
-        r = seccomp_install_denylist(seccomp_deny_sandboxed, SECCOMP_VIOLATION_TRAP);
+        /* Also what the unit would otherwise ask of systemd (its
+         * RestrictAddressFamilies=AF_UNIX, RestrictNamespaces=,
+         * LockPersonality=, MemoryDenyWriteExecute=, RestrictRealtime=,
+         * RestrictSUIDSGID=), in this one filter: systemd would compile a
+         * filter per option in every scrape's process, and its
+         * RestrictSUIDSGID= refuses openat2(), which safe-fs.h then makes
+         * up for with a walk of several calls per path component. */
+        static const SeccompRestrict restrictions = {
+                .unix_sockets_only = true,
+                .no_new_namespaces = true,
+                .lock_personality = true,
+                .no_write_execute = true,
+                .no_realtime = true,
+                .no_suid_sgid = true,
+        };
+        r = seccomp_install_denylist_restricted(seccomp_deny_sandboxed, &restrictions, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
                 return log_error_errno(r, "Failed to install the seccomp filter: %m");
         return 0;

@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "seccomp-util.h"
@@ -297,7 +305,100 @@ static bool needed_by_sanitizer(const char *name) {
         return false;
 }
 
+/* fchmodat2() (Linux 6.6), unknown to older libseccomp and headers: one
+ * number on every architecture. */
+#ifndef __NR_fchmodat2
+#define __NR_fchmodat2 452
+#endif
+
+#define MASKED(a, m) SCMP_CMP((a), SCMP_CMP_MASKED_EQ, (m), (m))
+
+static int errno_rule(scmp_filter_ctx ctx, int err, const char *name, unsigned n, const struct scmp_arg_cmp *cmp) {
+        int nr = seccomp_syscall_resolve_name(name);
+
+        /* Not on this architecture (open() on arm64, ...): nothing to deny. */
+        if (nr == __NR_SCMP_ERROR)
+                return 0;
+        return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(err), nr, n, cmp);
+}
+
+/* Whether CAP_FSETID is in the permitted set (it could be made effective). */
+static bool may_fsetid(void) {
+        struct __user_cap_header_struct head = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+
+        if (syscall(SYS_capget, &head, data) < 0)
+                return true;
+        return data[CAP_FSETID / 32].permitted & (1U << (CAP_FSETID % 32));
+}
+
+static int add_restrictions(scmp_filter_ctx ctx, const SeccompRestrict *rs) {
+        int r = 0;
+
+        if (rs->unix_sockets_only)
+                r = errno_rule(ctx, EAFNOSUPPORT, "socket", 1, &SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+        if (r >= 0 && rs->no_new_namespaces) {
+                static const uint64_t flags[] = { CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+                                                  CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */ };
+                for (size_t i = 0; r >= 0 && i < ELEMENTSOF(flags); i++)
+                        r = errno_rule(ctx, EPERM, "clone", 1, &MASKED(0, flags[i]));
+                if (r >= 0)
+                        r = errno_rule(ctx, ENOSYS, "clone3", 0, NULL);
+        }
+        if (r >= 0 && rs->lock_personality) {
+                int cur = personality(0xffffffff);
+                r = cur < 0 ? -errno : errno_rule(ctx, EPERM, "personality", 1, &SCMP_A0(SCMP_CMP_NE, (uint64_t) cur));
+        }
+        if (r >= 0 && rs->no_write_execute) {
+                r = errno_rule(ctx, EPERM, "mmap", 1, &MASKED(2, PROT_WRITE | PROT_EXEC));
+                if (r >= 0)
+                        r = errno_rule(ctx, EPERM, "mprotect", 1, &MASKED(2, PROT_EXEC));
+                if (r >= 0)
+                        r = errno_rule(ctx, EPERM, "pkey_mprotect", 1, &MASKED(2, PROT_EXEC));
+                if (r >= 0)
+                        r = errno_rule(ctx, EPERM, "shmat", 1, &MASKED(2, SHM_EXEC));
+        }
+        if (r >= 0 && rs->no_realtime) {
+                static const char *const sched[] = { "sched_setscheduler", "sched_setparam", "sched_setattr" };
+                for (size_t i = 0; r >= 0 && i < ELEMENTSOF(sched); i++)
+                        r = errno_rule(ctx, EPERM, sched[i], 0, NULL);
+        }
+        if (r >= 0 && rs->no_suid_sgid) {
+                static const struct {
+                        const char *name;
+                        int mode_arg, flags_arg; /* flags_arg -1: creates whatever the flags */
+                } calls[] = {
+                        { "chmod", 1, -1 },     { "fchmod", 1, -1 }, { "fchmodat", 2, -1 }, { "mkdir", 1, -1 },
+                        { "mkdirat", 2, -1 },   { "mknod", 1, -1 },  { "mknodat", 2, -1 },  { "creat", 1, -1 },
+                        { "open", 2, 1 },       { "openat", 3, 2 },
+                };
+                /* Each of S_ISUID and S_ISGID; for the opens, each of the
+                 * flags that create a file (O_TMPFILE's own bit). */
+                static const uint64_t creating[] = { O_CREAT, __O_TMPFILE };
+                for (size_t i = 0; r >= 0 && i < ELEMENTSOF(calls); i++)
+                        for (unsigned bit = 0; r >= 0 && bit < 2; bit++)
+                                for (size_t k = 0; r >= 0 && k < (calls[i].flags_arg >= 0 ? 2U : 1U); k++) {
+                                        struct scmp_arg_cmp cmp[2] = { MASKED((unsigned) calls[i].mode_arg,
+                                                                              bit ? S_ISGID : S_ISUID) };
+                                        unsigned n = 1;
+                                        if (calls[i].flags_arg >= 0)
+                                                cmp[n++] = MASKED((unsigned) calls[i].flags_arg, creating[k]);
+                                        r = errno_rule(ctx, EPERM, calls[i].name, n, cmp);
+                                }
+                if (r >= 0)
+                        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), __NR_fchmodat2, 0);
+                if (r >= 0 && may_fsetid())
+                        r = errno_rule(ctx, ENOSYS, "openat2", 0, NULL);
+        }
+        return r;
+}
+
 int seccomp_install_denylist(const char *const *names, SeccompViolation on_violation) {
+        return seccomp_install_denylist_restricted(names, NULL, on_violation);
+}
+
+int seccomp_install_denylist_restricted(const char *const *names, const SeccompRestrict *restrictions,
+                                        SeccompViolation on_violation) {
         _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
         uint32_t action = action_for(on_violation);
         int r;
@@ -314,6 +415,11 @@ int seccomp_install_denylist(const char *const *names, SeccompViolation on_viola
                 if (nr < 0)
                         continue;
                 r = seccomp_rule_add(ctx, action, nr, 0);
+                if (r < 0)
+                        return r;
+        }
+        if (restrictions) {
+                r = add_restrictions(ctx, restrictions);
                 if (r < 0)
                         return r;
         }

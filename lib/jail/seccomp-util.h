@@ -71,6 +71,37 @@ int seccomp_install_denylist(const char *const *names, SeccompViolation on_viola
 /* Whether this is such a build. */
 bool seccomp_sanitizer_build(void) _const_;
 
+/* What systemd's RestrictAddressFamilies=AF_UNIX, RestrictNamespaces=,
+ * LockPersonality=, MemoryDenyWriteExecute=, RestrictRealtime= and
+ * RestrictSUIDSGID= add to a service, as rules in the one filter of a
+ * denylist: systemd compiles one filter per option in every new service
+ * process, milliseconds of each socket-activated scrape (microvm-metrics).
+ * The calls fail with the errors systemd gives them; none traps. */
+typedef struct SeccompRestrict {
+        bool unix_sockets_only;         /* socket() of another family: EAFNOSUPPORT */
+        bool no_new_namespaces;         /* clone() with a CLONE_NEW* flag: EPERM; clone3(): ENOSYS (its
+                                         * flags cannot be seen; glibc then uses clone()) */
+        bool lock_personality;          /* personality() other than the current one: EPERM */
+        bool no_write_execute;          /* mmap() writable and executable, mprotect() and
+                                         * pkey_mprotect() to executable, shmat() SHM_EXEC: EPERM */
+        bool no_realtime;               /* sched_setscheduler(), sched_setparam(), sched_setattr(): EPERM */
+        bool no_suid_sgid;              /* S_ISUID or S_ISGID through chmod(), fchmod(), fchmodat(),
+                                         * open(), openat(), creat() with O_CREAT, mkdir(), mkdirat(),
+                                         * mknod(), mknodat(): EPERM; fchmodat2(): ENOSYS; openat2()
+                                         * (whose mode cannot be seen): ENOSYS only while the process may
+                                         * have CAP_FSETID (below) */
+} SeccompRestrict;
+
+/* A denylist (names, as seccomp_install_denylist()) plus restrictions.
+ * openat2() and no_suid_sgid: without CAP_FSETID in its permitted set, a
+ * process cannot give a file it creates content and keep S_ISUID/S_ISGID
+ * on it (the kernel clears both on its first write or truncate), and it
+ * cannot chmod() them on; then openat2() stays allowed (RESOLVE_BENEATH is
+ * what safe-fs.h builds on), where systemd's RestrictSUIDSGID= refuses it
+ * outright. */
+int seccomp_install_denylist_restricted(const char *const *names, const SeccompRestrict *restrictions,
+                                        SeccompViolation on_violation);
+
 /* Groups for denylists (NULL-terminated), and their union. */
 extern const char *const seccomp_deny_exec[];           /* execve, execveat */
 extern const char *const seccomp_deny_debug[];          /* ptrace, process_vm_*, perf, pidfd_getfd, ... */

@@ -106,7 +106,7 @@ static void flush_start(int chroot_fd, Flush *f, const char *jail_rel) {
 /* ---- the metrics file and its running sum ---- */
 
 static void vm_load_fc(const FcScrape *s, FcVm *v) {
-        _cleanup_free_ char *rel = NULL, *sum_rel = NULL, *text = NULL, *buf = NULL, *out = NULL;
+        _cleanup_free_ char *rel = NULL, *text = NULL, *buf = NULL, *out = NULL;
         _cleanup_close_ int fd = -EBADF, dir_fd = -EBADF;
         const MetricsOptions *opts = &s->opts;
         FcMetricsSum sum = {};
@@ -115,7 +115,7 @@ static void vm_load_fc(const FcScrape *s, FcVm *v) {
         ssize_t n;
         int r;
 
-        if (asprintf(&rel, "%s" JAIL_METRICS_FILE, v->jail_rel) < 0 || asprintf(&sum_rel, "%s/" FC_SUM_FILE, v->id) < 0)
+        if (asprintf(&rel, "%s" JAIL_METRICS_FILE, v->jail_rel) < 0)
                 return;
         /* In the jail, written by the VM's uid: a regular file, reached
          * without following any symlink, read (and, for the hole below,
@@ -137,7 +137,8 @@ static void vm_load_fc(const FcScrape *s, FcVm *v) {
                         return;
                 sleep_usec(2 * USEC_PER_MSEC);
         }
-        if (safe_read_root_file_at(s->run_fd, sum_rel, 16U << 20, &text, &size) < 0 ||
+        /* The sum: in that directory, through it. */
+        if (safe_read_root_file_at(dir_fd, FC_SUM_FILE, 16U << 20, &text, &size) < 0 ||
             fc_metrics_sum_parse(text, size, &sum) < 0)
                 sum = (FcMetricsSum) {};
         if (sum.dev != (uint64_t) st.st_dev || sum.ino != (uint64_t) st.st_ino || sum.offset > (uint64_t) st.st_size) {
@@ -153,7 +154,7 @@ static void vm_load_fc(const FcScrape *s, FcVm *v) {
         if (n > 0)
                 (void) fc_metrics_sum_feed(&sum, buf, (size_t) n);
         if (opts->write_sums && sum.offset != start && (out = fc_metrics_sum_serialize(&sum))) {
-                (void) safe_write_file_at(s->run_fd, sum_rel, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
+                (void) safe_write_file_at(dir_fd, FC_SUM_FILE, out, strlen(out), 0600, 0, 0, SAFE_WRITE_REPLACE);
                 /* What is summed is not needed again: give its blocks
                  * back (the file keeps its size, firecracker its offset;
                  * reads of the hole are zeros, which the feed skips). */

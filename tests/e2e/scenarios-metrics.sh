@@ -248,7 +248,7 @@ $(journalctl --no-pager -q -o cat -u microvm@melquiet.service | grep -E 'The API
 # can be written; /tmp is an empty read-only tmpfs. Released, the scrape
 # answers as any other.
 sc_metrics_sandbox() {
-        local hold=/run/e2e-hold d=/run/systemd/system/microvm-metrics@.service.d p pid err out
+        local hold=/run/e2e-hold d=/run/systemd/system/microvm-metrics@.service.d p pid err out st prm
         need_hooks "$(dirname "$(tool_path microvm-reclaim.service)")/microvm-metrics"
         vm_config msand
         systemctl daemon-reload || fail "daemon-reload failed" || return
@@ -263,6 +263,15 @@ sc_metrics_sandbox() {
         scrape >/run/e2e-scrape.out & p=$!
         timeout 60 cat $hold.reached >/dev/null || fail "microvm-metrics never reached its hold" || return
         pid=$(pgrep -x microvm-metrics) || fail "no microvm-metrics process at the hold" || return
+        # Its own seccomp filter (with what the unit's seccomp options would
+        # be: tests/unit/test-seccomp-util.c tries each), no new privileges,
+        # and no CAP_FSETID, on which the filter's openat2() rests.
+        st=$(cat /proc/"$pid"/status)
+        grep -qE '^Seccomp:[[:space:]]+2$' <<<"$st" || fail "the scrape has no seccomp filter:
+$st" || return
+        grep -qE '^NoNewPrivs:[[:space:]]+1$' <<<"$st" || fail "the scrape may gain privileges" || return
+        prm=$(sed -n 's/^CapPrm:[[:space:]]*//p' <<<"$st")
+        [ $(( 0x$prm & (1 << 4) )) = 0 ] || fail "the scrape may have CAP_FSETID (CapPrm $prm)" || return
         in_scrape() { nsenter -t "$pid" -m -- "$@" 2>&1; }
         for f in /etc/e2e-sandbox /proc/sys/kernel/domainname "$E2E_CG/cgroup.procs"; do
                 if err=$(in_scrape sh -c "echo 0 >>$f"); then

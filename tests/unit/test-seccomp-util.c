@@ -6,8 +6,16 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/stat.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -231,4 +239,198 @@ Test(seccomp, names) {
         cr_assert_null(seccomp_known_name(-1));
         for (const char *const *n = seccomp_deny_tools; *n; n++)
                 cr_assert(strlen(*n) > 0);
+}
+
+/* ---- the unit options as filter rules (SeccompRestrict) ---- */
+
+static const SeccompRestrict all_restrictions = {
+        .unix_sockets_only = true,
+        .no_new_namespaces = true,
+        .lock_personality = true,
+        .no_write_execute = true,
+        .no_realtime = true,
+        .no_suid_sgid = true,
+};
+
+static void *thread_ok(void *arg) {
+        return arg;
+}
+
+/* 0 if the call failed with err, else a distinct code */
+#define EXPECT_FAIL(call, err, code)                                                    \
+        do {                                                                            \
+                errno = 0;                                                              \
+                long _r = (long) (call);                                                \
+                if (_r != -1 || errno != (err))                                         \
+                        return (code);                                                  \
+        } while (0)
+
+static int restricted(void *arg) {
+        const char *dir = arg;
+        static const char *const none[] = { NULL };
+        char path[4096];
+        struct stat st;
+        int fd;
+
+        if (seccomp_install_denylist_restricted(none, &all_restrictions, SECCOMP_VIOLATION_TRAP) < 0)
+                return 10;
+        /* RestrictAddressFamilies=AF_UNIX */
+        EXPECT_FAIL(socket(AF_INET, SOCK_STREAM, 0), EAFNOSUPPORT, 11);
+        EXPECT_FAIL(socket(AF_NETLINK, SOCK_RAW, 0), EAFNOSUPPORT, 12);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return 13;
+        close(fd);
+        /* RestrictNamespaces=yes; threads and fork() still work */
+        EXPECT_FAIL(syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0), EPERM, 14);
+        EXPECT_FAIL(syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0), EPERM, 15);
+        EXPECT_FAIL(syscall(SYS_clone3, NULL, 0), ENOSYS, 16);
+        pthread_t t;
+        void *ret = NULL;
+        if (pthread_create(&t, NULL, thread_ok, (void *) 7) != 0 || pthread_join(t, &ret) != 0 || ret != (void *) 7)
+                return 17;
+        pid_t pid = fork();
+        if (pid == 0)
+                _exit(0);
+        int status;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+                return 18;
+        /* LockPersonality=yes: only the current one (as systemd's, not
+         * even the 0xffffffff query) */
+        EXPECT_FAIL(personality(PER_LINUX32), EPERM, 19);
+        if (personality(PER_LINUX) != PER_LINUX)
+                return 20;
+        /* MemoryDenyWriteExecute=yes */
+        void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED || errno != EPERM)
+                return 21;
+        m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+                return 22;
+        EXPECT_FAIL(mprotect(m, 4096, PROT_READ | PROT_EXEC), EPERM, 23);
+        if (mprotect(m, 4096, PROT_READ) < 0)
+                return 24;
+        /* RestrictRealtime=yes (all of it: SCHED_BATCH needs no privilege) */
+        struct sched_param sp = {};
+        EXPECT_FAIL(sched_setscheduler(0, SCHED_BATCH, &sp), EPERM, 25);
+        /* RestrictSUIDSGID=yes */
+        snprintf(path, sizeof path, "%s/plain", dir);
+        fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0755);
+        if (fd < 0)
+                return 26;
+        close(fd);
+        EXPECT_FAIL(chmod(path, 04755), EPERM, 27);
+        EXPECT_FAIL(chmod(path, 02755), EPERM, 28);
+        EXPECT_FAIL(fchmodat(AT_FDCWD, path, 04755, 0), EPERM, 29);
+        if (chmod(path, 0700) < 0)
+                return 30;
+        EXPECT_FAIL(syscall(452 /* fchmodat2 */, AT_FDCWD, path, 04755, 0), ENOSYS, 31);
+        snprintf(path, sizeof path, "%s/suid", dir);
+        EXPECT_FAIL(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 04755), EPERM, 32);
+        EXPECT_FAIL(openat(AT_FDCWD, path, O_CREAT | O_WRONLY | O_CLOEXEC, 02755), EPERM, 33);
+        EXPECT_FAIL(openat(AT_FDCWD, dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 04755), EPERM, 34);
+        EXPECT_FAIL(creat(path, 04755), EPERM, 35);
+        snprintf(path, sizeof path, "%s/sgid-dir", dir);
+        EXPECT_FAIL(mkdir(path, 02755), EPERM, 36);
+        if (mkdir(path, 0755) < 0 || stat(path, &st) < 0)
+                return 37;
+        return 0;
+}
+
+static char *make_temp_dir(void) {
+        char *dir = strdup("/tmp/test-seccomp-XXXXXX");
+        cr_assert(dir && mkdtemp(dir));
+        return dir;
+}
+
+static void remove_temp_dir(char *dir) {
+        /* what the cases may have made */
+        static const char *const names[] = { "plain", "suid", "a", "b", "sgid-dir" };
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        cr_assert_geq(dfd, 0);
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (unlinkat(dfd, names[i], 0) < 0 && errno == EISDIR)
+                        (void) unlinkat(dfd, names[i], AT_REMOVEDIR);
+        close(dfd);
+        cr_assert_eq(rmdir(dir), 0, "%s: %m", dir);
+        free(dir);
+}
+
+Test(seccomp, restrictions) {
+        char *dir = make_temp_dir();
+        Outcome o = run(restricted, dir);
+        cr_assert(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0, "status 0x%x (exit %d), log: %s", o.status,
+                  WIFEXITED(o.status) ? WEXITSTATUS(o.status) : -1, o.log);
+        remove_temp_dir(dir);
+}
+
+/* openat2() (mode invisible to seccomp): refused while CAP_FSETID may be
+ * had; allowed without it, where the kernel clears S_ISUID of a new file at
+ * its first write, so no set-user-ID program can be made through it. */
+static long openat2_create(const char *path, mode_t mode) {
+        struct open_how how = { .flags = O_CREAT | O_RDWR | O_CLOEXEC, .mode = mode };
+        return syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+}
+
+static int drop_fsetid(void) {
+        struct __user_cap_header_struct head = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+
+        if (syscall(SYS_capget, &head, data) < 0)
+                return -1;
+        for (size_t i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+                uint32_t drop = i == CAP_FSETID / 32 ? 1U << (CAP_FSETID % 32) : 0;
+                data[i].effective &= ~drop;
+                data[i].permitted &= ~drop;
+                data[i].inheritable &= ~drop;
+        }
+        return (int) syscall(SYS_capset, &head, data);
+}
+
+static int openat2_with_fsetid(void *arg) {
+        const char *dir = arg;
+        static const char *const none[] = { NULL };
+        char path[4096];
+
+        if (geteuid() != 0)
+                return 77;
+        if (seccomp_install_denylist_restricted(none, &all_restrictions, SECCOMP_VIOLATION_TRAP) < 0)
+                return 10;
+        snprintf(path, sizeof path, "%s/a", dir);
+        EXPECT_FAIL(openat2_create(path, 0644), ENOSYS, 11);
+        return 0;
+}
+
+static int openat2_without_fsetid(void *arg) {
+        const char *dir = arg;
+        static const char *const none[] = { NULL };
+        char path[4096];
+        struct stat st;
+
+        if (drop_fsetid() < 0)
+                return 9;
+        if (seccomp_install_denylist_restricted(none, &all_restrictions, SECCOMP_VIOLATION_TRAP) < 0)
+                return 10;
+        snprintf(path, sizeof path, "%s/b", dir);
+        long fd = openat2_create(path, 04755);
+        if (fd < 0)
+                return 11;
+        if (write((int) fd, "#!", 2) != 2 || fstat((int) fd, &st) < 0)
+                return 12;
+        close((int) fd);
+        /* what the filter relies on */
+        return st.st_mode & (S_ISUID | S_ISGID) ? 13 : 0;
+}
+
+Test(seccomp, restrictions_openat2) {
+        char *dir = make_temp_dir();
+        Outcome o = run(openat2_with_fsetid, dir);
+        cr_assert(WIFEXITED(o.status), "status 0x%x, log: %s", o.status, o.log);
+        if (WEXITSTATUS(o.status) != 77)
+                cr_assert_eq(WEXITSTATUS(o.status), 0, "with CAP_FSETID: exit %d, log: %s", WEXITSTATUS(o.status), o.log);
+        o = run(openat2_without_fsetid, dir);
+        cr_assert(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0, "without CAP_FSETID: status 0x%x (exit %d), log: %s",
+                  o.status, WIFEXITED(o.status) ? WEXITSTATUS(o.status) : -1, o.log);
+        remove_temp_dir(dir);
 }
