@@ -127,15 +127,7 @@ static int confine(const HostConfig *host) {
          * filter per option in every scrape's process, and its
          * RestrictSUIDSGID= refuses openat2(), which safe-fs.h then makes
          * up for with a walk of several calls per path component. */
-        static const SeccompRestrict restrictions = {
-                .unix_sockets_only = true,
-                .no_new_namespaces = true,
-                .lock_personality = true,
-                .no_write_execute = true,
-                .no_realtime = true,
-                .no_suid_sgid = true,
-        };
-        r = seccomp_install_denylist_restricted(seccomp_deny_sandboxed, &restrictions, SECCOMP_VIOLATION_TRAP);
+        r = seccomp_install_denylist_restricted(seccomp_deny_sandboxed, &seccomp_restrict_all, SECCOMP_VIOLATION_TRAP);
         if (r < 0 && r != -EOPNOTSUPP)
                 return log_error_errno(r, "Failed to install the seccomp filter: %m");
         return 0;

@@ -393,6 +393,15 @@ static int add_restrictions(scmp_filter_ctx ctx, const SeccompRestrict *rs) {
         return r;
 }
 
+const SeccompRestrict seccomp_restrict_all = {
+        .unix_sockets_only = true,
+        .no_new_namespaces = true,
+        .lock_personality = true,
+        .no_write_execute = true,
+        .no_realtime = true,
+        .no_suid_sgid = true,
+};
+
 int seccomp_install_denylist(const char *const *names, SeccompViolation on_violation) {
         return seccomp_install_denylist_restricted(names, NULL, on_violation);
 }

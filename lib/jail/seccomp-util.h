@@ -92,6 +92,9 @@ typedef struct SeccompRestrict {
                                          * have CAP_FSETID (below) */
 } SeccompRestrict;
 
+/* Every restriction above. */
+extern const SeccompRestrict seccomp_restrict_all;
+
 /* A denylist (names, as seccomp_install_denylist()) plus restrictions.
  * openat2() and no_suid_sgid: without CAP_FSETID in its permitted set, a
  * process cannot give a file it creates content and keep S_ISUID/S_ISGID

@@ -16,6 +16,11 @@ static char *render(const HostMetrics *h, int (*fn)(const HostMetrics *, FILE *)
         return out;
 }
 
+static void assert_has_all(const char *out, const char *const *want, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                cr_assert_not_null(strstr(out, want[i]), "missing %s in:\n%s", want[i], out);
+}
+
 static void sample_vm(VmMetrics *v, const char *id) {
         static const char line[] =
                 "{\"block_root\":{\"read_bytes\":4096,\"write_bytes\":512,\"read_count\":1,\"write_count\":2},"
@@ -76,8 +81,7 @@ Test(metrics_render, prometheus) {
                 "microvm_firecracker_flush_ok{id=\"web1\"} 1\n",
                 "microvm_scrape_duration_seconds 0.001234\n",
         };
-        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-                cr_assert_not_null(strstr(out, want[i]), "missing %s in:\n%s", want[i], out);
+        assert_has_all(out, want, sizeof want / sizeof want[0]);
         /* Labels only from the config (a drive name forged into the file
          * by the VM's uid never becomes a series), request names checked. */
         cr_assert_null(strstr(out, "evil"), "%s", out);
@@ -192,8 +196,7 @@ Test(metrics_render, label_escaping_and_numbers) {
                 "{pool=\"po\\\"ol\\\\x\\ny\"} 1000000\n",
                 "microvm_scrape_duration_seconds 0.000007\n",
         };
-        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-                cr_assert_not_null(strstr(out, want[i]), "missing %s in:\n%s", want[i], out);
+        assert_has_all(out, want, sizeof want / sizeof want[0]);
         free(out);
         host_metrics_done(&h);
 }

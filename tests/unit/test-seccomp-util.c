@@ -243,15 +243,6 @@ Test(seccomp, names) {
 
 /* ---- the unit options as filter rules (SeccompRestrict) ---- */
 
-static const SeccompRestrict all_restrictions = {
-        .unix_sockets_only = true,
-        .no_new_namespaces = true,
-        .lock_personality = true,
-        .no_write_execute = true,
-        .no_realtime = true,
-        .no_suid_sgid = true,
-};
-
 static void *thread_ok(void *arg) {
         return arg;
 }
@@ -272,7 +263,7 @@ static int restricted(void *arg) {
         struct stat st;
         int fd;
 
-        if (seccomp_install_denylist_restricted(none, &all_restrictions, SECCOMP_VIOLATION_TRAP) < 0)
+        if (seccomp_install_denylist_restricted(none, &seccomp_restrict_all, SECCOMP_VIOLATION_TRAP) < 0)
                 return 10;
         /* RestrictAddressFamilies=AF_UNIX */
         EXPECT_FAIL(socket(AF_INET, SOCK_STREAM, 0), EAFNOSUPPORT, 11);
@@ -395,7 +386,7 @@ static int openat2_with_fsetid(void *arg) {
 
         if (geteuid() != 0)
                 return 77;
-        if (seccomp_install_denylist_restricted(none, &all_restrictions, SECCOMP_VIOLATION_TRAP) < 0)
+        if (seccomp_install_denylist_restricted(none, &seccomp_restrict_all, SECCOMP_VIOLATION_TRAP) < 0)
                 return 10;
         snprintf(path, sizeof path, "%s/a", dir);
         EXPECT_FAIL(openat2_create(path, 0644), ENOSYS, 11);
@@ -410,7 +401,7 @@ static int openat2_without_fsetid(void *arg) {
 
         if (drop_fsetid() < 0)
                 return 9;
-        if (seccomp_install_denylist_restricted(none, &all_restrictions, SECCOMP_VIOLATION_TRAP) < 0)
+        if (seccomp_install_denylist_restricted(none, &seccomp_restrict_all, SECCOMP_VIOLATION_TRAP) < 0)
                 return 10;
         snprintf(path, sizeof path, "%s/b", dir);
         long fd = openat2_create(path, 04755);
