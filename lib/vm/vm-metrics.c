@@ -2,15 +2,10 @@
 /* The impure half of vm-metrics.h: gathering the figures. Everything that can
  * wait (the bus, firecracker's API) is bounded by the scrape's deadline; a VM
  * whose figures cannot be read is reported with what could be. */
-#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,18 +13,15 @@
 #include "cgroup.h"
 #include "config-files.h"
 #include "dm.h"
-#include "fc-api.h"
 #include "manager.h"
 #include "manager-props.h"
 #include "names.h"
 #include "parse-util.h"
-#include "plan.h"
 #include "safe-fs.h"
 #include "storage-util.h"
 #include "util.h"
 #include "vm-metrics.h"
 #include "vm-metrics-fc.h"
-#include "vm-teardown.h"
 
 static int cmp_vm(const void *a, const void *b) {
         return strcmp(((const VmMetrics *) a)->id, ((const VmMetrics *) b)->id);
