@@ -314,10 +314,10 @@ static bool needed_by_sanitizer(const char *name) {
 #define MASKED(a, m) SCMP_CMP((a), SCMP_CMP_MASKED_EQ, (m), (m))
 
 static int errno_rule(scmp_filter_ctx ctx, int err, const char *name, unsigned n, const struct scmp_arg_cmp *cmp) {
-        int nr = seccomp_syscall_resolve_name(name);
+        int nr = resolve(name);
 
         /* Not on this architecture (open() on arm64, ...): nothing to deny. */
-        if (nr == __NR_SCMP_ERROR)
+        if (nr < 0)
                 return 0;
         return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(err), nr, n, cmp);
 }
